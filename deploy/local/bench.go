@@ -1,0 +1,126 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"herald/deploy/stack"
+)
+
+// bench runs the whole pipeline on one large job against a counting SMTP
+// sink and reports what it cost.
+func bench(ctx context.Context, args []string, stdout, stderr io.Writer, log *slog.Logger) error {
+	fs := newFlags("bench", stderr)
+	n := fs.Int("recipients", 1_000_000, "customers of the benchmark retailer")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	st, err := stack.Start(ctx, stack.Options{Log: log})
+	if err != nil {
+		return err
+	}
+	defer st.Stop()
+	client := &stack.Client{BaseURL: st.IngestURL, Tenant: "bench"}
+	tenant := stack.DemoTenant{ID: "bench", Customers: *n, Items: 2000, Seed: 1}
+	fmt.Fprintf(stdout, "loading %d customers…\n", *n)
+	loadStart := time.Now()
+	if err := tenant.Load(ctx, client); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "loaded in %s\n", time.Since(loadStart).Round(time.Second))
+	before := map[string]usage{}
+	for _, s := range stack.Services {
+		before[s] = readUsage(st.Proc(s).Pid())
+	}
+	job, err := client.SubmitJob(ctx, "bench", demoJob())
+	if err != nil {
+		return err
+	}
+	bar := newProgress(stderr)
+	job, err = client.WaitJob(ctx, job.ID, time.Second, bar.show)
+	bar.finish()
+	if err != nil {
+		return err
+	}
+	after := map[string]usage{}
+	for _, s := range stack.Services {
+		after[s] = readUsage(st.Proc(s).Pid())
+	}
+	p50, p99, err := latency(ctx, st.DatabaseURL, job.ID)
+	if err != nil {
+		return err
+	}
+	wall := job.LastDoneAt.Sub(job.SubmittedAt)
+	fmt.Fprintf(stdout, "\n%d recipients: %d sent, %d suppressed, %d failed, %d ambiguous\n", job.Planned,
+		job.Counts.Sent, job.Counts.Suppressed, job.Counts.Failed, job.Counts.Ambiguous)
+	fmt.Fprintf(stdout, "submit → last delivery: %s; throughput %.0f messages/s (from first delivery %.0f/s)\n",
+		wall.Round(time.Millisecond), float64(job.Done())/wall.Seconds(), job.PerSecond)
+	fmt.Fprintf(stdout, "submit → delivered latency: p50 %s, p99 %s\n", p50.Round(time.Millisecond), p99.Round(time.Millisecond))
+	fmt.Fprintf(stdout, "%-10s %12s %14s %12s\n", "service", "cpu seconds", "µs/message", "peak RSS MB")
+	var total float64
+	for _, s := range stack.Services {
+		cpu := after[s].cpu - before[s].cpu
+		total += cpu
+		fmt.Fprintf(stdout, "%-10s %12.1f %14.1f %12.0f\n", s, cpu, cpu*1e6/float64(max(job.Done(), 1)), float64(after[s].peakRSS)/(1<<20))
+	}
+	fmt.Fprintf(stdout, "%-10s %12.1f %14.1f\n", "all four", total, total*1e6/float64(max(job.Done(), 1)))
+	return nil
+}
+
+type usage struct {
+	cpu     float64 // user+system seconds
+	peakRSS int64   // bytes
+}
+
+// readUsage reads a process's CPU time and peak resident set from /proc.
+func readUsage(pid int) usage {
+	var u usage
+	if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid)); err == nil {
+		// Fields after the command name, which is in parentheses.
+		s := string(b)
+		if i := strings.LastIndexByte(s, ')'); i > 0 {
+			f := strings.Fields(s[i+1:])
+			if len(f) > 13 {
+				ut, _ := strconv.ParseFloat(f[11], 64)
+				st, _ := strconv.ParseFloat(f[12], 64)
+				u.cpu = (ut + st) / 100 // USER_HZ is 100 on Linux
+			}
+		}
+	}
+	if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid)); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+				kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
+				u.peakRSS = kb << 10
+			}
+		}
+	}
+	return u
+}
+
+// latency reads the submit-to-delivered percentiles of a job's sent
+// messages from the ledger.
+func latency(ctx context.Context, url, job string) (p50, p99 time.Duration, err error) {
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer conn.Close(ctx)
+	var a, b float64
+	err = conn.QueryRow(ctx, `
+		SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM done_at - job_submitted_at)),
+		       percentile_cont(0.99) WITHIN GROUP (ORDER BY extract(epoch FROM done_at - job_submitted_at))
+		FROM deliveries WHERE job_id = $1 AND state = 'sent'`, job).Scan(&a, &b)
+	if err != nil {
+		return 0, 0, fmt.Errorf("read latency: %w", err)
+	}
+	return time.Duration(a * float64(time.Second)), time.Duration(b * float64(time.Second)), nil
+}

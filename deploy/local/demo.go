@@ -1,0 +1,162 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"herald/deploy/stack"
+)
+
+// demoJob is the Black Friday job the demo and the benchmark submit.
+func demoJob() map[string]any {
+	return map[string]any{
+		"channel":  "email",
+		"template": map[string]any{"id": "black-friday"},
+		"audience": map[string]any{"all_subscribed": true},
+		"products": 6,
+		"campaign": "bf-2026",
+	}
+}
+
+func demo(ctx context.Context, args []string, stdout, stderr io.Writer, log *slog.Logger) error {
+	fs := newFlags("demo", stderr)
+	n := fs.Int("recipients", 100_000, "customers of the demo retailer")
+	wait := fs.Bool("wait", true, "keep Herald running after the job until Ctrl-C")
+	fake := fs.Bool("fake-pubsub", false, "use Google's in-process Pub/Sub fake even where the emulator is installed")
+	maildir := fs.String("maildir", ".herald/demo-mail", "where delivered emails are kept as .eml files (emptied first)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	dir, err := filepath.Abs(*maildir)
+	if err != nil {
+		return err
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		return fmt.Errorf("empty maildir: %w", err)
+	}
+	fmt.Fprintln(stdout, "Starting PostgreSQL, Pub/Sub, a mail catcher and ingest, recommend, render, dispatch…")
+	start := time.Now()
+	st, err := stack.Start(ctx, stack.Options{Maildir: dir, FakePubsub: *fake, Log: log})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		fmt.Fprintln(stdout, "Stopping every process the demo started…")
+		if err := st.Stop(); err != nil {
+			fmt.Fprintln(stderr, "stop:", err)
+		}
+	}()
+	fmt.Fprintf(stdout, "  up in %s (Pub/Sub: %s at %s; logs in %s)\n", time.Since(start).Round(100*time.Millisecond),
+		st.PubsubKind, st.PubsubHost, filepath.Join(st.Dir, "logs"))
+
+	client := &stack.Client{BaseURL: st.IngestURL, Tenant: "acme"}
+	tenant := stack.DemoTenant{ID: "acme", Customers: *n, Items: 500, Seed: 2026}
+	fmt.Fprintf(stdout, "Loading the demo retailer: 500 products, %d customers with recommendations…\n", *n)
+	start = time.Now()
+	if err := tenant.Load(ctx, client); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "  loaded in %s\n", time.Since(start).Round(100*time.Millisecond))
+
+	job, err := client.SubmitJob(ctx, fmt.Sprintf("demo-%d", time.Now().UnixNano()), demoJob())
+	if err != nil {
+		return fmt.Errorf("submit job: %w", err)
+	}
+	fmt.Fprintf(stdout, "Submitted job %s (deadline %s)\n", job.ID, job.Deadline.Local().Format(time.Kitchen))
+	bar := newProgress(stderr)
+	job, err = client.WaitJob(ctx, job.ID, 200*time.Millisecond, bar.show)
+	bar.finish()
+	if err != nil {
+		return err
+	}
+	report(stdout, job)
+	msgs := st.Mail.Messages()
+	fmt.Fprintf(stdout, "\nThe mail catcher holds %d messages in %s, for example:\n", len(msgs), dir)
+	for _, m := range msgs[:min(3, len(msgs))] {
+		fmt.Fprintf(stdout, "  %s\n    to %s: %q\n", m.Path, strings.Join(m.To, ", "), m.Subject)
+	}
+	if !*wait {
+		return nil
+	}
+	fmt.Fprintf(stdout, "\nHerald keeps running. Try:\n  curl -H 'X-Tenant-ID: acme' %s/v1/jobs/%s\nPress Ctrl-C to stop everything.\n",
+		st.IngestURL, job.ID)
+	<-ctx.Done()
+	return nil
+}
+
+func report(w io.Writer, j stack.Job) {
+	fmt.Fprintf(w, "\nJob %s is %s:\n", j.ID, j.State)
+	fmt.Fprintf(w, "  delivered   %9d\n", j.Counts.Sent)
+	fmt.Fprintf(w, "  suppressed  %9d\n", j.Counts.Suppressed)
+	fmt.Fprintf(w, "  failed      %9d\n", j.Counts.Failed)
+	if j.Counts.Expired+j.Counts.Ambiguous > 0 {
+		fmt.Fprintf(w, "  expired     %9d\n  ambiguous   %9d\n", j.Counts.Expired, j.Counts.Ambiguous)
+	}
+	if j.FirstSentAt != nil && j.LastDoneAt != nil {
+		total := j.LastDoneAt.Sub(j.SubmittedAt)
+		fmt.Fprintf(w, "  throughput  %9.0f messages/s\n", j.PerSecond)
+		fmt.Fprintf(w, "  submit → first delivery  %s\n", j.FirstSentAt.Sub(j.SubmittedAt).Round(time.Millisecond))
+		fmt.Fprintf(w, "  submit → last delivery   %s (deadline was %s after submit: %s)\n", total.Round(time.Millisecond),
+			j.Deadline.Sub(j.SubmittedAt).Round(time.Minute), slaWord(j))
+	}
+}
+
+func slaWord(j stack.Job) string {
+	if j.LastDoneAt != nil && j.LastDoneAt.Before(j.Deadline) {
+		return "met"
+	}
+	return "missed"
+}
+
+// progress draws a one-line bar on a terminal, or a line every few seconds
+// elsewhere.
+type progress struct {
+	w     io.Writer
+	tty   bool
+	last  time.Time
+	drawn bool
+}
+
+func newProgress(w io.Writer) *progress {
+	p := &progress{w: w}
+	if f, ok := w.(*os.File); ok {
+		if fi, err := f.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
+			p.tty = true
+		}
+	}
+	return p
+}
+
+func (p *progress) show(j stack.Job) {
+	if !p.tty && time.Since(p.last) < 5*time.Second {
+		return
+	}
+	p.last = time.Now()
+	total := max(j.Planned, 1)
+	frac := float64(j.Done()) / float64(total)
+	const width = 40
+	filled := int(frac * width)
+	line := fmt.Sprintf("[%s%s] %5.1f%%  %d/%d  %.0f/s  %s", strings.Repeat("█", filled), strings.Repeat("·", width-filled),
+		100*frac, j.Done(), j.Planned, j.PerSecond, j.State)
+	if !j.PlanningDone {
+		line += " (still planning)"
+	}
+	if p.tty {
+		fmt.Fprintf(p.w, "\r%s\033[K", line)
+		p.drawn = true
+	} else {
+		fmt.Fprintln(p.w, line)
+	}
+}
+
+func (p *progress) finish() {
+	if p.drawn {
+		fmt.Fprintln(p.w)
+	}
+}

@@ -1,0 +1,47 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+
+	"herald/shared/devpg"
+	"herald/shared/devpubsub"
+	"herald/shared/testenv"
+)
+
+// env starts PostgreSQL and the Pub/Sub emulator, runs a command that
+// uses them, and stops them again.
+func env(ctx context.Context, args []string, stderr io.Writer, log *slog.Logger) error {
+	if len(args) > 0 && args[0] == "--" {
+		args = args[1:]
+	}
+	if len(args) == 0 {
+		return errors.New("usage: local env -- COMMAND [ARGS...]")
+	}
+	pg, err := devpg.Start(ctx, devpg.Options{Log: log})
+	if err != nil {
+		return err
+	}
+	defer pg.Stop()
+	ps, err := devpubsub.Start(ctx, devpubsub.Options{Log: log, RequireEmulator: os.Getenv("CI") == "true"})
+	if err != nil {
+		return err
+	}
+	defer ps.Stop()
+	fmt.Fprintf(stderr, "PostgreSQL at %s, Pub/Sub %s at %s\n", pg.URL("postgres"), ps.Kind(), ps.Host())
+	cmd := exec.CommandContext(ctx, args[0], args[1:]...)
+	cmd.Stdout, cmd.Stderr, cmd.Stdin = os.Stdout, os.Stderr, os.Stdin
+	cmd.Env = append(os.Environ(),
+		testenv.EnvDatabaseURL+"="+pg.URL("postgres"),
+		testenv.EnvPubsubHost+"="+ps.Host(),
+	)
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("%s: %w", args[0], err)
+	}
+	return nil
+}

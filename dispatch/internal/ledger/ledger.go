@@ -1,0 +1,188 @@
+// Package ledger is dispatch's view of the delivery ledger: exactly one row
+// per (tenant, job, channel, customer), claimed before the provider is
+// called and recorded after it answers. A batch is worked under a
+// PostgreSQL advisory lock held on its own connection, so two copies of the
+// same Pub/Sub message never work at once, and the lock vanishes with the
+// connection if the process dies — its successor can tell "an earlier
+// attempt of this very batch was interrupted" from "another batch owns it".
+package ledger
+
+import (
+	"context"
+	_ "embed"
+	"encoding/binary"
+	"fmt"
+	"hash/fnv"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+var (
+	//go:embed sql/claim.sql
+	claimSQL string
+	//go:embed sql/retry.sql
+	retrySQL string
+	//go:embed sql/record.sql
+	recordSQL string
+)
+
+// States of a ledger row.
+const (
+	Sending    = "sending"
+	Deferred   = "deferred"
+	Sent       = "sent"
+	Failed     = "failed"
+	Suppressed = "suppressed"
+	Expired    = "expired"
+	Ambiguous  = "ambiguous"
+)
+
+// Final reports whether a row in state s is done.
+func Final(s string) bool { return s != Sending && s != Deferred }
+
+// progressShards spreads a job's counter updates over this many rows.
+const progressShards = 8
+
+// Batch identifies the batch being worked.
+type Batch struct {
+	Tenant      string
+	Job         uuid.UUID
+	Channel     string
+	SubmittedAt time.Time
+	Deadline    time.Time
+	Seq         int64
+}
+
+// Ledger is the ledger on a pool.
+type Ledger struct{ db *pgxpool.Pool }
+
+// New returns the ledger on db.
+func New(db *pgxpool.Pool) *Ledger { return &Ledger{db: db} }
+
+// Held is a batch whose lock this process holds.
+type Held struct {
+	conn  *pgxpool.Conn
+	key   int64
+	b     Batch
+	shard int16
+}
+
+// Lock waits for b's lock and returns it held. The caller must Release it.
+func (l *Ledger) Lock(ctx context.Context, b Batch) (*Held, error) {
+	conn, err := l.db.Acquire(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("acquire connection: %w", err)
+	}
+	h := &Held{conn: conn, key: lockKey(b), b: b, shard: int16(b.Seq % progressShards)}
+	if _, err := conn.Exec(ctx, "SELECT pg_advisory_lock($1)", h.key); err != nil {
+		// The lock may or may not have been taken; only closing the
+		// connection is sure to drop it.
+		_ = conn.Hijack().Close(context.WithoutCancel(ctx))
+		return nil, fmt.Errorf("lock batch: %w", err)
+	}
+	return h, nil
+}
+
+func lockKey(b Batch) int64 {
+	h := fnv.New64a()
+	h.Write([]byte("herald-batch\x00"))
+	h.Write(b.Job[:])
+	var seq [8]byte
+	binary.BigEndian.PutUint64(seq[:], uint64(b.Seq))
+	h.Write(seq[:])
+	h.Write([]byte(b.Channel))
+	return int64(h.Sum64())
+}
+
+// Release drops the lock and returns the connection.
+func (h *Held) Release(ctx context.Context) {
+	ctx = context.WithoutCancel(ctx)
+	if _, err := h.conn.Exec(ctx, "SELECT pg_advisory_unlock($1)", h.key); err != nil {
+		_ = h.conn.Hijack().Close(ctx)
+		return
+	}
+	h.conn.Release()
+}
+
+// Item is one recipient of the batch as render produced it.
+type Item struct {
+	CustomerID  string
+	Email       string
+	MessageID   string
+	RenderError string
+}
+
+// Claim is a recipient's ledger state after claiming. Fresh rows were
+// created by this claim; others were left by an earlier attempt of this
+// batch. Recipients whose rows belong to another batch are not returned.
+type Claim struct {
+	CustomerID string
+	State      string
+	Fresh      bool
+}
+
+// Claim claims items (see sql/claim.sql).
+func (h *Held) Claim(ctx context.Context, items []Item) ([]Claim, error) {
+	ids := make([]string, len(items))
+	emails := make([]string, len(items))
+	msgIDs := make([]string, len(items))
+	errs := make([]string, len(items))
+	for i, it := range items {
+		ids[i], emails[i], msgIDs[i], errs[i] = it.CustomerID, it.Email, it.MessageID, it.RenderError
+	}
+	rows, _ := h.conn.Query(ctx, claimSQL, h.b.Tenant, h.b.Job, h.b.Channel, h.b.SubmittedAt, h.b.Seq, h.b.Deadline,
+		h.shard, ids, emails, msgIDs, errs)
+	claims, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Claim, error) {
+		var c Claim
+		err := r.Scan(&c.CustomerID, &c.State, &c.Fresh)
+		return c, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("claim deliveries: %w", err)
+	}
+	return claims, nil
+}
+
+// Retry takes this batch's deferred rows among ids back into sending (or
+// expires them past the deadline) and returns their new states.
+func (h *Held) Retry(ctx context.Context, ids []string) (map[string]string, error) {
+	rows, _ := h.conn.Query(ctx, retrySQL, h.b.Tenant, h.b.Job, h.b.Channel, h.b.SubmittedAt, h.b.Seq, h.b.Deadline, h.shard, ids)
+	out := map[string]string{}
+	var id, state string
+	_, err := pgx.ForEachRow(rows, []any{&id, &state}, func() error {
+		out[id] = state
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("retry deferred deliveries: %w", err)
+	}
+	return out, nil
+}
+
+// Outcome is what became of one recipient held in sending.
+type Outcome struct {
+	CustomerID string
+	State      string // Sent, Failed, Deferred or Ambiguous
+	Reason     string
+}
+
+// Record stores outcomes and advances the job's progress.
+func (h *Held) Record(ctx context.Context, outcomes []Outcome) error {
+	if len(outcomes) == 0 {
+		return nil
+	}
+	ids := make([]string, len(outcomes))
+	states := make([]string, len(outcomes))
+	reasons := make([]string, len(outcomes))
+	for i, o := range outcomes {
+		ids[i], states[i], reasons[i] = o.CustomerID, o.State, o.Reason
+	}
+	if _, err := h.conn.Exec(ctx, recordSQL, h.b.Tenant, h.b.Job, h.b.Channel, h.b.SubmittedAt, h.b.Seq, h.shard,
+		ids, states, reasons); err != nil {
+		return fmt.Errorf("record outcomes: %w", err)
+	}
+	return nil
+}

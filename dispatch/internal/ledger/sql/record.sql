@@ -1,0 +1,31 @@
+-- Records the provider's answers for rows this batch holds in sending, and
+-- counts final ones toward the job's progress, in one statement.
+-- $1 tenant, $2 job, $3 channel, $4 job submitted_at, $5 batch seq,
+-- $6 progress shard, $7.. parallel arrays: customer id, new state, reason.
+WITH input AS (
+    SELECT * FROM unnest($7::text[], $8::text[], $9::text[]) AS t(customer_id, state, reason)
+), recorded AS (
+    UPDATE deliveries d
+    SET state = i.state,
+        reason = i.reason,
+        done_at = CASE WHEN i.state <> 'deferred' THEN now() END
+    FROM input i
+    WHERE d.tenant_id = $1 AND d.job_id = $2 AND d.channel = $3 AND d.job_submitted_at = $4
+      AND d.customer_id = i.customer_id AND d.batch_seq = $5 AND d.state = 'sending'
+    RETURNING d.state
+)
+INSERT INTO job_progress AS p (tenant_id, job_id, shard, sent, failed, ambiguous, first_sent_at, last_done_at)
+SELECT $1, $2, $6,
+       count(*) FILTER (WHERE state = 'sent'),
+       count(*) FILTER (WHERE state = 'failed'),
+       count(*) FILTER (WHERE state = 'ambiguous'),
+       CASE WHEN count(*) FILTER (WHERE state = 'sent') > 0 THEN now() END,
+       now()
+FROM recorded
+HAVING count(*) FILTER (WHERE state <> 'deferred') > 0
+ON CONFLICT (tenant_id, job_id, shard) DO UPDATE SET
+    sent = p.sent + excluded.sent,
+    failed = p.failed + excluded.failed,
+    ambiguous = p.ambiguous + excluded.ambiguous,
+    first_sent_at = least(p.first_sent_at, excluded.first_sent_at),
+    last_done_at = greatest(p.last_done_at, excluded.last_done_at)

@@ -1,0 +1,112 @@
+// Command dispatch sends the rendered messages on the dispatch topic
+// through the provider, exactly once per recipient, and records every
+// outcome in the delivery ledger.
+//
+//	dispatch [flags]           serve
+//	dispatch migrate [flags]   apply the database schema and exit
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"herald/dispatch/internal/deliver"
+	"herald/dispatch/internal/ledger"
+	"herald/dispatch/internal/smtpout"
+	"herald/shared/config"
+	"herald/shared/messaging"
+	"herald/shared/service"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	go func() {
+		<-ctx.Done()
+		stop() // a second signal ends the process at once
+	}()
+	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, "dispatch:", err)
+		os.Exit(1)
+	}
+}
+
+type settings struct {
+	service.Common
+	Receive   messaging.ReceiveConfig
+	SMTP      smtpout.Config
+	LookupURL string
+	Deliver   deliver.Config
+}
+
+func run(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
+	if len(args) > 0 && args[0] == "migrate" {
+		return service.Migrate(ctx, "dispatch", args[1:], getenv, stdout)
+	}
+	var cfg settings
+	set := config.New("dispatch", getenv)
+	cfg.Define(set, ":8083")
+	set.Int(&cfg.Receive.Streams, "streams", "HERALD_STREAMS", 4, "Pub/Sub streaming pulls")
+	set.Int(&cfg.Receive.MaxInFlight, "in-flight", "HERALD_IN_FLIGHT", 2, "batches handled at once per stream (each holds a database connection)")
+	set.String(&cfg.SMTP.Addr, "smtp-addr", "HERALD_SMTP_ADDR", "", "host:port of the SMTP server that relays the mail")
+	set.String(&cfg.SMTP.HeloName, "smtp-helo", "HERALD_SMTP_HELO", "localhost", "name given in EHLO")
+	set.Int(&cfg.SMTP.Conns, "smtp-conns", "HERALD_SMTP_CONNS", 16, "SMTP connections kept open at most")
+	set.Int(&cfg.SMTP.MaxPerConn, "smtp-max-per-conn", "HERALD_SMTP_MAX_PER_CONN", 1000, "messages per SMTP connection before it is recycled")
+	set.Duration(&cfg.SMTP.Timeout, "smtp-timeout", "HERALD_SMTP_TIMEOUT", 30*time.Second, "timeout of each SMTP command and of the final reply")
+	set.String(&cfg.LookupURL, "smtp-lookup-url", "HERALD_SMTP_LOOKUP_URL", "", "the provider's message lookup endpoint, used to reconcile sends with unknown outcome; empty: such sends are recorded ambiguous")
+	set.Int(&cfg.Deliver.Chunk, "claim-chunk", "HERALD_CLAIM_CHUNK", 100, "recipients claimed at a time; bounds the sends left in doubt if the process dies")
+	if err := set.Parse(args); err != nil {
+		return err
+	}
+	if err := validate(cfg); err != nil {
+		return err
+	}
+	cfg.Receive.Grace = cfg.Grace
+	cfg.Receive.LeaseStep = 15 * time.Second
+	p, err := service.Start(ctx, "dispatch", cfg.Common, set, stdout, true)
+	if err != nil {
+		return err
+	}
+	defer p.Close()
+	if err := messaging.EnsureTopology(ctx, p.Pubsub, messaging.Dispatch); err != nil {
+		return err
+	}
+	pool := smtpout.NewPool(cfg.SMTP)
+	defer pool.Close()
+	var reconcile deliver.Reconciler
+	if cfg.LookupURL != "" {
+		reconcile = smtpout.NewLookup(cfg.LookupURL)
+	}
+	d := deliver.New(ledger.New(p.DB), pool, reconcile, p.Log, p.Registry, cfg.Deliver)
+	return p.Run(ctx, nil, func(ctx, workCtx context.Context) error {
+		return messaging.Receive(ctx, workCtx, p.Pubsub, messaging.Dispatch, cfg.Receive, p.Log, d.Handle)
+	})
+}
+
+func validate(cfg settings) error {
+	var errs []error
+	if cfg.Receive.Streams < 1 || cfg.Receive.MaxInFlight < 1 {
+		errs = append(errs, errors.New("-streams and -in-flight must be positive"))
+	}
+	if held := cfg.Receive.Streams * cfg.Receive.MaxInFlight; cfg.DBMaxConns < held+2 {
+		errs = append(errs, fmt.Errorf("-db-max-conns must be at least streams×in-flight+2 = %d: every batch in flight holds a connection", held+2))
+	}
+	if cfg.SMTP.Addr == "" {
+		errs = append(errs, errors.New("-smtp-addr (HERALD_SMTP_ADDR) is required"))
+	}
+	if cfg.SMTP.Conns < 1 {
+		errs = append(errs, errors.New("-smtp-conns must be positive"))
+	}
+	if cfg.SMTP.Timeout <= 0 {
+		errs = append(errs, errors.New("-smtp-timeout must be positive"))
+	}
+	if cfg.Deliver.Chunk < 1 || cfg.Deliver.Chunk > 5000 {
+		errs = append(errs, errors.New("-claim-chunk must be between 1 and 5000"))
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,236 @@
+// Package api is ingest's partner HTTP API: bulk NDJSON uploads of
+// customers, catalog items, recommendations and suppressions; templates; and
+// jobs. The tenant of every request is the X-Tenant-ID header that the edge
+// sets from the partner's verified token; ingest trusts that header and
+// nothing else, which is safe only because nothing but the edge can reach it.
+package api
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"mime"
+	"net/http"
+	"regexp"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+
+	"herald/ingest/internal/store"
+)
+
+// TenantHeader carries the verified tenant from the edge.
+const TenantHeader = "X-Tenant-ID"
+
+// Limits bound every input.
+type Limits struct {
+	MaxBulkBytes   int64         // one NDJSON upload
+	MaxJSONBytes   int64         // one JSON request
+	MaxLineBytes   int           // one NDJSON line
+	MaxLineErrors  int           // line errors reported before an upload is abandoned
+	MaxAudienceIDs int           // explicit customer ids in one job
+	MaxDeadline    time.Duration // furthest deadline after submission
+}
+
+// DefaultLimits suit the partner API.
+var DefaultLimits = Limits{
+	MaxBulkBytes:   2 << 30,
+	MaxJSONBytes:   1 << 20,
+	MaxLineBytes:   64 << 10,
+	MaxLineErrors:  100,
+	MaxAudienceIDs: 10_000,
+	MaxDeadline:    7 * 24 * time.Hour,
+}
+
+// API serves the partner routes.
+type API struct {
+	store    *store.Store
+	log      *slog.Logger
+	limits   Limits
+	now      func() time.Time
+	requests *prometheus.CounterVec
+	latency  *prometheus.HistogramVec
+}
+
+// New returns the API over s, registering its metrics on reg.
+func New(s *store.Store, log *slog.Logger, reg prometheus.Registerer, limits Limits) *API {
+	f := promauto.With(reg)
+	return &API{
+		store:  s,
+		log:    log,
+		limits: limits,
+		now:    time.Now,
+		requests: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "herald_ingest_requests_total",
+			Help: "Partner API requests by route and status code.",
+		}, []string{"route", "code"}),
+		latency: f.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "herald_ingest_request_duration_seconds",
+			Help:    "Partner API request latency by route.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 4, 9),
+		}, []string{"route"}),
+	}
+}
+
+// Handler returns the routes.
+func (a *API) Handler() http.Handler {
+	mux := http.NewServeMux()
+	a.handle(mux, "PUT /v1/profile", a.putProfile)
+	a.handle(mux, "POST /v1/customers", bulk(a, store.Customers, customerRow))
+	a.handle(mux, "POST /v1/catalog/items", bulk(a, store.CatalogItems, catalogRow))
+	a.handle(mux, "POST /v1/recommendations", bulk(a, store.Recommendations, recommendationRow))
+	a.handle(mux, "POST /v1/suppressions", bulk(a, store.Suppressions, suppressionRow))
+	a.handle(mux, "POST /v1/templates/{id}/versions", a.addTemplate)
+	a.handle(mux, "POST /v1/jobs", a.createJob)
+	a.handle(mux, "GET /v1/jobs/{id}", a.getJob)
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, "not_found", fmt.Sprintf("no route for %s %s", r.Method, r.URL.Path))
+	})
+	return mux
+}
+
+// tenantHandler is a route that runs for a known tenant.
+type tenantHandler func(w http.ResponseWriter, r *http.Request, tenant string)
+
+var tenantPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`)
+
+func (a *API) handle(mux *http.ServeMux, pattern string, h tenantHandler) {
+	mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		rec := &statusRecorder{ResponseWriter: w, code: http.StatusOK}
+		defer func() {
+			a.requests.WithLabelValues(pattern, strconv.Itoa(rec.code)).Inc()
+			a.latency.WithLabelValues(pattern).Observe(time.Since(start).Seconds())
+		}()
+		tenant := r.Header.Get(TenantHeader)
+		if tenant == "" {
+			writeError(rec, http.StatusUnauthorized, "unauthenticated", "missing "+TenantHeader+": requests must come through the edge, which sets it from the partner's token")
+			return
+		}
+		if !tenantPattern.MatchString(tenant) {
+			writeError(rec, http.StatusUnauthorized, "unauthenticated", "malformed "+TenantHeader)
+			return
+		}
+		h(rec, r, tenant)
+	})
+}
+
+type statusRecorder struct {
+	http.ResponseWriter
+	code int
+}
+
+func (s *statusRecorder) WriteHeader(code int) {
+	s.code = code
+	s.ResponseWriter.WriteHeader(code)
+}
+
+// errorBody is every error response: a stable code for programs, a message
+// for people, and per-line or per-field details where there are some.
+type errorBody struct {
+	Error errorDetail `json:"error"`
+}
+
+type errorDetail struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+	Details any    `json:"details,omitempty"`
+}
+
+func writeError(w http.ResponseWriter, status int, code, message string) {
+	writeErrorDetails(w, status, code, message, nil)
+}
+
+func writeErrorDetails(w http.ResponseWriter, status int, code, message string, details any) {
+	writeJSON(w, status, errorBody{Error: errorDetail{Code: code, Message: message, Details: details}})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}
+
+// requireContentType answers 415 unless the request body has one of the
+// given media types.
+func requireContentType(w http.ResponseWriter, r *http.Request, types ...string) bool {
+	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if err == nil {
+		for _, t := range types {
+			if mt == t {
+				return true
+			}
+		}
+	}
+	writeError(w, http.StatusUnsupportedMediaType, "unsupported_media_type",
+		fmt.Sprintf("Content-Type must be %s", types[0]))
+	return false
+}
+
+// decodeJSON reads one JSON object of at most limit bytes into v, strictly:
+// unknown fields and trailing data are errors. It answers the error itself
+// and reports whether decoding succeeded.
+func decodeJSON(w http.ResponseWriter, r *http.Request, limit int64, v any) bool {
+	if !requireContentType(w, r, "application/json") {
+		return false
+	}
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, limit))
+	dec.DisallowUnknownFields()
+	err := dec.Decode(v)
+	if err == nil && dec.More() {
+		err = errors.New("more than one JSON value in the body")
+	}
+	if err == nil {
+		return true
+	}
+	var tooBig *http.MaxBytesError
+	if errors.As(err, &tooBig) {
+		writeError(w, http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("body larger than %d bytes", tooBig.Limit))
+		return false
+	}
+	writeError(w, http.StatusBadRequest, "invalid_json", describeJSONError(err))
+	return false
+}
+
+func describeJSONError(err error) string {
+	var syntax *json.SyntaxError
+	var typ *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &syntax):
+		return fmt.Sprintf("invalid JSON at byte %d: %v", syntax.Offset, syntax)
+	case errors.As(err, &typ):
+		return fmt.Sprintf("field %q must be %s, not %s", typ.Field, typ.Type, typ.Value)
+	default:
+		return err.Error()
+	}
+}
+
+// fieldError is one problem with one field of a JSON request.
+type fieldError struct {
+	Field   string `json:"field"`
+	Message string `json:"message"`
+}
+
+type fieldErrors []fieldError
+
+func (f *fieldErrors) add(field, format string, args ...any) {
+	*f = append(*f, fieldError{Field: field, Message: fmt.Sprintf(format, args...)})
+}
+
+func (f fieldErrors) answer(w http.ResponseWriter) bool {
+	if len(f) == 0 {
+		return false
+	}
+	writeErrorDetails(w, http.StatusUnprocessableEntity, "invalid_request", fmt.Sprintf("%s: %s", f[0].Field, f[0].Message), f)
+	return true
+}
+
+func (a *API) internalError(w http.ResponseWriter, r *http.Request, tenant string, err error) {
+	a.log.ErrorContext(r.Context(), "request failed", "method", r.Method, "path", r.URL.Path, "tenant_id", tenant, "error", err)
+	writeError(w, http.StatusInternalServerError, "internal", "internal error; the request may be retried")
+}

@@ -1,0 +1,315 @@
+package api
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/mail"
+	"net/url"
+	"regexp"
+	"strings"
+	"unicode/utf8"
+
+	"herald/ingest/internal/ndjson"
+	"herald/ingest/internal/store"
+)
+
+// rowFunc validates one decoded line and turns it into a staging row (the
+// line number first). Problems are returned as line errors.
+type rowFunc[T any] func(line int64, v *T) ([]any, []ndjson.LineError)
+
+// bulk serves an NDJSON upload of dataset d. The body is streamed straight
+// into COPY, so an upload of any size needs constant memory; a bad line
+// anywhere rolls the whole upload back and is reported by number.
+func bulk[T any](a *API, d store.Dataset, toRow rowFunc[T]) tenantHandler {
+	return func(w http.ResponseWriter, r *http.Request, tenant string) {
+		if !requireContentType(w, r, "application/x-ndjson", "application/jsonl") {
+			return
+		}
+		src := &lineSource[T]{
+			r:       ndjson.NewReader(http.MaxBytesReader(w, r.Body, a.limits.MaxBulkBytes), a.limits.MaxLineBytes),
+			toRow:   toRow,
+			maxErrs: a.limits.MaxLineErrors,
+		}
+		n, err := a.store.Load(r.Context(), tenant, d, src)
+		var lines *lineErrors
+		var tooBig *http.MaxBytesError
+		switch {
+		case errors.As(err, &tooBig):
+			writeError(w, http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("upload larger than %d bytes; split it", tooBig.Limit))
+		case errors.As(err, &lines):
+			msg := fmt.Sprintf("%d bad lines, nothing stored; first: %v", len(lines.errs), lines.errs[0])
+			if lines.truncated {
+				msg = fmt.Sprintf("more than %d bad lines, nothing stored; first: %v", len(lines.errs), lines.errs[0])
+			}
+			writeErrorDetails(w, http.StatusBadRequest, "invalid_lines", msg, lines.errs)
+		case err != nil:
+			a.internalError(w, r, tenant, err)
+		default:
+			writeJSON(w, http.StatusOK, map[string]any{"dataset": d.Name, "lines": src.lines, "upserted": n})
+		}
+	}
+}
+
+// lineSource feeds decoded, validated lines to pgx's CopyFrom.
+type lineSource[T any] struct {
+	r         *ndjson.Reader
+	toRow     rowFunc[T]
+	row       []any
+	lines     int64
+	errs      []ndjson.LineError
+	maxErrs   int
+	truncated bool
+	fatal     error
+}
+
+type lineErrors struct {
+	errs      []ndjson.LineError
+	truncated bool
+}
+
+func (e *lineErrors) Error() string { return fmt.Sprintf("%d bad lines", len(e.errs)) }
+
+func (s *lineSource[T]) Next() bool {
+	for {
+		var v T
+		err := s.r.Next(&v)
+		var le ndjson.LineError
+		switch {
+		case errors.Is(err, io.EOF):
+			return false
+		case errors.As(err, &le):
+			s.lines++
+			if !s.addErrs(le) {
+				return false
+			}
+			continue
+		case err != nil:
+			s.fatal = err
+			return false
+		}
+		s.lines++
+		row, problems := s.toRow(s.r.Line(), &v)
+		if len(problems) > 0 {
+			if !s.addErrs(problems...) {
+				return false
+			}
+			continue
+		}
+		if len(s.errs) > 0 {
+			continue // keep scanning for errors, but stage nothing more
+		}
+		s.row = row
+		return true
+	}
+}
+
+func (s *lineSource[T]) addErrs(errs ...ndjson.LineError) bool {
+	for _, e := range errs {
+		if len(s.errs) >= s.maxErrs {
+			s.truncated = true
+			return false
+		}
+		s.errs = append(s.errs, e)
+	}
+	return true
+}
+
+func (s *lineSource[T]) Values() ([]any, error) { return s.row, nil }
+
+func (s *lineSource[T]) Err() error {
+	if s.fatal != nil {
+		return s.fatal
+	}
+	if len(s.errs) > 0 {
+		return &lineErrors{errs: s.errs, truncated: s.truncated}
+	}
+	return nil
+}
+
+// checker collects the problems of one line.
+type checker struct {
+	line int64
+	errs []ndjson.LineError
+}
+
+func (c *checker) add(field, format string, args ...any) {
+	c.errs = append(c.errs, ndjson.LineError{Line: c.line, Field: field, Message: fmt.Sprintf(format, args...)})
+}
+
+var idPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,127}$`)
+
+func (c *checker) id(field, v string) {
+	if !idPattern.MatchString(v) {
+		c.add(field, "must be 1-128 characters of letters, digits and _ . : @ -, starting with a letter or digit")
+	}
+}
+
+func (c *checker) text(field, v string, max int, required bool) {
+	switch {
+	case required && strings.TrimSpace(v) == "":
+		c.add(field, "is required")
+	case len(v) > max:
+		c.add(field, "longer than %d bytes", max)
+	case !utf8.ValidString(v):
+		c.add(field, "is not valid UTF-8")
+	case strings.ContainsFunc(v, func(r rune) bool { return r < 0x20 || r == 0x7f }):
+		c.add(field, "contains control characters")
+	}
+}
+
+func (c *checker) url(field, v string, required bool) {
+	if v == "" {
+		if required {
+			c.add(field, "is required")
+		}
+		return
+	}
+	u, err := url.Parse(v)
+	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || len(v) > 2048 {
+		c.add(field, "must be an absolute http(s) URL of at most 2048 bytes")
+	}
+}
+
+// email checks an address and returns its normalized (lower-cased) form.
+func (c *checker) email(field, v string) string {
+	addr, err := mail.ParseAddress(v)
+	if err != nil || addr.Address != v || len(v) > 254 || !strings.Contains(v, "@") {
+		c.add(field, "%q is not a valid email address", v)
+		return ""
+	}
+	return strings.ToLower(v)
+}
+
+type customerLine struct {
+	ID         string          `json:"id"`
+	Email      string          `json:"email"`
+	FirstName  string          `json:"first_name"`
+	LastName   string          `json:"last_name"`
+	Locale     string          `json:"locale"`
+	Subscribed *bool           `json:"subscribed"`
+	Attributes json.RawMessage `json:"attributes"`
+}
+
+var localePattern = regexp.MustCompile(`^[A-Za-z]{2,3}([_-][A-Za-z0-9]{2,8})*$`)
+
+func customerRow(line int64, v *customerLine) ([]any, []ndjson.LineError) {
+	c := checker{line: line}
+	c.id("id", v.ID)
+	email := c.email("email", v.Email)
+	c.text("first_name", v.FirstName, 200, false)
+	c.text("last_name", v.LastName, 200, false)
+	if v.Locale == "" {
+		v.Locale = "en"
+	} else if !localePattern.MatchString(v.Locale) || len(v.Locale) > 35 {
+		c.add("locale", "must be a language tag like en or en-GB")
+	}
+	subscribed := v.Subscribed == nil || *v.Subscribed
+	attrs := []byte("{}")
+	if len(v.Attributes) > 0 && string(v.Attributes) != "null" {
+		if v.Attributes[0] != '{' {
+			c.add("attributes", "must be a JSON object")
+		} else if len(v.Attributes) > 16<<10 {
+			c.add("attributes", "larger than 16 KiB")
+		}
+		attrs = v.Attributes
+	}
+	return []any{line, v.ID, email, v.FirstName, v.LastName, v.Locale, subscribed, string(attrs)}, c.errs
+}
+
+type catalogLine struct {
+	ID             string  `json:"id"`
+	Title          string  `json:"title"`
+	Brand          string  `json:"brand"`
+	URL            string  `json:"url"`
+	ImageURL       string  `json:"image_url"`
+	PriceCents     *int64  `json:"price_cents"`
+	CompareAtCents int64   `json:"compare_at_cents"`
+	Currency       string  `json:"currency"`
+	InStock        *bool   `json:"in_stock"`
+	Sales30d       int64   `json:"sales_30d"`
+	Rating         float32 `json:"rating"`
+	Reviews        int32   `json:"reviews"`
+}
+
+var currencyPattern = regexp.MustCompile(`^[A-Z]{3}$`)
+
+func catalogRow(line int64, v *catalogLine) ([]any, []ndjson.LineError) {
+	c := checker{line: line}
+	c.id("id", v.ID)
+	c.text("title", v.Title, 500, true)
+	c.text("brand", v.Brand, 200, false)
+	c.url("url", v.URL, true)
+	c.url("image_url", v.ImageURL, false)
+	if v.PriceCents == nil || *v.PriceCents < 0 {
+		c.add("price_cents", "is required and must not be negative")
+	}
+	if v.CompareAtCents < 0 {
+		c.add("compare_at_cents", "must not be negative")
+	}
+	if v.Currency == "" {
+		v.Currency = "USD"
+	} else if !currencyPattern.MatchString(v.Currency) {
+		c.add("currency", "must be an ISO 4217 code like USD")
+	}
+	if v.Sales30d < 0 {
+		c.add("sales_30d", "must not be negative")
+	}
+	if v.Rating < 0 || v.Rating > 5 {
+		c.add("rating", "must be between 0 and 5")
+	}
+	if v.Reviews < 0 {
+		c.add("reviews", "must not be negative")
+	}
+	if len(c.errs) > 0 {
+		return nil, c.errs
+	}
+	inStock := v.InStock == nil || *v.InStock
+	return []any{line, v.ID, v.Title, v.Brand, v.URL, v.ImageURL, *v.PriceCents, v.CompareAtCents, v.Currency,
+		inStock, v.Sales30d, v.Rating, v.Reviews}, nil
+}
+
+type recommendationLine struct {
+	CustomerID   string   `json:"customer_id"`
+	ItemIDs      []string `json:"item_ids"`
+	ModelVersion string   `json:"model_version"`
+}
+
+// maxRecommended bounds one customer's ranked list.
+const maxRecommended = 100
+
+func recommendationRow(line int64, v *recommendationLine) ([]any, []ndjson.LineError) {
+	c := checker{line: line}
+	c.id("customer_id", v.CustomerID)
+	if len(v.ItemIDs) > maxRecommended {
+		c.add("item_ids", "more than %d items", maxRecommended)
+	}
+	for i, id := range v.ItemIDs {
+		if !idPattern.MatchString(id) {
+			c.add(fmt.Sprintf("item_ids[%d]", i), "is not a valid item id")
+			break
+		}
+	}
+	c.text("model_version", v.ModelVersion, 100, false)
+	if v.ItemIDs == nil {
+		v.ItemIDs = []string{}
+	}
+	return []any{line, v.CustomerID, v.ItemIDs, v.ModelVersion}, c.errs
+}
+
+type suppressionLine struct {
+	Email  string `json:"email"`
+	Reason string `json:"reason"`
+}
+
+func suppressionRow(line int64, v *suppressionLine) ([]any, []ndjson.LineError) {
+	c := checker{line: line}
+	email := c.email("email", v.Email)
+	if v.Reason == "" {
+		v.Reason = "partner"
+	}
+	c.text("reason", v.Reason, 200, false)
+	return []any{line, email, v.Reason}, c.errs
+}

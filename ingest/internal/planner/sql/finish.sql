@@ -1,0 +1,9 @@
+-- Marks the job fully planned and retires its task, while still holding it.
+WITH task AS (
+    DELETE FROM outbox WHERE id = $1 AND lease_owner = $2
+    RETURNING tenant_id, job_id
+)
+UPDATE jobs j
+SET planned_at = now()
+FROM task
+WHERE j.tenant_id = task.tenant_id AND j.id = task.job_id

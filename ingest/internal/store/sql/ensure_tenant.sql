@@ -1,0 +1,1 @@
+INSERT INTO tenants (id) VALUES ($1) ON CONFLICT (id) DO NOTHING

@@ -1,0 +1,13 @@
+-- Merges the staged customers of one upload; the last line for an id wins.
+INSERT INTO customers AS c (tenant_id, id, email, first_name, last_name, locale, subscribed, attributes, updated_at)
+SELECT DISTINCT ON (id) $1, id, email, first_name, last_name, locale, subscribed, attributes, now()
+FROM staged_customers
+ORDER BY id, line DESC
+ON CONFLICT (tenant_id, id) DO UPDATE SET
+    email = excluded.email,
+    first_name = excluded.first_name,
+    last_name = excluded.last_name,
+    locale = excluded.locale,
+    subscribed = excluded.subscribed,
+    attributes = excluded.attributes,
+    updated_at = excluded.updated_at

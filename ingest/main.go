@@ -1,0 +1,113 @@
+// Command ingest serves Herald's partner API and plans accepted jobs into
+// recipient batches on the recommend topic.
+//
+//	ingest [flags]           serve
+//	ingest migrate [flags]   apply the database schema and exit
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"herald/ingest/internal/api"
+	"herald/ingest/internal/planner"
+	"herald/ingest/internal/store"
+	"herald/shared/config"
+	"herald/shared/event"
+	"herald/shared/messaging"
+	"herald/shared/service"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	go func() {
+		<-ctx.Done()
+		stop() // a second signal ends the process at once
+	}()
+	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, "ingest:", err)
+		os.Exit(1)
+	}
+}
+
+type settings struct {
+	service.Common
+	Planner planner.Config
+}
+
+func run(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
+	if len(args) > 0 && args[0] == "migrate" {
+		return service.Migrate(ctx, "ingest", args[1:], getenv, stdout)
+	}
+	var cfg settings
+	set := config.New("ingest", getenv)
+	cfg.Define(set, ":8080")
+	set.Int(&cfg.Planner.BatchSize, "batch-size", "HERALD_BATCH_SIZE", 500, "recipients per batch message")
+	set.Int(&cfg.Planner.ChunkBatches, "plan-chunk", "HERALD_PLAN_CHUNK", 20, "batches published between planning checkpoints")
+	set.Int(&cfg.Planner.Workers, "planners", "HERALD_PLANNERS", 4, "jobs planned concurrently")
+	set.Duration(&cfg.Planner.Lease, "plan-lease", "HERALD_PLAN_LEASE", 30*time.Second, "how long a planning task stays with a planner between checkpoints")
+	set.Duration(&cfg.Planner.Poll, "plan-poll", "HERALD_PLAN_POLL", time.Second, "planner poll interval when no notification arrives")
+	if err := set.Parse(args); err != nil {
+		return err
+	}
+	if err := validate(cfg); err != nil {
+		return err
+	}
+	p, err := service.Start(ctx, "ingest", cfg.Common, set, stdout, true)
+	if err != nil {
+		return err
+	}
+	defer p.Close()
+	if err := messaging.EnsureTopology(ctx, p.Pubsub, messaging.Recommend); err != nil {
+		return err
+	}
+	st := store.New(p.DB)
+	if err := st.EnsurePartitions(ctx, time.Now()); err != nil {
+		return err
+	}
+	pub := messaging.NewPublisher(p.Pubsub, messaging.Recommend, event.Identity, p.Registry)
+	defer pub.Stop()
+	plan := planner.New(p.DB, pub, p.Log, p.Registry, cfg.Planner)
+	routes := api.New(st, p.Log, p.Registry, api.DefaultLimits).Handler()
+	return p.Run(ctx, routes, plan.Run, func(ctx, _ context.Context) error {
+		// The ledger partition for a day must exist before its first job.
+		t := time.NewTicker(time.Hour)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return nil
+			case now := <-t.C:
+				if err := st.EnsurePartitions(ctx, now); err != nil {
+					p.Log.ErrorContext(ctx, "ensure ledger partitions", "error", err)
+				}
+			}
+		}
+	})
+}
+
+func validate(cfg settings) error {
+	var errs []error
+	if cfg.Planner.BatchSize < 1 || cfg.Planner.BatchSize > 5000 {
+		errs = append(errs, errors.New("-batch-size must be between 1 and 5000"))
+	}
+	if cfg.Planner.ChunkBatches < 1 {
+		errs = append(errs, errors.New("-plan-chunk must be positive"))
+	}
+	if cfg.Planner.Workers < 1 {
+		errs = append(errs, errors.New("-planners must be positive"))
+	}
+	if cfg.Planner.Lease < 5*time.Second {
+		errs = append(errs, errors.New("-plan-lease must be at least 5s"))
+	}
+	if cfg.Planner.Poll <= 0 {
+		errs = append(errs, errors.New("-plan-poll must be positive"))
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,395 @@
+package fasttmpl
+
+import (
+	"fmt"
+	"reflect"
+	texttemplate "text/template"
+	"unsafe"
+)
+
+// maxExecDepth matches text/template's limit on nested template calls, so
+// runaway recursion fails the same way instead of overflowing the stack.
+const maxExecDepth = 100000
+
+// state is the per-render scratch space. It is pooled per Template, so a
+// render allocates nothing of its own on the common paths.
+type state struct {
+	out   []byte
+	vars  []reflect.Value // variable slots; each template call owns a frame
+	base  int             // first slot of the current frame
+	depth int             // nesting of template calls
+	name  string          // template currently executing, for error messages
+	tmp   [3][]byte       // scratch for escaper chains (0,1) and hole sources (2)
+
+	reader renderReader // kept here so Execute does not allocate it
+}
+
+// execPanic carries an execution error up to Execute. Errors are raised with
+// panic, like text/template does, so the evaluation code needs no error
+// plumbing on its hot paths.
+type execPanic struct{ err error }
+
+func (s *state) errorf(format string, args ...any) {
+	panic(execPanic{texttemplate.ExecError{
+		Name: s.name,
+		Err:  fmt.Errorf("template: %s: "+format, append([]any{s.name}, args...)...),
+	}})
+}
+
+// fail raises an already formatted error (used for errors found at compile
+// time that must only surface if the offending code actually runs).
+func (s *state) fail(msg string) {
+	s.errorf("%s", msg)
+}
+
+// view returns a string sharing b's memory. The caller must not modify b
+// while the string is in use; scratch buffers are only rewritten by the next
+// hole, after the string is dead.
+func view(b []byte) string {
+	if len(b) == 0 {
+		return ""
+	}
+	return unsafe.String(&b[0], len(b))
+}
+
+// ctrl reports break/continue from the body of a range loop.
+type ctrl uint8
+
+const (
+	ctrlNone ctrl = iota
+	ctrlBreak
+	ctrlContinue
+)
+
+// node is a compiled piece of template that writes output.
+type node interface {
+	exec(s *state, dot reflect.Value) ctrl
+}
+
+// evalFn evaluates an expression to a value.
+type evalFn func(s *state, dot reflect.Value) reflect.Value
+
+// cmdFn evaluates a pipeline command that may receive the previous command's
+// value as its final argument.
+type cmdFn func(s *state, dot, final reflect.Value) reflect.Value
+
+type listNode []node
+
+func (l listNode) exec(s *state, dot reflect.Value) ctrl {
+	for _, n := range l {
+		if c := n.exec(s, dot); c != ctrlNone {
+			return c
+		}
+	}
+	return ctrlNone
+}
+
+type textNode []byte
+
+func (t textNode) exec(s *state, _ reflect.Value) ctrl {
+	s.out = append(s.out, t...)
+	return ctrlNone
+}
+
+type ctrlNode ctrl
+
+func (c ctrlNode) exec(*state, reflect.Value) ctrl { return ctrl(c) }
+
+// evalNode runs an action that only declares or assigns variables.
+type evalNode struct{ e evalFn }
+
+func (n evalNode) exec(s *state, dot reflect.Value) ctrl {
+	n.e(s, dot)
+	return ctrlNone
+}
+
+// textSrc produces the string an escaper chain starts from, plus its
+// trusted content type.
+type textSrc interface {
+	text(s *state, dot reflect.Value) (string, ctype)
+}
+
+// holeNode is an output action: a source followed by escapers.
+type holeNode struct {
+	pre   []byte // static text emitted before the value
+	src   textSrc
+	chain []escFunc // at least one
+}
+
+func (h *holeNode) exec(s *state, dot reflect.Value) ctrl {
+	// The text precedes the action, so it is written even if evaluating
+	// the action fails, as in html/template.
+	s.out = append(s.out, h.pre...)
+	str, ct := h.src.text(s, dot)
+	n := len(h.chain)
+	if n == 1 {
+		s.out = h.chain[0](s.out, str, ct)
+		return ctrlNone
+	}
+	b := h.chain[0](s.tmp[0][:0], str, ct)
+	s.tmp[0] = b
+	for i := 1; i < n-1; i++ {
+		j := i & 1
+		nb := h.chain[i](s.tmp[j][:0], view(b), ctPlain)
+		s.tmp[j] = nb
+		b = nb
+	}
+	s.out = h.chain[n-1](s.out, view(b), ctPlain)
+	return ctrlNone
+}
+
+// printNode prints a value the way text/template does when an action has no
+// escaper at all (html/template never produces this, but it costs nothing
+// to be faithful).
+type printNode struct{ e evalFn }
+
+func (n printNode) exec(s *state, dot reflect.Value) ctrl {
+	v := n.e(s, dot)
+	iface, ok := printableValue(v)
+	if !ok {
+		s.errorf("can't print value of type %s", v.Type())
+	}
+	s.out = fmt.Append(s.out, iface)
+	return ctrlNone
+}
+
+// ifNode implements both if and with.
+type ifNode struct {
+	cond     evalFn
+	with     bool
+	list     node
+	elseList node // may be nil
+}
+
+func (n *ifNode) exec(s *state, dot reflect.Value) ctrl {
+	val := n.cond(s, dot)
+	t, ok := isTrue(indirectInterface(val))
+	if !ok {
+		s.errorf("if/with can't use %v", val)
+	}
+	if t {
+		if n.with {
+			return n.list.exec(s, val)
+		}
+		return n.list.exec(s, dot)
+	}
+	if n.elseList != nil {
+		return n.elseList.exec(s, dot)
+	}
+	return ctrlNone
+}
+
+// boolIfNode is an if whose condition is statically a bool-kinded value.
+type boolIfNode struct {
+	cond     evalFn
+	list     node
+	elseList node
+}
+
+func (n *boolIfNode) exec(s *state, dot reflect.Value) ctrl {
+	v := n.cond(s, dot)
+	if v.IsValid() && v.Bool() {
+		return n.list.exec(s, dot)
+	}
+	if n.elseList != nil {
+		return n.elseList.exec(s, dot)
+	}
+	return ctrlNone
+}
+
+// stringIfNode is an if whose condition is statically a string-kinded value.
+type stringIfNode struct {
+	cond     evalFn
+	list     node
+	elseList node
+}
+
+func (n *stringIfNode) exec(s *state, dot reflect.Value) ctrl {
+	v := n.cond(s, dot)
+	if v.IsValid() && v.Len() > 0 {
+		return n.list.exec(s, dot)
+	}
+	if n.elseList != nil {
+		return n.elseList.exec(s, dot)
+	}
+	return ctrlNone
+}
+
+// rangeNode implements range with text/template's variable rules.
+type rangeNode struct {
+	pipe     evalFn
+	nDecl    int
+	isAssign bool
+	slots    [2]int    // frame slots of the declared variables
+	unset    [2]string // for assignments to undefined variables: their names
+	list     node
+	elseList node
+}
+
+func (n *rangeNode) setSlot(s *state, i int, v reflect.Value) {
+	if n.unset[i] != "" {
+		s.errorf("undefined variable: %s", n.unset[i])
+	}
+	s.vars[s.base+n.slots[i]] = v
+}
+
+func (n *rangeNode) iteration(s *state, index, elem reflect.Value) ctrl {
+	switch n.nDecl {
+	case 1:
+		n.setSlot(s, 0, elem)
+	case 2:
+		if n.isAssign {
+			n.setSlot(s, 0, index)
+			n.setSlot(s, 1, elem)
+		} else {
+			n.setSlot(s, 1, elem)
+			n.setSlot(s, 0, index)
+		}
+	}
+	return n.list.exec(s, elem)
+}
+
+func (n *rangeNode) exec(s *state, dot reflect.Value) ctrl {
+	val := n.pipe(s, dot)
+	for i := 0; i < n.nDecl; i++ {
+		n.setSlot(s, i, val)
+	}
+	val, _ = indirect(val)
+	switch val.Kind() {
+	case reflect.Array, reflect.Slice:
+		l := val.Len()
+		if l == 0 {
+			break
+		}
+		for i := 0; i < l; i++ {
+			var idx reflect.Value
+			if n.nDecl > 1 {
+				idx = reflect.ValueOf(i)
+			}
+			if n.iteration(s, idx, val.Index(i)) == ctrlBreak {
+				break
+			}
+		}
+		return ctrlNone
+	case reflect.Map:
+		if val.Len() == 0 {
+			break
+		}
+		for _, kv := range sortedMap(val) {
+			if n.iteration(s, kv.key, kv.value) == ctrlBreak {
+				break
+			}
+		}
+		return ctrlNone
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Uintptr:
+		if n.nDecl > 1 {
+			s.errorf("can't use %v to iterate over more than one variable", val)
+		}
+		run := false
+		for v := range val.Seq() {
+			run = true
+			if n.iteration(s, reflect.Value{}, v) == ctrlBreak {
+				break
+			}
+		}
+		if run {
+			return ctrlNone
+		}
+	case reflect.Chan:
+		if val.IsNil() {
+			break
+		}
+		if val.Type().ChanDir() == reflect.SendDir {
+			s.errorf("range over send-only channel %v", val)
+		}
+		i := 0
+		for ; ; i++ {
+			elem, ok := val.Recv()
+			if !ok {
+				break
+			}
+			if n.iteration(s, reflect.ValueOf(i), elem) == ctrlBreak {
+				i++
+				break
+			}
+		}
+		if i > 0 {
+			return ctrlNone
+		}
+	case reflect.Invalid:
+		// A nil map or interface: no iterations.
+	case reflect.Func:
+		if val.Type().CanSeq() {
+			if n.nDecl > 1 {
+				s.errorf("can't use %v iterate over more than one variable", val)
+			}
+			run := false
+			for v := range val.Seq() {
+				run = true
+				if n.iteration(s, reflect.Value{}, v) == ctrlBreak {
+					break
+				}
+			}
+			if run {
+				return ctrlNone
+			}
+			break
+		}
+		if val.Type().CanSeq2() {
+			run := false
+			for i, v := range val.Seq2() {
+				run = true
+				var c ctrl
+				if n.nDecl > 1 {
+					c = n.iteration(s, i, v)
+				} else {
+					c = n.iteration(s, reflect.Value{}, i)
+				}
+				if c == ctrlBreak {
+					break
+				}
+			}
+			if run {
+				return ctrlNone
+			}
+			break
+		}
+		s.errorf("range can't iterate over %v", val)
+	default:
+		s.errorf("range can't iterate over %v", val)
+	}
+	if n.elseList != nil {
+		return n.elseList.exec(s, dot)
+	}
+	return ctrlNone
+}
+
+// callNode invokes another template with a fresh variable frame.
+type callNode struct {
+	caller *program
+	callee *program
+	pipe   evalFn // nil: the callee's dot is the invalid value
+}
+
+func (n *callNode) exec(s *state, dot reflect.Value) ctrl {
+	if s.depth == maxExecDepth {
+		s.errorf("exceeded maximum template depth (%v)", maxExecDepth)
+	}
+	var newDot reflect.Value
+	if n.pipe != nil {
+		newDot = n.pipe(s, dot)
+	}
+	oldBase, oldName := s.base, s.name
+	base := oldBase + n.caller.frame
+	if need := base + n.callee.frame; need > len(s.vars) {
+		s.vars = append(s.vars, make([]reflect.Value, need-len(s.vars))...)
+	}
+	s.vars[base] = newDot
+	s.base, s.name = base, n.callee.name
+	s.depth++
+	n.callee.root.exec(s, newDot)
+	s.depth--
+	s.base, s.name = oldBase, oldName
+	return ctrlNone
+}

@@ -1,0 +1,119 @@
+package fasttmpl
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+// benchDir is the shared reference workload, relative to this package.
+const benchDir = "../../../../shared/bench"
+
+// Types mirroring reference-data.json, as a Herald render job would hold them.
+type refCustomer struct {
+	FirstName, Email, Locale string
+}
+
+type refBrand struct {
+	Name, URL, LogoURL, HeroURL, Address string
+}
+
+type refJob struct {
+	Campaign, HeroAlt string
+	Year              int
+}
+
+type refRecipient struct {
+	ID, UnsubscribeURL, PreferencesURL, OpenPixelURL string
+}
+
+type refItem struct {
+	SKU, Title, Brand, ImageURL, URL string
+	Price, WasPrice, Badge           string
+	Rating                           float64
+	Stars                            string
+	Reviews                          int
+	Reason                           string
+	RowStart, RowEnd                 bool
+}
+
+type refEmail struct {
+	Subject, Preheader string
+	Customer           refCustomer
+	Brand              refBrand
+	Job                refJob
+	Recipient          refRecipient
+	Items              []refItem
+}
+
+func readBench(t testing.TB, name string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(benchDir, name))
+	if err != nil {
+		t.Fatalf("reading reference workload: %v", err)
+	}
+	return b
+}
+
+func loadReference(t testing.TB) (src string, typed *refEmail, generic map[string]any) {
+	t.Helper()
+	src = string(readBench(t, "reference-email.html.tmpl"))
+	data := readBench(t, "reference-data.json")
+	typed = new(refEmail)
+	if err := json.Unmarshal(data, typed); err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(data, &generic); err != nil {
+		t.Fatal(err)
+	}
+	return src, typed, generic
+}
+
+// buildJob creates a job's worth of recipients: nRecipients recipients that
+// each get 6 products drawn from a shared pool of nProducts, with the brand
+// and job from the reference data.
+func buildJob(base *refEmail, nProducts, nRecipients int) []*refEmail {
+	pool := make([]refItem, nProducts)
+	for i := range pool {
+		p := base.Items[i%len(base.Items)]
+		p.SKU = fmt.Sprintf("SKU-%05d-%02d", 31337+7*i, i%100)
+		p.Title = fmt.Sprintf("%s #%d", p.Title, i)
+		p.URL = fmt.Sprintf("%s-%d", p.URL, i)
+		p.ImageURL = fmt.Sprintf("https://cdn.acme-outfitters.example/images/products/%s/main_520x520.jpg?v=%d", p.SKU, i%4)
+		p.Price = fmt.Sprintf("$%d.%02d", 20+i, (i*37)%100)
+		if i%3 == 1 {
+			p.WasPrice, p.Badge = "", ""
+		} else {
+			p.WasPrice, p.Badge = fmt.Sprintf("$%d.99", 40+i), fmt.Sprintf("-%d%%", 10+i%50)
+		}
+		p.Rating = 3 + float64(i%20)/10
+		p.Reviews = 17 * (i + 1)
+		pool[i] = p
+	}
+	first := []string{"Charlotte", "Zoë", "O'Neil", "Ana <b>", "Łukasz", "Renée", "Björn", "Tomás"}
+	out := make([]*refEmail, nRecipients)
+	for r := range out {
+		e := *base
+		name := first[r%len(first)]
+		id := fmt.Sprintf("r_%010d", 1234574+r)
+		e.Subject = fmt.Sprintf("%s, your Black Friday picks are here", name)
+		e.Customer = refCustomer{FirstName: name, Email: fmt.Sprintf("%s+%d@example.com", "user.o'brien", r), Locale: []string{"en", "de", "fr"}[r%3]}
+		e.Recipient = refRecipient{
+			ID:             id,
+			UnsubscribeURL: fmt.Sprintf("https://email.acme-outfitters.example/u/%s/%08x", id, r*2654435761),
+			PreferencesURL: fmt.Sprintf("https://email.acme-outfitters.example/p/%s/%08x", id, r*2654435761),
+			OpenPixelURL:   fmt.Sprintf("https://email.acme-outfitters.example/o/%s/%08x.gif", id, r*2654435761),
+		}
+		e.Items = make([]refItem, 6)
+		for k := range e.Items {
+			it := pool[(r*7+k*11)%len(pool)]
+			it.RowStart, it.RowEnd = k%2 == 0, k%2 == 1
+			it.Reason = fmt.Sprintf("Because you viewed %s", pool[(r+k)%len(pool)].Title)
+			e.Items[k] = it
+		}
+		out[r] = &e
+	}
+	return out
+}

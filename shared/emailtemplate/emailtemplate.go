@@ -1,0 +1,256 @@
+// Package emailtemplate is the contract between a partner's email template
+// and Herald: the data a template sees, how a template is parsed and checked
+// when it is uploaded, and how it renders one recipient's subject, HTML and
+// text. ingest uses it to reject a bad template at upload; render uses it to
+// render.
+package emailtemplate
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	htmltemplate "html/template"
+	"net/mail"
+	"strings"
+	texttemplate "text/template"
+)
+
+// Data is what a template is executed on. Customer and Recipient vary per
+// recipient; Items are the products picked for the recipient; Brand and Job
+// are the same for the whole job.
+type Data struct {
+	Subject   string
+	Preheader string
+	Customer  Customer
+	Brand     Brand
+	Job       Job
+	Recipient Recipient
+	Items     []Item
+}
+
+// Customer is the recipient as the partner described them.
+type Customer struct {
+	ID        string
+	FirstName string
+	LastName  string
+	Email     string
+	Locale    string
+}
+
+// Brand is the tenant's profile.
+type Brand struct {
+	Name    string
+	URL     string
+	LogoURL string
+	HeroURL string
+	Address string
+}
+
+// Job describes the send.
+type Job struct {
+	ID       string
+	Campaign string
+	HeroAlt  string
+	Year     int
+}
+
+// Recipient holds the per-recipient links Herald adds.
+type Recipient struct {
+	ID             string
+	UnsubscribeURL string
+	PreferencesURL string
+	OpenPixelURL   string
+}
+
+// Item is one product card.
+type Item struct {
+	SKU      string
+	Title    string
+	Brand    string
+	ImageURL string
+	URL      string
+	Price    string
+	WasPrice string
+	Badge    string
+	Rating   float64
+	Stars    string
+	Reviews  int
+	Reason   string
+	// RowStart and RowEnd mark the first and last card of a two-card row.
+	RowStart bool
+	RowEnd   bool
+}
+
+// Limits on what a partner may upload.
+const (
+	MaxHTMLBytes    = 256 << 10
+	MaxTextBytes    = 64 << 10
+	MaxSubjectBytes = 1000
+	MaxOutputBytes  = 1 << 20
+)
+
+// Source is a template as uploaded.
+type Source struct {
+	FromName  string
+	FromEmail string
+	Subject   string
+	Preheader string
+	HTML      string
+	Text      string
+}
+
+// Template is a parsed, checked template, safe for concurrent use.
+type Template struct {
+	From      string // the RFC 5322 From header value
+	FromEmail string
+	subject   *texttemplate.Template
+	preheader *texttemplate.Template
+	html      *htmltemplate.Template
+	text      *texttemplate.Template
+}
+
+// ProblemError describes everything wrong with an uploaded template.
+type ProblemError struct{ Problems []string }
+
+func (e *ProblemError) Error() string { return "invalid template: " + strings.Join(e.Problems, "; ") }
+
+// Parse checks and parses src. Besides syntax it executes every part once on
+// Sample data, which is when html/template finds contextual-escaping errors
+// (an action inside an unquoted attribute that changes context, say), so a
+// template that passes here does not fail for structural reasons at send time.
+func Parse(src Source) (*Template, error) {
+	var problems []string
+	add := func(format string, args ...any) { problems = append(problems, fmt.Sprintf(format, args...)) }
+	t := &Template{FromEmail: src.FromEmail}
+	addr, err := mail.ParseAddress(src.FromEmail)
+	switch {
+	case err != nil || addr.Address != src.FromEmail:
+		add("from_email %q is not an email address", src.FromEmail)
+	case strings.ContainsAny(src.FromName, "\r\n"):
+		add("from_name must not contain line breaks")
+	default:
+		t.From = (&mail.Address{Name: src.FromName, Address: src.FromEmail}).String()
+	}
+	if len(src.Subject) > MaxSubjectBytes || len(src.Preheader) > MaxSubjectBytes {
+		add("subject and preheader must be at most %d bytes", MaxSubjectBytes)
+	}
+	if strings.TrimSpace(src.Subject) == "" {
+		add("subject is empty")
+	}
+	if len(src.HTML) > MaxHTMLBytes {
+		add("html is %d bytes, more than %d", len(src.HTML), MaxHTMLBytes)
+	}
+	if strings.TrimSpace(src.HTML) == "" {
+		add("html is empty")
+	}
+	if len(src.Text) > MaxTextBytes {
+		add("text is %d bytes, more than %d", len(src.Text), MaxTextBytes)
+	}
+	if len(problems) > 0 {
+		return nil, &ProblemError{Problems: problems}
+	}
+	parseText := func(name, s string) *texttemplate.Template {
+		tt, err := texttemplate.New(name).Option("missingkey=error").Parse(s)
+		if err != nil {
+			add("%s: %v", name, err)
+		}
+		return tt
+	}
+	t.subject = parseText("subject", src.Subject)
+	t.preheader = parseText("preheader", src.Preheader)
+	t.text = parseText("text", src.Text)
+	t.html, err = htmltemplate.New("html").Option("missingkey=error").Parse(src.HTML)
+	if err != nil {
+		add("html: %v", err)
+	}
+	if len(problems) > 0 {
+		return nil, &ProblemError{Problems: problems}
+	}
+	var out Rendered
+	if err := t.Render(Sample(), &out); err != nil {
+		return nil, &ProblemError{Problems: []string{err.Error()}}
+	}
+	return t, nil
+}
+
+// Rendered is one recipient's rendered parts.
+type Rendered struct {
+	Subject string
+	HTML    bytes.Buffer
+	Text    bytes.Buffer
+}
+
+// ErrOutputTooLarge is returned when a recipient's message would exceed
+// MaxOutputBytes.
+var ErrOutputTooLarge = errors.New("rendered message too large")
+
+// Render renders d into out, reusing out's buffers. d.Subject and
+// d.Preheader are filled from the template's own subject and preheader first,
+// so the HTML can show them.
+func (t *Template) Render(d *Data, out *Rendered) error {
+	var line bytes.Buffer
+	if err := t.subject.Execute(&line, d); err != nil {
+		return fmt.Errorf("render subject: %w", err)
+	}
+	d.Subject = oneLine(line.String())
+	line.Reset()
+	if err := t.preheader.Execute(&line, d); err != nil {
+		return fmt.Errorf("render preheader: %w", err)
+	}
+	d.Preheader = oneLine(line.String())
+	out.Subject = d.Subject
+	out.HTML.Reset()
+	out.Text.Reset()
+	if err := t.html.Execute(&limitWriter{buf: &out.HTML, max: MaxOutputBytes}, d); err != nil {
+		return fmt.Errorf("render html: %w", err)
+	}
+	if err := t.text.Execute(&limitWriter{buf: &out.Text, max: MaxOutputBytes}, d); err != nil {
+		return fmt.Errorf("render text: %w", err)
+	}
+	return nil
+}
+
+// oneLine makes a rendered subject safe for a header: no line breaks or
+// other control characters, no surrounding space.
+func oneLine(s string) string {
+	return strings.TrimSpace(strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f {
+			return ' '
+		}
+		return r
+	}, s))
+}
+
+// limitWriter fails a render that grows past max instead of letting one
+// recipient's data exhaust the worker's memory.
+type limitWriter struct {
+	buf *bytes.Buffer
+	max int
+}
+
+func (w *limitWriter) Write(p []byte) (int, error) {
+	if w.buf.Len()+len(p) > w.max {
+		return 0, ErrOutputTooLarge
+	}
+	return w.buf.Write(p)
+}
+
+// Sample is the data a template is checked with at upload and previewed with.
+func Sample() *Data {
+	items := make([]Item, 6)
+	for i := range items {
+		items[i] = Item{
+			SKU: fmt.Sprintf("SKU-%03d", i+1), Title: "Sample product", Brand: "Brand",
+			ImageURL: "https://cdn.example.com/p.jpg", URL: "https://shop.example.com/p",
+			Price: "$19.99", WasPrice: "$29.99", Badge: "-33%", Rating: 4.5, Stars: "★★★★☆",
+			Reviews: 12, Reason: "Recommended for you", RowStart: i%2 == 0, RowEnd: i%2 == 1,
+		}
+	}
+	return &Data{
+		Customer:  Customer{ID: "c-1", FirstName: "Ada", LastName: "Lovelace", Email: "ada@example.com", Locale: "en"},
+		Brand:     Brand{Name: "Brand", URL: "https://shop.example.com", LogoURL: "https://cdn.example.com/logo.png", HeroURL: "https://cdn.example.com/hero.jpg", Address: "1 Main St"},
+		Job:       Job{ID: "job-1", Campaign: "sample", HeroAlt: "Sale", Year: 2026},
+		Recipient: Recipient{ID: "r-1", UnsubscribeURL: "https://mail.example.com/u/x", PreferencesURL: "https://mail.example.com/p/x", OpenPixelURL: "https://mail.example.com/o/x.gif"},
+		Items:     items,
+	}
+}

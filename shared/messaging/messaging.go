@@ -1,0 +1,278 @@
+// Package messaging connects Herald's services through Google Cloud Pub/Sub:
+// it creates the topology idempotently, publishes batch messages and runs
+// receive loops that ack only after the handler's work is committed.
+package messaging
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"cloud.google.com/go/pubsub/v2"
+	"cloud.google.com/go/pubsub/v2/apiv1/pubsubpb"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+	"google.golang.org/api/option"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	"herald/shared/event"
+)
+
+// Config says where Pub/Sub is.
+type Config struct {
+	// Project is the Google Cloud project that owns the topics.
+	Project string
+	// EmulatorHost, when set, is the host:port of a Pub/Sub emulator (or of
+	// pstest); the client then connects without TLS or credentials.
+	EmulatorHost string
+}
+
+// Connect returns a Pub/Sub client for cfg.
+func Connect(ctx context.Context, cfg Config) (*pubsub.Client, error) {
+	if cfg.Project == "" {
+		return nil, errors.New("pubsub project is empty")
+	}
+	var opts []option.ClientOption
+	if cfg.EmulatorHost != "" {
+		opts = append(opts,
+			option.WithEndpoint(cfg.EmulatorHost),
+			option.WithoutAuthentication(),
+			option.WithGRPCDialOption(grpc.WithTransportCredentials(insecure.NewCredentials())),
+			option.WithTelemetryDisabled(),
+		)
+	}
+	c, err := pubsub.NewClient(ctx, cfg.Project, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("connect pubsub: %w", err)
+	}
+	return c, nil
+}
+
+// Stage names a pipeline hop: the topic a stage's input is published to, the
+// subscription the stage reads it from, and the dead-letter topic and
+// subscription where messages that cannot be processed end up.
+type Stage string
+
+// The pipeline's hops, in order.
+const (
+	Recommend Stage = "recommend"
+	Render    Stage = "render"
+	Dispatch  Stage = "dispatch"
+)
+
+// Topic is the topic ID a stage's input is published to.
+func (s Stage) Topic() string { return "herald-" + string(s) }
+
+// Subscription is the subscription ID the stage's workers read from.
+func (s Stage) Subscription() string { return "herald-" + string(s) + "-workers" }
+
+// DeadTopic is the topic ID of the stage's dead letters.
+func (s Stage) DeadTopic() string { return "herald-" + string(s) + "-dead" }
+
+// DeadSubscription is the subscription that keeps the stage's dead letters
+// until an operator looks at them or re-drives them.
+func (s Stage) DeadSubscription() string { return "herald-" + string(s) + "-dead" }
+
+// MaxDeliveryAttempts is how often a message is offered before Pub/Sub moves
+// it to the stage's dead-letter topic.
+const MaxDeliveryAttempts = 10
+
+// EnsureTopology creates, if missing, the topics and subscriptions of the
+// given stages: each stage's input topic, its worker subscription with a
+// dead-letter policy, and the dead-letter topic with a subscription that keeps
+// what lands there. It is safe to run from every replica at start.
+func EnsureTopology(ctx context.Context, c *pubsub.Client, stages ...Stage) error {
+	for _, s := range stages {
+		for _, topic := range []string{s.Topic(), s.DeadTopic()} {
+			if err := ensureTopic(ctx, c, topic); err != nil {
+				return err
+			}
+		}
+		if err := ensureSubscription(ctx, c, &pubsubpb.Subscription{
+			Name:  subName(c, s.DeadSubscription()),
+			Topic: topicName(c, s.DeadTopic()),
+			// Dead letters wait for a person; keep them as long as Pub/Sub allows.
+			MessageRetentionDuration: durationpb.New(7 * 24 * time.Hour),
+			AckDeadlineSeconds:       60,
+		}); err != nil {
+			return err
+		}
+		if err := ensureSubscription(ctx, c, &pubsubpb.Subscription{
+			Name:               subName(c, s.Subscription()),
+			Topic:              topicName(c, s.Topic()),
+			AckDeadlineSeconds: 30,
+			DeadLetterPolicy: &pubsubpb.DeadLetterPolicy{
+				DeadLetterTopic:     topicName(c, s.DeadTopic()),
+				MaxDeliveryAttempts: MaxDeliveryAttempts,
+			},
+			RetryPolicy: &pubsubpb.RetryPolicy{
+				MinimumBackoff: durationpb.New(time.Second),
+				MaximumBackoff: durationpb.New(time.Minute),
+			},
+		}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func ensureTopic(ctx context.Context, c *pubsub.Client, id string) error {
+	_, err := c.TopicAdminClient.CreateTopic(ctx, &pubsubpb.Topic{Name: topicName(c, id)})
+	if err != nil && status.Code(err) != codes.AlreadyExists {
+		return fmt.Errorf("create topic %s: %w", id, err)
+	}
+	return nil
+}
+
+func ensureSubscription(ctx context.Context, c *pubsub.Client, sub *pubsubpb.Subscription) error {
+	_, err := c.SubscriptionAdminClient.CreateSubscription(ctx, sub)
+	if err != nil && status.Code(err) != codes.AlreadyExists {
+		return fmt.Errorf("create subscription %s: %w", sub.Name, err)
+	}
+	return nil
+}
+
+func topicName(c *pubsub.Client, id string) string {
+	return "projects/" + c.Project() + "/topics/" + id
+}
+
+func subName(c *pubsub.Client, id string) string {
+	return "projects/" + c.Project() + "/subscriptions/" + id
+}
+
+// Publisher publishes batches to one stage's topic.
+type Publisher struct {
+	p        *pubsub.Publisher
+	encoding string
+	messages prometheus.Counter
+	bytes    prometheus.Counter
+}
+
+// NewPublisher returns a publisher for stage's topic. Batch messages are large
+// and few, so the client's own batching is kept short: a message waits at most
+// a few milliseconds for company.
+func NewPublisher(c *pubsub.Client, stage Stage, encoding string, reg prometheus.Registerer) *Publisher {
+	p := c.Publisher(stage.Topic())
+	p.PublishSettings.DelayThreshold = 5 * time.Millisecond
+	p.PublishSettings.CountThreshold = 50
+	p.PublishSettings.ByteThreshold = 4 << 20
+	p.PublishSettings.FlowControlSettings = pubsub.FlowControlSettings{
+		MaxOutstandingMessages: 200,
+		MaxOutstandingBytes:    256 << 20,
+		LimitExceededBehavior:  pubsub.FlowControlBlock,
+	}
+	labels := prometheus.Labels{"topic": stage.Topic()}
+	f := promauto.With(reg)
+	return &Publisher{
+		p: p, encoding: encoding,
+		messages: f.NewCounter(prometheus.CounterOpts{
+			Name: "herald_published_messages_total", Help: "Batch messages published, by topic.", ConstLabels: labels,
+		}),
+		bytes: f.NewCounter(prometheus.CounterOpts{
+			Name: "herald_published_bytes_total", Help: "Encoded (compressed) bytes published, by topic.", ConstLabels: labels,
+		}),
+	}
+}
+
+// Publish queues b and returns a result to wait on; the message is durable in
+// Pub/Sub only once the result's Get returns without error.
+func (p *Publisher) Publish(ctx context.Context, b event.Batch, traceparent string) (*pubsub.PublishResult, error) {
+	body, attrs, err := event.Encode(b, p.encoding, traceparent)
+	if err != nil {
+		return nil, err
+	}
+	if len(body) > MaxMessageBytes {
+		return nil, fmt.Errorf("publish batch %s/%d: %w: %d bytes", b.GetJob().GetJobId(), b.GetJob().GetSeq(), ErrTooLarge, len(body))
+	}
+	p.messages.Inc()
+	p.bytes.Add(float64(len(body)))
+	return p.p.Publish(ctx, &pubsub.Message{Data: body, Attributes: attrs}), nil
+}
+
+// Stop flushes what is queued and releases the publisher's goroutines.
+func (p *Publisher) Stop() { p.p.Stop() }
+
+// MaxMessageBytes keeps every message well under Pub/Sub's 10 MB limit.
+const MaxMessageBytes = 8 << 20
+
+// ErrTooLarge is returned by Publish for a batch that encodes to more than
+// MaxMessageBytes; the caller splits it.
+var ErrTooLarge = errors.New("batch too large for one message")
+
+// ReceiveConfig tunes a receive loop for throughput.
+type ReceiveConfig struct {
+	// Streams is the number of StreamingPull streams. One stream on the
+	// emulator delivers only about 1.8k messages/s; several streams with
+	// per-stream flow control scale nearly linearly.
+	Streams int
+	// MaxInFlight bounds the batches a process handles at once per stream.
+	MaxInFlight int
+	// Grace is how long shutdown waits for in-flight batches before nacking.
+	Grace time.Duration
+	// LeaseStep is how far each ack-deadline extension reaches (10s-600s);
+	// it bounds how long a crashed worker's batches stay invisible.
+	LeaseStep time.Duration
+}
+
+// Handler processes one message. It returns nil once the stage's result is
+// committed, so the message can be acked. An error wrapping event.ErrMalformed
+// sends the message straight to dead letters; any other error nacks it for
+// redelivery.
+type Handler func(ctx context.Context, m *pubsub.Message) error
+
+// Receive runs handler on stage's subscription until ctx is done. It then
+// stops pulling and waits up to cfg.Grace for in-flight handlers, which run on
+// workCtx so that a soft shutdown lets them finish their commits; workCtx
+// should be cancelled only when the grace period is over.
+func Receive(ctx, workCtx context.Context, c *pubsub.Client, stage Stage, cfg ReceiveConfig, log *slog.Logger, handler Handler) error {
+	sub := c.Subscriber(stage.Subscription())
+	sub.ReceiveSettings.NumGoroutines = max(cfg.Streams, 1)
+	sub.ReceiveSettings.MaxOutstandingMessages = max(cfg.MaxInFlight, 1)
+	sub.ReceiveSettings.MaxOutstandingBytes = 512 << 20
+	sub.ReceiveSettings.EnablePerStreamFlowControl = true
+	// Leases are extended in short steps, so the batches a crashed worker
+	// held come back to the others within that step, not minutes later.
+	sub.ReceiveSettings.MaxDurationPerAckExtension = cfg.LeaseStep
+	sub.ReceiveSettings.MinDurationPerAckExtension = cfg.LeaseStep
+	sub.ReceiveSettings.ShutdownOptions = &pubsub.ShutdownOptions{
+		Timeout:  cfg.Grace,
+		Behavior: pubsub.ShutdownBehaviorWaitForProcessing,
+	}
+	dead := c.Publisher(stage.DeadTopic())
+	defer dead.Stop()
+	err := sub.Receive(ctx, func(_ context.Context, m *pubsub.Message) {
+		err := handler(workCtx, m)
+		switch {
+		case err == nil:
+			m.Ack()
+		case errors.Is(err, event.ErrMalformed):
+			log.ErrorContext(workCtx, "dead-lettering malformed message", "stage", stage, "message_id", m.ID, "error", err)
+			attrs := make(map[string]string, len(m.Attributes)+1)
+			for k, v := range m.Attributes {
+				attrs[k] = v
+			}
+			attrs["dead_letter_reason"] = err.Error()
+			if _, perr := dead.Publish(workCtx, &pubsub.Message{Data: m.Data, Attributes: attrs}).Get(workCtx); perr != nil {
+				log.ErrorContext(workCtx, "dead-letter publish failed", "stage", stage, "message_id", m.ID, "error", perr)
+				m.Nack()
+				return
+			}
+			m.Ack()
+		default:
+			log.WarnContext(workCtx, "batch failed, will be redelivered", "stage", stage, "message_id", m.ID,
+				"tenant_id", m.Attributes[event.AttrTenant], "job_id", m.Attributes[event.AttrJob],
+				"batch_seq", m.Attributes[event.AttrSeq], "error", err)
+			m.Nack()
+		}
+	})
+	if err != nil {
+		return fmt.Errorf("receive %s: %w", stage.Subscription(), err)
+	}
+	return nil
+}
