@@ -289,3 +289,19 @@ func assertLedger(t *testing.T, st *stack.Stack, job string, want map[string]int
 		}
 	}
 }
+
+// redriven counts the job's batches that were published more than once.
+func redriven(t *testing.T, st *stack.Stack, job string) int {
+	t.Helper()
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, st.DatabaseURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	var n int
+	if err := conn.QueryRow(ctx, `SELECT count(*) FROM job_batches WHERE job_id = $1 AND publishes > 1`, job).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}

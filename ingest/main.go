@@ -53,6 +53,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	set.Int(&cfg.Planner.Workers, "planners", "HERALD_PLANNERS", 4, "jobs planned concurrently")
 	set.Duration(&cfg.Planner.Lease, "plan-lease", "HERALD_PLAN_LEASE", 30*time.Second, "how long a planning task stays with a planner between checkpoints")
 	set.Duration(&cfg.Planner.Poll, "plan-poll", "HERALD_PLAN_POLL", time.Second, "planner poll interval when no notification arrives")
+	set.Duration(&cfg.Planner.Stall, "stall-after", "HERALD_STALL_AFTER", time.Minute, "how long a job may make no progress before its unfinished batches are published again")
+	set.Int(&cfg.Planner.MaxPublishes, "max-publishes", "HERALD_MAX_PUBLISHES", 10, "how often one batch is published at most")
 	if err := set.Parse(args); err != nil {
 		return err
 	}
@@ -75,7 +77,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	defer pub.Stop()
 	plan := planner.New(p.DB, pub, p.Log, p.Registry, cfg.Planner)
 	routes := api.New(st, p.Log, p.Registry, api.DefaultLimits).Handler()
-	return p.Run(ctx, routes, plan.Run, func(ctx, _ context.Context) error {
+	return p.Run(ctx, routes, plan.Run, plan.Redrive, func(ctx, _ context.Context) error {
 		// The ledger partition for a day must exist before its first job.
 		t := time.NewTicker(time.Hour)
 		defer t.Stop()
@@ -108,6 +110,12 @@ func validate(cfg settings) error {
 	}
 	if cfg.Planner.Poll <= 0 {
 		errs = append(errs, errors.New("-plan-poll must be positive"))
+	}
+	if cfg.Planner.Stall < 5*time.Second {
+		errs = append(errs, errors.New("-stall-after must be at least 5s"))
+	}
+	if cfg.Planner.MaxPublishes < 1 {
+		errs = append(errs, errors.New("-max-publishes must be positive"))
 	}
 	return errors.Join(errs...)
 }

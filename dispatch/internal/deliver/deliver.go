@@ -114,7 +114,7 @@ func (d *Dispatcher) Handle(ctx context.Context, m *pubsub.Message) error {
 	if pending {
 		return errPending
 	}
-	return nil
+	return held.Finish(ctx)
 }
 
 // chunk claims, sends and records one chunk; it reports whether every

@@ -27,6 +27,8 @@ var (
 	retrySQL string
 	//go:embed sql/record.sql
 	recordSQL string
+	//go:embed sql/finish_batch.sql
+	finishBatchSQL string
 )
 
 // States of a ledger row.
@@ -183,6 +185,15 @@ func (h *Held) Record(ctx context.Context, outcomes []Outcome) error {
 	if _, err := h.conn.Exec(ctx, recordSQL, h.b.Tenant, h.b.Job, h.b.Channel, h.b.SubmittedAt, h.b.Seq, h.shard,
 		ids, states, reasons); err != nil {
 		return fmt.Errorf("record outcomes: %w", err)
+	}
+	return nil
+}
+
+// Finish marks the batch done in the job's plan if all its recipients are
+// final, so it is never published again.
+func (h *Held) Finish(ctx context.Context) error {
+	if _, err := h.conn.Exec(ctx, finishBatchSQL, h.b.Tenant, h.b.Job, h.b.Channel, h.b.SubmittedAt, h.b.Seq); err != nil {
+		return fmt.Errorf("finish batch: %w", err)
 	}
 	return nil
 }

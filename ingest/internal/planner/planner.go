@@ -19,6 +19,7 @@ import (
 	"cloud.google.com/go/pubsub/v2"
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
@@ -27,6 +28,7 @@ import (
 
 	"herald/shared/event"
 	eventv1 "herald/shared/event/v1"
+	"herald/shared/pgdb"
 )
 
 var (
@@ -44,6 +46,16 @@ var (
 	finishSQL string
 	//go:embed sql/release.sql
 	releaseSQL string
+	//go:embed sql/insert_batches.sql
+	insertBatchSQL string
+	//go:embed sql/mark_published.sql
+	markPublishedSQL string
+	//go:embed sql/unpublished.sql
+	unpublishedSQL string
+	//go:embed sql/recipients_by_id.sql
+	recipientsByIDSQL string
+	//go:embed sql/stalled_batches.sql
+	stalledBatchesSQL string
 )
 
 // Publisher is where batches go (messaging.Publisher in production).
@@ -64,6 +76,11 @@ type Config struct {
 	Lease time.Duration
 	// Poll is the fallback interval when no notification arrives.
 	Poll time.Duration
+	// Stall is how long a job may make no progress before its unfinished
+	// batches are published again.
+	Stall time.Duration
+	// MaxPublishes caps how often one batch is published.
+	MaxPublishes int
 }
 
 // Planner plans jobs.
@@ -77,6 +94,7 @@ type Planner struct {
 	batches prometheus.Counter
 	planned prometheus.Counter
 	jobs    prometheus.Counter
+	redrive prometheus.Counter
 }
 
 // New returns a planner.
@@ -94,6 +112,9 @@ func New(db *pgxpool.Pool, pub Publisher, log *slog.Logger, reg prometheus.Regis
 		}),
 		jobs: f.NewCounter(prometheus.CounterOpts{
 			Name: "herald_planner_jobs_planned_total", Help: "Jobs whose whole audience has been published.",
+		}),
+		redrive: f.NewCounter(prometheus.CounterOpts{
+			Name: "herald_planner_batches_redriven_total", Help: "Batches of stalled jobs published again.",
 		}),
 	}
 }
@@ -232,11 +253,15 @@ func (p *Planner) plan(ctx, workCtx context.Context, t task) error {
 	} else {
 		log.InfoContext(workCtx, "resuming planning", "batch_seq", j.nextSeq, "planned", j.planned)
 	}
+	// A planner that crashed may have recorded batches it never published.
+	if err := p.publishRecorded(workCtx, t.tenant, j); err != nil {
+		return err
+	}
 	for {
 		if ctx.Err() != nil {
 			return errShutdown
 		}
-		more, err := p.publishChunk(workCtx, t, j)
+		more, err := p.planChunk(workCtx, t, j)
 		if err != nil {
 			return err
 		}
@@ -276,26 +301,21 @@ func (p *Planner) loadJob(ctx context.Context, t task) (*jobPlan, error) {
 	return j, nil
 }
 
-// publishChunk publishes up to ChunkBatches batches after j's cursor, waits
-// until Pub/Sub has them all, then checkpoints. It reports whether the
-// audience may have more.
-func (p *Planner) publishChunk(ctx context.Context, t task, j *jobPlan) (bool, error) {
-	var results []*pubsub.PublishResult
+// planChunk reads up to ChunkBatches pages of the audience after j's
+// cursor, records them as batches together with the advanced cursor in one
+// transaction, and then publishes them. It reports whether the audience may
+// have more.
+func (p *Planner) planChunk(ctx context.Context, t task, j *jobPlan) (bool, error) {
+	var batches []*eventv1.RecommendBatch
 	cursor, seq, planned := j.cursor, j.nextSeq, j.planned
 	more := true
-	for len(results) < p.cfg.ChunkBatches {
+	for len(batches) < p.cfg.ChunkBatches {
 		recipients, err := p.page(ctx, t.tenant, j, cursor)
 		if err != nil {
 			return false, err
 		}
 		if len(recipients) > 0 {
-			header := proto.CloneOf(j.header)
-			header.Seq = seq
-			res, err := p.pub.Publish(ctx, &eventv1.RecommendBatch{Job: header, Recipients: recipients}, j.traceparent)
-			if err != nil {
-				return false, err
-			}
-			results = append(results, res)
+			batches = append(batches, j.batch(seq, recipients))
 			cursor = recipients[len(recipients)-1].CustomerId
 			seq++
 			planned += int64(len(recipients))
@@ -305,24 +325,114 @@ func (p *Planner) publishChunk(ctx context.Context, t task, j *jobPlan) (bool, e
 			break
 		}
 	}
-	for _, res := range results {
-		if _, err := res.Get(ctx); err != nil {
-			return false, fmt.Errorf("publish batch: %w", err)
-		}
+	if len(batches) == 0 {
+		return false, nil
 	}
-	if len(results) > 0 {
-		tag, err := p.db.Exec(ctx, checkpointSQL, t.id, p.owner, p.cfg.Lease.Seconds(), cursor, seq, planned)
-		if err != nil {
-			return false, fmt.Errorf("checkpoint planning: %w", err)
+	err := pgdb.InTx(ctx, p.db, func(tx pgx.Tx) error {
+		q := &pgx.Batch{}
+		for _, b := range batches {
+			q.Queue(insertBatchSQL, t.tenant, t.job, b.Job.Seq, customerIDs(b.Recipients))
 		}
-		if tag.RowsAffected() == 0 {
-			return false, errors.New("planning lease lost")
+		checkpoint := q.Queue(checkpointSQL, t.id, p.owner, p.cfg.Lease.Seconds(), cursor, seq, planned)
+		var lost bool
+		checkpoint.Exec(func(tag pgconn.CommandTag) error {
+			lost = tag.RowsAffected() == 0
+			return nil
+		})
+		if err := tx.SendBatch(ctx, q).Close(); err != nil {
+			return fmt.Errorf("record planned batches: %w", err)
 		}
-		p.batches.Add(float64(len(results)))
-		p.planned.Add(float64(planned - j.planned))
+		if lost {
+			return errors.New("planning lease lost")
+		}
+		return nil
+	})
+	if err != nil {
+		return false, err
 	}
+	if err := p.publish(ctx, p.db, t.tenant, j, batches); err != nil {
+		return false, err
+	}
+	p.planned.Add(float64(planned - j.planned))
 	j.cursor, j.nextSeq, j.planned = cursor, seq, planned
 	return more, nil
+}
+
+// execer runs a statement on a pool or in a transaction.
+type execer interface {
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+}
+
+// publish sends recorded batches and notes, through db, when Pub/Sub has
+// them all.
+func (p *Planner) publish(ctx context.Context, db execer, tenant string, j *jobPlan, batches []*eventv1.RecommendBatch) error {
+	results := make([]*pubsub.PublishResult, 0, len(batches))
+	seqs := make([]int64, 0, len(batches))
+	for _, b := range batches {
+		res, err := p.pub.Publish(ctx, b, j.traceparent)
+		if err != nil {
+			return err
+		}
+		results = append(results, res)
+		seqs = append(seqs, b.Job.Seq)
+	}
+	for _, res := range results {
+		if _, err := res.Get(ctx); err != nil {
+			return fmt.Errorf("publish batch: %w", err)
+		}
+	}
+	if _, err := db.Exec(ctx, markPublishedSQL, tenant, j.header.JobId, seqs); err != nil {
+		return fmt.Errorf("mark batches published: %w", err)
+	}
+	p.batches.Add(float64(len(batches)))
+	return nil
+}
+
+// publishRecorded publishes the job's batches that were recorded but
+// never confirmed published.
+func (p *Planner) publishRecorded(ctx context.Context, tenant string, j *jobPlan) error {
+	rows, _ := p.db.Query(ctx, unpublishedSQL, tenant, j.header.JobId)
+	type recorded struct {
+		seq int64
+		ids []string
+	}
+	pending, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (recorded, error) {
+		var b recorded
+		return b, r.Scan(&b.seq, &b.ids)
+	})
+	if err != nil {
+		return fmt.Errorf("read recorded batches: %w", err)
+	}
+	for _, b := range pending {
+		recipients, err := p.recipients(ctx, tenant, b.ids)
+		if err != nil {
+			return err
+		}
+		if err := p.publish(ctx, p.db, tenant, j, []*eventv1.RecommendBatch{j.batch(b.seq, recipients)}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// batch builds batch seq of j.
+func (j *jobPlan) batch(seq int64, recipients []*eventv1.Recipient) *eventv1.RecommendBatch {
+	header := proto.CloneOf(j.header)
+	header.Seq = seq
+	return &eventv1.RecommendBatch{Job: header, Recipients: recipients}
+}
+
+func customerIDs(rs []*eventv1.Recipient) []string {
+	ids := make([]string, len(rs))
+	for i, r := range rs {
+		ids[i] = r.CustomerId
+	}
+	return ids
+}
+
+func (p *Planner) recipients(ctx context.Context, tenant string, ids []string) ([]*eventv1.Recipient, error) {
+	rows, _ := p.db.Query(ctx, recipientsByIDSQL, tenant, ids)
+	return scanRecipients(rows, len(ids))
 }
 
 func (p *Planner) page(ctx context.Context, tenant string, j *jobPlan, after string) ([]*eventv1.Recipient, error) {
@@ -332,7 +442,11 @@ func (p *Planner) page(ctx context.Context, tenant string, j *jobPlan, after str
 	} else {
 		rows, _ = p.db.Query(ctx, audienceAllSQL, tenant, after, p.cfg.BatchSize)
 	}
-	recipients := make([]*eventv1.Recipient, 0, p.cfg.BatchSize)
+	return scanRecipients(rows, p.cfg.BatchSize)
+}
+
+func scanRecipients(rows pgx.Rows, capacity int) ([]*eventv1.Recipient, error) {
+	recipients := make([]*eventv1.Recipient, 0, capacity)
 	for rows.Next() {
 		r := &eventv1.Recipient{}
 		if err := rows.Scan(&r.CustomerId, &r.Email, &r.FirstName, &r.LastName, &r.Locale); err != nil {
@@ -345,4 +459,65 @@ func (p *Planner) page(ctx context.Context, tenant string, j *jobPlan, after str
 		return nil, fmt.Errorf("read audience: %w", err)
 	}
 	return recipients, nil
+}
+
+// Redrive publishes again, every few seconds, the unfinished batches of jobs
+// that have stalled: Pub/Sub delivers at least once while a message is in
+// its subscription, but a message can still go missing for a job — dead-
+// lettered after repeated failures, or lost by a faulty broker. A batch is
+// published at most MaxPublishes times in all.
+func (p *Planner) Redrive(ctx, workCtx context.Context) error {
+	t := time.NewTicker(max(p.cfg.Stall/4, time.Second))
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+			if err := p.redriveOnce(workCtx); err != nil {
+				p.log.ErrorContext(ctx, "re-drive stalled batches", "error", err)
+			}
+		}
+	}
+}
+
+func (p *Planner) redriveOnce(ctx context.Context) error {
+	return pgdb.InTx(ctx, p.db, func(tx pgx.Tx) error {
+		rows, _ := tx.Query(ctx, stalledBatchesSQL, p.cfg.Stall.Seconds(), 100, p.cfg.MaxPublishes)
+		type stalled struct {
+			tenant    string
+			job       uuid.UUID
+			seq       int64
+			ids       []string
+			publishes int
+		}
+		batches, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (stalled, error) {
+			var b stalled
+			return b, r.Scan(&b.tenant, &b.job, &b.seq, &b.ids, &b.publishes)
+		})
+		if err != nil {
+			return fmt.Errorf("find stalled batches: %w", err)
+		}
+		jobs := map[uuid.UUID]*jobPlan{}
+		for _, b := range batches {
+			j, ok := jobs[b.job]
+			if !ok {
+				if j, err = p.loadJob(ctx, task{tenant: b.tenant, job: b.job}); err != nil {
+					return err
+				}
+				jobs[b.job] = j
+			}
+			recipients, err := p.recipients(ctx, b.tenant, b.ids)
+			if err != nil {
+				return err
+			}
+			p.log.WarnContext(ctx, "re-driving batch of stalled job", "tenant_id", b.tenant, "job_id", b.job,
+				"batch_seq", b.seq, "publishes", b.publishes+1)
+			if err := p.publish(ctx, tx, b.tenant, j, []*eventv1.RecommendBatch{j.batch(b.seq, recipients)}); err != nil {
+				return err
+			}
+			p.redrive.Inc()
+		}
+		return nil
+	})
 }

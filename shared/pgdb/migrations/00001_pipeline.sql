@@ -102,6 +102,24 @@ CREATE TABLE jobs (
     CHECK (deadline > submitted_at)
 );
 
+-- The plan of every job: its recipients in batches, as published. A batch
+-- is what one Pub/Sub message carries; keeping the plan lets a batch whose
+-- message was lost or dead-lettered be published again as the very same
+-- batch (same seq), which every stage already treats as a harmless
+-- duplicate. Dispatch marks a batch done when all its recipients are final.
+CREATE TABLE job_batches (
+    tenant_id    text NOT NULL,
+    job_id       uuid NOT NULL,
+    seq          bigint NOT NULL,
+    customer_ids text[] NOT NULL,
+    created_at   timestamptz NOT NULL DEFAULT now(),
+    published_at timestamptz,
+    publishes    integer NOT NULL DEFAULT 0,
+    done_at      timestamptz,
+    PRIMARY KEY (tenant_id, job_id, seq)
+);
+CREATE INDEX job_batches_open ON job_batches (published_at) WHERE done_at IS NULL;
+
 -- Per-job counters, kept apart from the time-partitioned ledger so they
 -- outlive it. Dispatch spreads its updates over a few shards per job so that
 -- concurrent batches do not queue on one row; readers sum the shards.
@@ -189,5 +207,5 @@ $$;
 
 -- +goose Down
 DROP FUNCTION herald_ensure_deliveries_partition(timestamptz);
-DROP TABLE deliveries, suppressions, outbox, job_progress, jobs, templates,
+DROP TABLE deliveries, suppressions, outbox, job_progress, job_batches, jobs, templates,
     recommendations, catalog_items, customers, tenants;

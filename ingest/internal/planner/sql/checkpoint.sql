@@ -1,5 +1,5 @@
--- Records a published chunk and renews the lease, only while this planner
--- still holds the task; no row updated means the lease was lost.
+-- Records the chunk's progress and renews the lease, only while this
+-- planner still holds the task; no row updated means the lease was lost.
 WITH lease AS (
     UPDATE outbox SET lease_until = now() + make_interval(secs => $3)
     WHERE id = $1 AND lease_owner = $2
