@@ -1,0 +1,276 @@
+package api_test
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"herald/ingest/internal/api"
+	"herald/ingest/internal/store"
+	"herald/shared/testenv"
+)
+
+func TestMain(m *testing.M) { testenv.Main(m) }
+
+type fixture struct {
+	t   *testing.T
+	db  *pgxpool.Pool
+	srv *httptest.Server
+}
+
+func newFixture(t *testing.T, limits api.Limits) *fixture {
+	t.Helper()
+	db := testenv.DB(t)
+	a := api.New(store.New(db), slog.New(slog.DiscardHandler), prometheus.NewRegistry(), limits)
+	srv := httptest.NewServer(a.Handler())
+	t.Cleanup(srv.Close)
+	return &fixture{t: t, db: db, srv: srv}
+}
+
+type response struct {
+	status int
+	body   map[string]any
+	header http.Header
+}
+
+// do sends a request as tenant (none if empty) and decodes the JSON answer.
+func (f *fixture) do(method, path, tenant, contentType, body string, header ...string) response {
+	f.t.Helper()
+	req, err := http.NewRequest(method, f.srv.URL+path, strings.NewReader(body))
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	if tenant != "" {
+		req.Header.Set(api.TenantHeader, tenant)
+	}
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
+	}
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	var m map[string]any
+	if err := json.Unmarshal(b, &m); err != nil {
+		f.t.Fatalf("%s %s answered %d with a body that is not a JSON object: %q", method, path, resp.StatusCode, b)
+	}
+	return response{status: resp.StatusCode, body: m, header: resp.Header}
+}
+
+func (f *fixture) count(table string) int {
+	f.t.Helper()
+	var n int
+	if err := f.db.QueryRow(context.Background(), "SELECT count(*) FROM "+table).Scan(&n); err != nil {
+		f.t.Fatal(err)
+	}
+	return n
+}
+
+const ndjson = "application/x-ndjson"
+
+// errorOf returns the error code and message of an error answer.
+func errorOf(r response) (code, message string) {
+	e, _ := r.body["error"].(map[string]any)
+	code, _ = e["code"].(string)
+	message, _ = e["message"].(string)
+	return code, message
+}
+
+func TestBadInputIsRejectedAndStoresNothing(t *testing.T) {
+	limits := api.DefaultLimits
+	limits.MaxBulkBytes = 4096
+	limits.MaxJSONBytes = 2048
+	f := newFixture(t, limits)
+	good := `{"id":"c1","email":"ada@example.com","first_name":"Ada"}` + "\n"
+	tests := []struct {
+		name        string
+		method      string
+		path        string
+		tenant      string
+		contentType string
+		body        string
+		header      []string
+		wantStatus  int
+		wantCode    string
+		wantInMsg   string
+	}{
+		{"malformed NDJSON line", "POST", "/v1/customers", "acme", ndjson,
+			good + `{"id":"c2","email":"b@example.com"}` + "\n" + `{"id":"c3",` + "\n", nil,
+			400, "invalid_lines", "line 3"},
+		{"unknown field in a line", "POST", "/v1/customers", "acme", ndjson,
+			good + `{"id":"c2","email":"b@example.com","shoe_size":44}` + "\n", nil,
+			400, "invalid_lines", "shoe_size"},
+		{"invalid email", "POST", "/v1/customers", "acme", ndjson,
+			good + `{"id":"c2","email":"not an address"}` + "\n", nil,
+			400, "invalid_lines", "line 2: email"},
+		{"upload over the size limit", "POST", "/v1/customers", "acme", ndjson,
+			strings.Repeat(good, 200), nil,
+			413, "too_large", "4096"},
+		{"missing tenant header", "POST", "/v1/customers", "", ndjson,
+			good, nil, 401, "unauthenticated", "X-Tenant-ID"},
+		{"wrong content type", "POST", "/v1/customers", "acme", "text/csv",
+			good, nil, 415, "unsupported_media_type", "application/x-ndjson"},
+		{"unknown field in a job", "POST", "/v1/jobs", "acme", "application/json",
+			`{"channel":"email","template":{"id":"t"},"audience":{"all_subscribed":true},"priority":"high"}`, []string{"Idempotency-Key", "k1"},
+			400, "invalid_json", "priority"},
+		{"job body over the size limit", "POST", "/v1/jobs", "acme", "application/json",
+			`{"channel":"email","campaign":"` + strings.Repeat("x", 3000) + `"}`, []string{"Idempotency-Key", "k2"},
+			413, "too_large", "2048"},
+		{"job naming an unknown template", "POST", "/v1/jobs", "acme", "application/json",
+			`{"channel":"email","template":{"id":"nope"},"audience":{"all_subscribed":true}}`, []string{"Idempotency-Key", "k3"},
+			422, "unknown_template", "nope"},
+		{"job without idempotency key", "POST", "/v1/jobs", "acme", "application/json",
+			`{"channel":"email","template":{"id":"t"},"audience":{"all_subscribed":true}}`, nil,
+			400, "idempotency_key_required", "Idempotency-Key"},
+		{"job with a deadline in the past", "POST", "/v1/jobs", "acme", "application/json",
+			`{"channel":"email","template":{"id":"t"},"audience":{"all_subscribed":true},"deadline":"2020-01-01T00:00:00Z"}`, []string{"Idempotency-Key", "k4"},
+			422, "invalid_request", "deadline"},
+		{"template that does not parse", "POST", "/v1/templates/t/versions", "acme", "application/json",
+			`{"from_email":"a@b.example","subject":"Hi","html":"{{if .Customer}}"}`, nil,
+			422, "invalid_template", "html"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			f.t = t
+			r := f.do(tc.method, tc.path, tc.tenant, tc.contentType, tc.body, tc.header...)
+			code, msg := errorOf(r)
+			if r.status != tc.wantStatus || code != tc.wantCode || !strings.Contains(msg, tc.wantInMsg) {
+				t.Fatalf("got %d %q %q; want %d %q with %q in the message", r.status, code, msg, tc.wantStatus, tc.wantCode, tc.wantInMsg)
+			}
+			for _, table := range []string{"customers", "jobs", "outbox", "templates"} {
+				if n := f.count(table); n != 0 {
+					t.Fatalf("%s has %d rows after a rejected request", table, n)
+				}
+			}
+		})
+	}
+}
+
+func TestLineErrorsNameEveryBadLine(t *testing.T) {
+	f := newFixture(t, api.DefaultLimits)
+	body := `{"id":"c1","email":"a@example.com"}` + "\n" +
+		`{"id":"c2","email":"bad"}` + "\n" +
+		"\n" +
+		`not json` + "\n" +
+		`{"id":"","email":"c@example.com"}` + "\n"
+	r := f.do("POST", "/v1/customers", "acme", ndjson, body)
+	details, _ := r.body["error"].(map[string]any)["details"].([]any)
+	var got []float64
+	for _, d := range details {
+		got = append(got, d.(map[string]any)["line"].(float64))
+	}
+	if diff := cmp.Diff([]float64{2, 4, 5}, got); r.status != 400 || diff != "" {
+		t.Fatalf("status %d, bad lines (-want +got):\n%s", r.status, diff)
+	}
+}
+
+func TestUploadsUpsert(t *testing.T) {
+	f := newFixture(t, api.DefaultLimits)
+	r := f.do("POST", "/v1/customers", "acme", ndjson,
+		`{"id":"c1","email":"ada@example.com","first_name":"Ada"}`+"\n"+`{"id":"c2","email":"bob@example.com"}`+"\n")
+	if r.status != 200 || r.body["upserted"].(float64) != 2 {
+		t.Fatalf("first upload: %d %v", r.status, r.body)
+	}
+	// The same id twice in one upload: the last line wins.
+	r = f.do("POST", "/v1/customers", "acme", ndjson,
+		`{"id":"c1","email":"ada@example.com","first_name":"Augusta"}`+"\n"+`{"id":"c1","email":"ada@example.com","first_name":"Ada Augusta","subscribed":false}`+"\n")
+	if r.status != 200 {
+		t.Fatalf("second upload: %d %v", r.status, r.body)
+	}
+	var name string
+	var subscribed bool
+	if err := f.db.QueryRow(context.Background(), `SELECT first_name, subscribed FROM customers WHERE tenant_id = 'acme' AND id = 'c1'`).Scan(&name, &subscribed); err != nil {
+		t.Fatal(err)
+	}
+	if name != "Ada Augusta" || subscribed || f.count("customers") != 2 {
+		t.Fatalf("after upsert: name %q subscribed %v, %d customers", name, subscribed, f.count("customers"))
+	}
+}
+
+func (f *fixture) template(tenant string) {
+	f.t.Helper()
+	r := f.do("POST", "/v1/templates/bf/versions", tenant, "application/json",
+		`{"from_email":"deals@acme.example","subject":"Hi {{.Customer.FirstName}}","html":"<p>Hi {{.Customer.FirstName}}</p>"}`)
+	if r.status != 201 {
+		f.t.Fatalf("add template: %d %v", r.status, r.body)
+	}
+}
+
+func TestIdempotencyKey(t *testing.T) {
+	f := newFixture(t, api.DefaultLimits)
+	f.template("acme")
+	job := `{"channel":"email","template":{"id":"bf"},"audience":{"all_subscribed":true}}`
+	first := f.do("POST", "/v1/jobs", "acme", "application/json", job, "Idempotency-Key", "k")
+	// Same request, other spacing and key order.
+	again := f.do("POST", "/v1/jobs", "acme", "application/json",
+		`{ "audience": {"all_subscribed": true}, "template": {"id": "bf"}, "channel": "email" }`, "Idempotency-Key", "k")
+	if first.status != 202 || again.status != 202 || first.body["id"] != again.body["id"] {
+		t.Fatalf("same key: %d %v then %d %v", first.status, first.body["id"], again.status, again.body["id"])
+	}
+	if again.header.Get("Idempotent-Replayed") != "true" {
+		t.Errorf("a replayed answer lacks Idempotent-Replayed: true")
+	}
+	other := f.do("POST", "/v1/jobs", "acme", "application/json",
+		`{"channel":"email","template":{"id":"bf"},"audience":{"all_subscribed":true},"products":3}`, "Idempotency-Key", "k")
+	if code, _ := errorOf(other); other.status != 422 || code != "idempotency_key_reused" {
+		t.Fatalf("same key, other body: %d %v", other.status, other.body)
+	}
+	// Another tenant may use the same key for its own job.
+	f.template("globex")
+	theirs := f.do("POST", "/v1/jobs", "globex", "application/json", job, "Idempotency-Key", "k")
+	if theirs.status != 202 || theirs.body["id"] == first.body["id"] {
+		t.Fatalf("other tenant, same key: %d %v", theirs.status, theirs.body)
+	}
+	if n, m := f.count("jobs"), f.count("outbox"); n != 2 || m != 2 {
+		t.Fatalf("%d jobs and %d outbox rows, want 2 and 2", n, m)
+	}
+}
+
+func TestJobsOfAnotherTenantAreNotFound(t *testing.T) {
+	f := newFixture(t, api.DefaultLimits)
+	f.template("acme")
+	r := f.do("POST", "/v1/jobs", "acme", "application/json",
+		`{"channel":"email","template":{"id":"bf"},"audience":{"all_subscribed":true}}`, "Idempotency-Key", "k")
+	id := r.body["id"].(string)
+	if got := f.do("GET", "/v1/jobs/"+id, "acme", "", ""); got.status != 200 || got.body["state"] != "planning" {
+		t.Fatalf("own job: %d %v", got.status, got.body)
+	}
+	if got := f.do("GET", "/v1/jobs/"+id, "globex", "", ""); got.status != 404 {
+		t.Fatalf("another tenant's job: %d %v", got.status, got.body)
+	}
+}
+
+func TestExplicitAudienceMustExist(t *testing.T) {
+	f := newFixture(t, api.DefaultLimits)
+	f.template("acme")
+	f.do("POST", "/v1/customers", "acme", ndjson, `{"id":"c1","email":"a@example.com"}`+"\n")
+	r := f.do("POST", "/v1/jobs", "acme", "application/json",
+		`{"channel":"email","template":{"id":"bf"},"audience":{"customer_ids":["c1","c9"]}}`, "Idempotency-Key", "k")
+	if code, msg := errorOf(r); r.status != 422 || code != "unknown_customers" || !strings.Contains(msg, "c9") {
+		t.Fatalf("unknown customer: %d %v", r.status, r.body)
+	}
+	if f.count("jobs") != 0 {
+		t.Fatal("a job was stored")
+	}
+	deadline := time.Now().Add(2 * time.Hour).UTC().Format(time.RFC3339)
+	r = f.do("POST", "/v1/jobs", "acme", "application/json",
+		`{"channel":"email","template":{"id":"bf"},"audience":{"customer_ids":["c1"]},"deadline":"`+deadline+`"}`, "Idempotency-Key", "k2")
+	if r.status != 202 || r.body["deadline"] != deadline {
+		t.Fatalf("valid explicit job: %d %v", r.status, r.body)
+	}
+}
