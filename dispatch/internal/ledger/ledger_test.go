@@ -1,0 +1,177 @@
+package ledger_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"herald/dispatch/internal/ledger"
+	"herald/shared/testenv"
+)
+
+func TestMain(m *testing.M) { testenv.Main(m) }
+
+func setup(t *testing.T) (*pgxpool.Pool, ledger.Batch) {
+	t.Helper()
+	db := testenv.DB(t)
+	now := time.Now().UTC().Truncate(time.Microsecond)
+	if _, err := db.Exec(context.Background(), `SELECT herald_ensure_deliveries_partition($1)`, now); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec(context.Background(), `INSERT INTO suppressions (tenant_id, email, reason) VALUES ('acme', 'gone@example.com', 'hard bounce')`); err != nil {
+		t.Fatal(err)
+	}
+	return db, ledger.Batch{Tenant: "acme", Job: uuid.New(), Channel: "email", SubmittedAt: now, Deadline: now.Add(time.Hour), Seq: 3}
+}
+
+func progress(t *testing.T, db *pgxpool.Pool, job uuid.UUID) map[string]int64 {
+	t.Helper()
+	var sent, failed, suppressed, expired, ambiguous int64
+	err := db.QueryRow(context.Background(), `SELECT coalesce(sum(sent),0), coalesce(sum(failed),0), coalesce(sum(suppressed),0),
+		coalesce(sum(expired),0), coalesce(sum(ambiguous),0) FROM job_progress WHERE job_id = $1`, job).
+		Scan(&sent, &failed, &suppressed, &expired, &ambiguous)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return map[string]int64{"sent": sent, "failed": failed, "suppressed": suppressed, "expired": expired, "ambiguous": ambiguous}
+}
+
+var byCustomer = cmpopts.SortSlices(func(a, b ledger.Claim) bool { return a.CustomerID < b.CustomerID })
+
+func TestClaimOncePerRecipient(t *testing.T) {
+	db, b := setup(t)
+	ctx := context.Background()
+	l := ledger.New(db)
+	items := []ledger.Item{
+		{CustomerID: "c1", Email: "ada@example.com", MessageID: "m1"},
+		{CustomerID: "c2", Email: "Gone@Example.com", MessageID: "m2"},
+		{CustomerID: "c3", Email: "bob@example.com", RenderError: "template exploded"},
+	}
+	h, err := l.Lock(ctx, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	claims, err := h.Claim(ctx, items)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []ledger.Claim{{"c1", ledger.Sending, true}, {"c2", ledger.Suppressed, true}, {"c3", ledger.Failed, true}}
+	if diff := cmp.Diff(want, claims, byCustomer); diff != "" {
+		t.Fatalf("first claim (-want +got):\n%s", diff)
+	}
+	// A second claim of the same batch (a redelivered message) creates
+	// nothing and reports what the first one left.
+	again, err := h.Claim(ctx, items)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want = []ledger.Claim{{"c1", ledger.Sending, false}, {"c2", ledger.Suppressed, false}, {"c3", ledger.Failed, false}}
+	if diff := cmp.Diff(want, again, byCustomer); diff != "" {
+		t.Fatalf("second claim (-want +got):\n%s", diff)
+	}
+	if err := h.Record(ctx, []ledger.Outcome{{CustomerID: "c1", State: ledger.Sent, Reason: "250 ok"}}); err != nil {
+		t.Fatal(err)
+	}
+	// Recording twice changes nothing: only rows in sending move.
+	if err := h.Record(ctx, []ledger.Outcome{{CustomerID: "c1", State: ledger.Sent, Reason: "250 ok"}}); err != nil {
+		t.Fatal(err)
+	}
+	h.Release(ctx)
+	if diff := cmp.Diff(map[string]int64{"sent": 1, "failed": 1, "suppressed": 1, "expired": 0, "ambiguous": 0}, progress(t, db, b.Job)); diff != "" {
+		t.Fatalf("progress (-want +got):\n%s", diff)
+	}
+	// Another batch naming the same recipients owns none of them.
+	other := b
+	other.Seq = 4
+	h2, err := l.Lock(ctx, other)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h2.Release(ctx)
+	if claims, err := h2.Claim(ctx, items); err != nil || len(claims) != 0 {
+		t.Fatalf("other batch claimed %v, %v; want nothing", claims, err)
+	}
+}
+
+func TestLockIsExclusive(t *testing.T) {
+	db, b := setup(t)
+	ctx := context.Background()
+	l := ledger.New(db)
+	h, err := l.Lock(ctx, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan *ledger.Held, 1)
+	go func() {
+		h2, err := l.Lock(ctx, b)
+		if err != nil {
+			t.Error(err)
+		}
+		got <- h2
+	}()
+	select {
+	case <-got:
+		t.Fatal("a second worker locked a batch that is held")
+	case <-time.After(300 * time.Millisecond):
+	}
+	h.Release(ctx)
+	select {
+	case h2 := <-got:
+		h2.Release(ctx)
+	case <-time.After(10 * time.Second):
+		t.Fatal("the lock was not handed over after release")
+	}
+}
+
+func TestPastTheDeadlineRecipientsExpire(t *testing.T) {
+	db, b := setup(t)
+	ctx := context.Background()
+	b.Deadline = b.SubmittedAt.Add(-time.Second)
+	h, err := ledger.New(db).Lock(ctx, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Release(ctx)
+	claims, err := h.Claim(ctx, []ledger.Item{{CustomerID: "c1", Email: "ada@example.com", MessageID: "m1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]ledger.Claim{{"c1", ledger.Expired, true}}, claims); diff != "" {
+		t.Fatalf("claim past the deadline (-want +got):\n%s", diff)
+	}
+	if p := progress(t, db, b.Job); p["expired"] != 1 {
+		t.Fatalf("progress %v, want one expired", p)
+	}
+}
+
+func TestDeferredAreRetriedByTheirBatch(t *testing.T) {
+	db, b := setup(t)
+	ctx := context.Background()
+	h, err := ledger.New(db).Lock(ctx, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Release(ctx)
+	if _, err := h.Claim(ctx, []ledger.Item{{CustomerID: "c1", Email: "ada@example.com", MessageID: "m1"}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.Record(ctx, []ledger.Outcome{{CustomerID: "c1", State: ledger.Deferred, Reason: "421 try later"}}); err != nil {
+		t.Fatal(err)
+	}
+	states, err := h.Retry(ctx, []string{"c1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(map[string]string{"c1": ledger.Sending}, states); diff != "" {
+		t.Fatalf("retry (-want +got):\n%s", diff)
+	}
+	var attempts int
+	if err := db.QueryRow(ctx, `SELECT attempts FROM deliveries WHERE customer_id = 'c1'`).Scan(&attempts); err != nil || attempts != 2 {
+		t.Fatalf("attempts %d, %v; want 2", attempts, err)
+	}
+}
