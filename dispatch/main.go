@@ -18,6 +18,7 @@ import (
 
 	"herald/dispatch/internal/deliver"
 	"herald/dispatch/internal/ledger"
+	"herald/dispatch/internal/provider"
 	"herald/dispatch/internal/smtpout"
 	"herald/shared/config"
 	"herald/shared/messaging"
@@ -78,7 +79,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	}
 	pool := smtpout.NewPool(cfg.SMTP)
 	defer pool.Close()
-	var reconcile deliver.Reconciler
+	var reconcile provider.Reconciler
 	if cfg.LookupURL != "" {
 		reconcile = smtpout.NewLookup(cfg.LookupURL)
 	}

@@ -12,7 +12,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"sync"
 	"time"
 
 	"cloud.google.com/go/pubsub/v2"
@@ -21,21 +20,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promauto"
 
 	"herald/dispatch/internal/ledger"
-	"herald/dispatch/internal/smtpout"
+	"herald/dispatch/internal/provider"
 	"herald/shared/event"
 	eventv1 "herald/shared/event/v1"
 )
-
-// Sender calls the provider.
-type Sender interface {
-	Send(ctx context.Context, from, to string, msg []byte) smtpout.Result
-}
-
-// Reconciler asks the provider which Message-IDs it has; nil when the
-// provider cannot say.
-type Reconciler interface {
-	Found(ctx context.Context, messageIDs []string) (map[string]bool, error)
-}
 
 // Config tunes delivery.
 type Config struct {
@@ -47,8 +35,8 @@ type Config struct {
 // Dispatcher handles dispatch batches.
 type Dispatcher struct {
 	ledger    *ledger.Ledger
-	send      Sender
-	reconcile Reconciler
+	send      provider.Sender
+	reconcile provider.Reconciler
 	log       *slog.Logger
 	cfg       Config
 	now       func() time.Time
@@ -58,7 +46,7 @@ type Dispatcher struct {
 }
 
 // New returns a dispatcher. reconcile may be nil.
-func New(l *ledger.Ledger, send Sender, reconcile Reconciler, log *slog.Logger, reg prometheus.Registerer, cfg Config) *Dispatcher {
+func New(l *ledger.Ledger, send provider.Sender, reconcile provider.Reconciler, log *slog.Logger, reg prometheus.Registerer, cfg Config) *Dispatcher {
 	f := promauto.With(reg)
 	return &Dispatcher{
 		ledger: l, send: send, reconcile: reconcile, log: log, cfg: cfg, now: time.Now,
@@ -73,7 +61,7 @@ func New(l *ledger.Ledger, send Sender, reconcile Reconciler, log *slog.Logger, 
 		}),
 		sendTime: f.NewHistogram(prometheus.HistogramOpts{
 			Name:    "herald_dispatch_send_duration_seconds",
-			Help:    "Time the provider took to answer one send.",
+			Help:    "Provider time per message, averaged over each batch of sends.",
 			Buckets: prometheus.ExponentialBuckets(0.0001, 4, 10),
 		}),
 	}
@@ -217,40 +205,49 @@ func (d *Dispatcher) settle(ctx context.Context, rs []*eventv1.Rendered, why str
 	return again, outcomes, true
 }
 
-// sendAll sends rs concurrently (the provider pool bounds the concurrency)
-// and returns the outcomes it could decide; ok is false if some sends stay
-// in doubt.
+// sendAll sends rs through the provider and returns the outcomes it could
+// decide; ok is false if some sends stay in doubt.
 func (d *Dispatcher) sendAll(ctx context.Context, in *eventv1.DispatchBatch, rs []*eventv1.Rendered) ([]ledger.Outcome, bool) {
+	if len(rs) == 0 {
+		return nil, true
+	}
+	job := in.GetJob()
+	msgs := make([]*provider.Message, len(rs))
+	for i, r := range rs {
+		msgs[i] = &provider.Message{
+			Key:       job.TenantId + "/" + job.JobId + "/" + job.Channel + "/" + r.CustomerId,
+			MessageID: r.MessageId, From: in.From, To: r.Email, Body: r.Mime,
+		}
+	}
+	start := d.now()
+	results := d.send.Send(ctx, msgs)
+	d.sendTime.Observe(d.now().Sub(start).Seconds() / float64(len(rs)))
 	outcomes := make([]ledger.Outcome, 0, len(rs))
 	var doubtful []*eventv1.Rendered
-	var mu sync.Mutex
-	var wg sync.WaitGroup
-	for _, r := range rs {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			start := d.now()
-			res := d.send.Send(ctx, in.From, r.Email, r.Mime)
-			d.sendTime.Observe(d.now().Sub(start).Seconds())
-			o := ledger.Outcome{CustomerID: r.CustomerId, Reason: res.Reason}
-			switch res.Outcome {
-			case smtpout.Sent:
-				o.State = ledger.Sent
-			case smtpout.Failed:
-				o.State = ledger.Failed
-			case smtpout.Deferred:
+	for i, res := range results {
+		r := rs[i]
+		o := ledger.Outcome{CustomerID: r.CustomerId, Reason: res.Reason}
+		switch res.Outcome {
+		case provider.Sent:
+			o.State = ledger.Sent
+		case provider.Failed:
+			o.State = ledger.Failed
+			if res.HardBounce {
+				o.Suppress = r.Email
+			}
+		case provider.Deferred, provider.Throttled:
+			o.State = ledger.Deferred
+		case provider.Unknown:
+			if d.send.Idempotent() {
+				// The provider drops a repeat of the same key: retrying is safe.
 				o.State = ledger.Deferred
-			}
-			mu.Lock()
-			defer mu.Unlock()
-			if res.Outcome == smtpout.Unknown {
+			} else {
 				doubtful = append(doubtful, r)
-				return
+				continue
 			}
-			outcomes = append(outcomes, o)
-		}()
+		}
+		outcomes = append(outcomes, o)
 	}
-	wg.Wait()
 	if len(doubtful) == 0 {
 		return outcomes, true
 	}

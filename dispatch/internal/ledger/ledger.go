@@ -29,6 +29,8 @@ var (
 	recordSQL string
 	//go:embed sql/finish_batch.sql
 	finishBatchSQL string
+	//go:embed sql/suppress.sql
+	suppressSQL string
 )
 
 // States of a ledger row.
@@ -169,6 +171,8 @@ type Outcome struct {
 	CustomerID string
 	State      string // Sent, Failed, Deferred or Ambiguous
 	Reason     string
+	// Suppress, set on a hard bounce, is the address to suppress.
+	Suppress string
 }
 
 // Record stores outcomes and advances the job's progress.
@@ -185,6 +189,18 @@ func (h *Held) Record(ctx context.Context, outcomes []Outcome) error {
 	if _, err := h.conn.Exec(ctx, recordSQL, h.b.Tenant, h.b.Job, h.b.Channel, h.b.SubmittedAt, h.b.Seq, h.shard,
 		ids, states, reasons); err != nil {
 		return fmt.Errorf("record outcomes: %w", err)
+	}
+	var emails, why []string
+	for _, o := range outcomes {
+		if o.Suppress != "" {
+			emails = append(emails, o.Suppress)
+			why = append(why, "hard bounce: "+o.Reason)
+		}
+	}
+	if len(emails) > 0 {
+		if _, err := h.conn.Exec(ctx, suppressSQL, h.b.Tenant, emails, why); err != nil {
+			return fmt.Errorf("suppress hard bounces: %w", err)
+		}
 	}
 	return nil
 }

@@ -15,46 +15,9 @@ import (
 	"time"
 
 	"github.com/emersion/go-smtp"
+
+	"herald/dispatch/internal/provider"
 )
-
-// Outcome classifies one send attempt.
-type Outcome int
-
-// The outcomes of a send.
-const (
-	// Sent: the server accepted the message (250 after DATA).
-	Sent Outcome = iota
-	// Deferred: the server refused for now (4xx) or the connection failed
-	// before the message was complete; nothing was accepted, retry later.
-	Deferred
-	// Failed: the server refused for good (5xx).
-	Failed
-	// Unknown: the connection failed after the whole message was sent and
-	// before the server answered; it may have been accepted.
-	Unknown
-)
-
-func (o Outcome) String() string {
-	switch o {
-	case Sent:
-		return "sent"
-	case Deferred:
-		return "deferred"
-	case Failed:
-		return "failed"
-	default:
-		return "unknown"
-	}
-}
-
-// Result is the outcome of one send with the server's words.
-type Result struct {
-	Outcome Outcome
-	// Code is the SMTP reply code, 0 when there was no reply.
-	Code int
-	// Reason is the reply text or the transport error.
-	Reason string
-}
 
 // Config tunes the pool.
 type Config struct {
@@ -89,17 +52,38 @@ func NewPool(cfg Config) *Pool {
 	return &Pool{cfg: cfg, sem: make(chan struct{}, cfg.Conns)}
 }
 
-// Send delivers one message from the envelope sender to one recipient.
-func (p *Pool) Send(ctx context.Context, from, to string, msg []byte) Result {
+// Name identifies the relay.
+func (p *Pool) Name() string { return "smtp:" + p.cfg.Addr }
+
+// Idempotent is false: SMTP has no idempotency key.
+func (p *Pool) Idempotent() bool { return false }
+
+// Send delivers msgs concurrently over the pool's connections.
+func (p *Pool) Send(ctx context.Context, msgs []*provider.Message) []provider.Result {
+	out := make([]provider.Result, len(msgs))
+	var wg sync.WaitGroup
+	for i, m := range msgs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			out[i] = p.SendOne(ctx, m.From, m.To, m.Body)
+		}()
+	}
+	wg.Wait()
+	return out
+}
+
+// SendOne delivers one message from the envelope sender to one recipient.
+func (p *Pool) SendOne(ctx context.Context, from, to string, msg []byte) provider.Result {
 	select {
 	case p.sem <- struct{}{}:
 	case <-ctx.Done():
-		return Result{Outcome: Deferred, Reason: ctx.Err().Error()}
+		return provider.Result{Outcome: provider.Deferred, Reason: ctx.Err().Error()}
 	}
 	defer func() { <-p.sem }()
 	c, err := p.get(ctx)
 	if err != nil {
-		return Result{Outcome: Deferred, Reason: "connect: " + err.Error()}
+		return provider.Result{Outcome: provider.Deferred, Reason: "connect: " + err.Error()}
 	}
 	res, healthy := p.send(c, from, to, msg)
 	if healthy {
@@ -147,7 +131,7 @@ func (p *Pool) put(c *conn) {
 
 // send runs one SMTP transaction and reports whether the connection can be
 // reused.
-func (p *Pool) send(c *conn, from, to string, msg []byte) (Result, bool) {
+func (p *Pool) send(c *conn, from, to string, msg []byte) (provider.Result, bool) {
 	if err := c.c.Mail(from, nil); err != nil {
 		return refused("MAIL FROM", err, c)
 	}
@@ -160,7 +144,7 @@ func (p *Pool) send(c *conn, from, to string, msg []byte) (Result, bool) {
 	}
 	if _, err := w.Write(msg); err != nil {
 		// The terminating dot was never written: nothing was accepted.
-		return Result{Outcome: Deferred, Reason: "write message: " + err.Error()}, false
+		return provider.Result{Outcome: provider.Deferred, Reason: "write message: " + err.Error()}, false
 	}
 	resp, err := w.CloseWithResponse()
 	if err != nil {
@@ -169,40 +153,47 @@ func (p *Pool) send(c *conn, from, to string, msg []byte) (Result, bool) {
 			return classify(se), true
 		}
 		// The whole message went out and no reply came back.
-		return Result{Outcome: Unknown, Reason: "await reply: " + err.Error()}, false
+		return provider.Result{Outcome: provider.Unknown, Reason: "await reply: " + err.Error()}, false
 	}
-	return Result{Outcome: Sent, Code: 250, Reason: resp.StatusText}, true
+	return provider.Result{Outcome: provider.Sent, Code: 250, Reason: resp.StatusText}, true
 }
 
 // refused classifies a failure before the message body, when the server
 // cannot have accepted anything, and resets the transaction.
-func refused(step string, err error, c *conn) (Result, bool) {
+func refused(step string, err error, c *conn) (provider.Result, bool) {
 	var se *smtp.SMTPError
 	if !errors.As(err, &se) {
-		return Result{Outcome: Deferred, Reason: step + ": " + err.Error()}, false
+		return provider.Result{Outcome: provider.Deferred, Reason: step + ": " + err.Error()}, false
 	}
 	res := classify(se)
-	if res.Outcome == Sent { // a 2xx where an error was expected cannot happen; be safe
-		res.Outcome = Deferred
+	if res.Outcome == provider.Sent { // a 2xx where an error was expected cannot happen; be safe
+		res.Outcome = provider.Deferred
 	}
 	res.Reason = step + ": " + res.Reason
 	return res, c.c.Reset() == nil
 }
 
-func classify(se *smtp.SMTPError) Result {
-	reason := strconv.Itoa(se.Code)
+// classify maps an SMTP reply to an outcome: 421 and 4.7.x ask the sender
+// to slow down; other 4xx are temporary; 5xx are permanent, and 5.1.x (no
+// such mailbox, bad address) is a hard bounce.
+func classify(se *smtp.SMTPError) provider.Result {
+	res := provider.Result{Code: se.Code, Reason: strings.TrimSpace(se.Message)}
 	if se.EnhancedCode != smtp.NoEnhancedCode && se.EnhancedCode != (smtp.EnhancedCode{}) {
-		reason += fmt.Sprintf(" %d.%d.%d", se.EnhancedCode[0], se.EnhancedCode[1], se.EnhancedCode[2])
+		res.Enhanced = fmt.Sprintf("%d.%d.%d", se.EnhancedCode[0], se.EnhancedCode[1], se.EnhancedCode[2])
 	}
-	reason += " " + strings.TrimSpace(se.Message)
+	res.Reason = strings.TrimSpace(strconv.Itoa(se.Code) + " " + res.Enhanced + " " + res.Reason)
 	switch {
+	case se.Code == 421 || strings.HasPrefix(res.Enhanced, "4.7."):
+		res.Outcome = provider.Throttled
 	case se.Code >= 400 && se.Code < 500:
-		return Result{Outcome: Deferred, Code: se.Code, Reason: reason}
+		res.Outcome = provider.Deferred
 	case se.Code >= 500:
-		return Result{Outcome: Failed, Code: se.Code, Reason: reason}
+		res.Outcome = provider.Failed
+		res.HardBounce = strings.HasPrefix(res.Enhanced, "5.1.") || (res.Enhanced == "" && (se.Code == 550 || se.Code == 553))
 	default:
-		return Result{Outcome: Deferred, Code: se.Code, Reason: reason}
+		res.Outcome = provider.Deferred
 	}
+	return res
 }
 
 // Close quits every idle connection.

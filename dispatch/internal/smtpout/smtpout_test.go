@@ -9,6 +9,7 @@ import (
 
 	"github.com/emersion/go-smtp"
 
+	"herald/dispatch/internal/provider"
 	"herald/dispatch/internal/smtpout"
 	"herald/shared/mailcatch"
 )
@@ -36,18 +37,18 @@ func TestSendClassifiesTheServersAnswer(t *testing.T) {
 	}
 	tests := []struct {
 		to   string
-		want smtpout.Outcome
+		want provider.Outcome
 		code int
 	}{
-		{"ok1@example.com", smtpout.Sent, 250},
-		{"later@example.com", smtpout.Deferred, 421},
-		{"ok2@example.com", smtpout.Sent, 250}, // the connection survives a refusal
-		{"never@example.com", smtpout.Failed, 550},
-		{"ok3@example.com", smtpout.Sent, 250}, // and is recycled after MaxPerConn
+		{"ok1@example.com", provider.Sent, 250},
+		{"later@example.com", provider.Throttled, 421},
+		{"ok2@example.com", provider.Sent, 250}, // the connection survives a refusal
+		{"never@example.com", provider.Failed, 550},
+		{"ok3@example.com", provider.Sent, 250}, // and is recycled after MaxPerConn
 	}
 	for i, tc := range tests {
-		res := pool.Send(ctx, "sender@example.com", tc.to, msg(tc.to))
-		if res.Outcome != tc.want || res.Code != tc.code {
+		res := pool.SendOne(ctx, "sender@example.com", tc.to, msg(tc.to))
+		if res.Outcome != tc.want || res.Code != tc.code || res.HardBounce != (tc.code == 550) {
 			t.Fatalf("send %d to %s: %v %d %q; want %v %d", i, tc.to, res.Outcome, res.Code, res.Reason, tc.want, tc.code)
 		}
 	}
@@ -67,7 +68,7 @@ func TestSendClassifiesTheServersAnswer(t *testing.T) {
 
 func TestSendToADeadServerIsDeferred(t *testing.T) {
 	pool := smtpout.NewPool(smtpout.Config{Addr: "127.0.0.1:1", Conns: 1, Timeout: time.Second})
-	if res := pool.Send(context.Background(), "a@example.com", "b@example.com", []byte("x")); res.Outcome != smtpout.Deferred {
+	if res := pool.SendOne(context.Background(), "a@example.com", "b@example.com", []byte("x")); res.Outcome != provider.Deferred {
 		t.Fatalf("got %v %q, want deferred: nothing can have been accepted", res.Outcome, res.Reason)
 	}
 }
