@@ -18,7 +18,9 @@ import (
 
 	"herald/dispatch/internal/deliver"
 	"herald/dispatch/internal/ledger"
+	"herald/dispatch/internal/mailbox"
 	"herald/dispatch/internal/provider"
+	"herald/dispatch/internal/ratelimit"
 	"herald/dispatch/internal/smtpout"
 	"herald/shared/config"
 	"herald/shared/messaging"
@@ -39,10 +41,14 @@ func main() {
 
 type settings struct {
 	service.Common
-	Receive   messaging.ReceiveConfig
-	SMTP      smtpout.Config
-	LookupURL string
-	Deliver   deliver.Config
+	Receive        messaging.ReceiveConfig
+	SMTP           smtpout.Config
+	LookupURL      string
+	Deliver        deliver.Config
+	ProviderRate   float64
+	MailboxRates   string
+	MailboxDomains string
+	RateCooldown   time.Duration
 }
 
 func run(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
@@ -61,10 +67,24 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	set.Duration(&cfg.SMTP.Timeout, "smtp-timeout", "HERALD_SMTP_TIMEOUT", 30*time.Second, "timeout of each SMTP command and of the final reply")
 	set.String(&cfg.LookupURL, "smtp-lookup-url", "HERALD_SMTP_LOOKUP_URL", "", "the provider's message lookup endpoint, used to reconcile sends with unknown outcome; empty: such sends are recorded ambiguous")
 	set.Int(&cfg.Deliver.Chunk, "claim-chunk", "HERALD_CLAIM_CHUNK", 100, "recipients claimed at a time; bounds the sends left in doubt if the process dies")
+	set.Float(&cfg.ProviderRate, "provider-rate", "HERALD_PROVIDER_RATE", 0, "sends per second the provider account allows across all replicas; 0: unlimited")
+	set.String(&cfg.MailboxRates, "mailbox-rates", "HERALD_MAILBOX_RATES", "", "sends per second per receiving mailbox provider across all replicas, e.g. gmail=500,yahoo=300")
+	set.String(&cfg.MailboxDomains, "mailbox-domains", "HERALD_MAILBOX_DOMAINS", "", "extra recipient domains per receiver, e.g. gmail=workspace.example;corp=.corp.example")
+	set.Duration(&cfg.Deliver.MaxWait, "rate-wait", "HERALD_RATE_WAIT", 2*time.Second, "how long recipients wait for their receiver's rate before being deferred")
+	set.Duration(&cfg.RateCooldown, "rate-cooldown", "HERALD_RATE_COOLDOWN", 30*time.Second, "how long after the last throttling a cut rate starts growing back")
+	set.Duration(&cfg.Deliver.TenantRateTTL, "tenant-rate-ttl", "HERALD_TENANT_RATE_TTL", 30*time.Second, "how long a tenant's configured send rate is cached")
 	if err := set.Parse(args); err != nil {
 		return err
 	}
 	if err := validate(cfg); err != nil {
+		return err
+	}
+	rules, err := mailbox.Parse(cfg.MailboxDomains)
+	if err != nil {
+		return err
+	}
+	receiverRates, err := mailbox.ParseRates(cfg.MailboxRates)
+	if err != nil {
 		return err
 	}
 	cfg.Receive.Grace = cfg.Grace
@@ -83,7 +103,18 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	if cfg.LookupURL != "" {
 		reconcile = smtpout.NewLookup(cfg.LookupURL)
 	}
-	d := deliver.New(ledger.New(p.DB), pool, reconcile, p.Log, p.Registry, cfg.Deliver)
+	limits := ratelimit.New(p.DB, cfg.RateCooldown, p.Registry)
+	var buckets []ratelimit.Bucket
+	if cfg.ProviderRate > 0 {
+		buckets = append(buckets, ratelimit.Bucket{Name: "account:" + pool.Name(), Rate: cfg.ProviderRate})
+	}
+	for recv, rate := range receiverRates {
+		buckets = append(buckets, ratelimit.Bucket{Name: "mailbox:" + pool.Name() + ":" + recv, Rate: rate})
+	}
+	if err := limits.Ensure(ctx, buckets...); err != nil {
+		return err
+	}
+	d := deliver.New(ledger.New(p.DB), pool, reconcile, limits, mailbox.New(rules), p.Log, p.Registry, cfg.Deliver)
 	return p.Run(ctx, nil, func(ctx, workCtx context.Context) error {
 		return messaging.Receive(ctx, workCtx, p.Pubsub, messaging.Dispatch, cfg.Receive, p.Log, d.Handle)
 	})
@@ -105,6 +136,12 @@ func validate(cfg settings) error {
 	}
 	if cfg.SMTP.Timeout <= 0 {
 		errs = append(errs, errors.New("-smtp-timeout must be positive"))
+	}
+	if cfg.ProviderRate < 0 {
+		errs = append(errs, errors.New("-provider-rate must not be negative"))
+	}
+	if cfg.Deliver.MaxWait <= 0 || cfg.RateCooldown <= 0 || cfg.Deliver.TenantRateTTL <= 0 {
+		errs = append(errs, errors.New("-rate-wait, -rate-cooldown and -tenant-rate-ttl must be positive"))
 	}
 	if cfg.Deliver.Chunk < 1 || cfg.Deliver.Chunk > 5000 {
 		errs = append(errs, errors.New("-claim-chunk must be between 1 and 5000"))

@@ -69,6 +69,19 @@ func (s *Set) Int(p *int, name, env string, def int, usage string) {
 	s.fs.IntVar(p, name, def, s.usage(usage, env))
 }
 
+// Float binds a float64 flag.
+func (s *Set) Float(p *float64, name, env string, def float64, usage string) {
+	if v, ok := s.env(name, env); ok {
+		f, err := strconv.ParseFloat(v, 64)
+		if err != nil {
+			s.errs = append(s.errs, fmt.Errorf("%s=%q: not a number", env, v))
+		} else {
+			def = f
+		}
+	}
+	s.fs.Float64Var(p, name, def, s.usage(usage, env))
+}
+
 // Duration binds a duration flag ("30s", "4h").
 func (s *Set) Duration(p *time.Duration, name, env string, def time.Duration, usage string) {
 	if v, ok := s.env(name, env); ok {

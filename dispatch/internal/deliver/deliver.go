@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"cloud.google.com/go/pubsub/v2"
@@ -20,7 +21,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promauto"
 
 	"herald/dispatch/internal/ledger"
+	"herald/dispatch/internal/mailbox"
 	"herald/dispatch/internal/provider"
+	"herald/dispatch/internal/ratelimit"
 	"herald/shared/event"
 	eventv1 "herald/shared/event/v1"
 )
@@ -30,6 +33,20 @@ type Config struct {
 	// Chunk is how many recipients are claimed at a time. It bounds how
 	// many sends can be left in doubt when a process dies.
 	Chunk int
+	// MaxWait is how long recipients wait for their receiver's rate before
+	// they are deferred, so that one slow receiver does not hold the
+	// batch's other recipients (or other batches) back.
+	MaxWait time.Duration
+	// TenantRateTTL is how long a tenant's configured rate is cached.
+	TenantRateTTL time.Duration
+}
+
+// Limits is the shared rate limiter (ratelimit.Limiter in production).
+type Limits interface {
+	Known(bucket string) bool
+	Ensure(ctx context.Context, buckets ...ratelimit.Bucket) error
+	Take(ctx context.Context, buckets []string, n int, maxWait time.Duration) (int, error)
+	Throttled(ctx context.Context, bucket string) error
 }
 
 // Dispatcher handles dispatch batches.
@@ -37,6 +54,9 @@ type Dispatcher struct {
 	ledger    *ledger.Ledger
 	send      provider.Sender
 	reconcile provider.Reconciler
+	limits    Limits
+	receivers *mailbox.Classifier
+	tenants   *tenantRates
 	log       *slog.Logger
 	cfg       Config
 	now       func() time.Time
@@ -46,14 +66,17 @@ type Dispatcher struct {
 }
 
 // New returns a dispatcher. reconcile may be nil.
-func New(l *ledger.Ledger, send provider.Sender, reconcile provider.Reconciler, log *slog.Logger, reg prometheus.Registerer, cfg Config) *Dispatcher {
+func New(l *ledger.Ledger, send provider.Sender, reconcile provider.Reconciler, limits Limits, receivers *mailbox.Classifier,
+	log *slog.Logger, reg prometheus.Registerer, cfg Config) *Dispatcher {
 	f := promauto.With(reg)
 	return &Dispatcher{
-		ledger: l, send: send, reconcile: reconcile, log: log, cfg: cfg, now: time.Now,
+		ledger: l, send: send, reconcile: reconcile, limits: limits, receivers: receivers,
+		tenants: &tenantRates{ttl: cfg.TenantRateTTL, seen: map[string]time.Time{}},
+		log:     log, cfg: cfg, now: time.Now,
 		outcomes: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "herald_dispatch_outcomes_total",
-			Help: "Recipients by the state dispatch recorded for them.",
-		}, []string{"state"}),
+			Help: "Recipients by the state dispatch recorded for them and their receiving mailbox provider.",
+		}, []string{"state", "receiver"}),
 		latency: f.NewHistogram(prometheus.HistogramOpts{
 			Name:    "herald_delivery_latency_seconds",
 			Help:    "Time from job submission to the provider accepting the message (the SLA histogram).",
@@ -85,6 +108,9 @@ func (d *Dispatcher) Handle(ctx context.Context, m *pubsub.Message) error {
 	}
 	b := ledger.Batch{Tenant: job.TenantId, Job: jobID, Channel: job.Channel,
 		SubmittedAt: job.SubmittedAt.AsTime(), Deadline: job.Deadline.AsTime(), Seq: job.Seq}
+	if err := d.tenantLimit(ctx, b.Tenant); err != nil {
+		return err
+	}
 	held, err := d.ledger.Lock(ctx, b)
 	if err != nil {
 		return err
@@ -130,7 +156,7 @@ func (d *Dispatcher) chunk(ctx context.Context, held *ledger.Held, in *eventv1.D
 		case c.State == ledger.Deferred:
 			deferred = append(deferred, c.CustomerID)
 		case c.Fresh:
-			d.outcomes.WithLabelValues(c.State).Inc()
+			d.outcomes.WithLabelValues(c.State, d.receivers.Of(r.Email)).Inc()
 		}
 	}
 	var outcomes []ledger.Outcome
@@ -150,18 +176,21 @@ func (d *Dispatcher) chunk(ctx context.Context, held *ledger.Held, in *eventv1.D
 			if s == ledger.Sending {
 				send = append(send, byID[id])
 			} else {
-				d.outcomes.WithLabelValues(s).Inc()
+				d.outcomes.WithLabelValues(s, d.receivers.Of(byID[id].Email)).Inc()
 			}
 		}
 	}
-	sent, ok := d.sendAll(ctx, in, send)
+	sent, ok, err := d.sendByReceiver(ctx, in, send)
+	if err != nil {
+		return false, err
+	}
 	outcomes = append(outcomes, sent...)
 	done = done && ok
 	if err := held.Record(ctx, outcomes); err != nil {
 		return false, err
 	}
 	for _, o := range outcomes {
-		d.outcomes.WithLabelValues(o.State).Inc()
+		d.outcomes.WithLabelValues(o.State, d.receivers.Of(byID[o.CustomerID].Email)).Inc()
 		if o.State == ledger.Sent {
 			d.latency.Observe(d.now().Sub(in.Job.SubmittedAt.AsTime()).Seconds())
 		}
@@ -205,11 +234,74 @@ func (d *Dispatcher) settle(ctx context.Context, rs []*eventv1.Rendered, why str
 	return again, outcomes, true
 }
 
+// sendByReceiver sends rs grouped by receiving mailbox provider, each group
+// paced by its buckets (tenant, provider account, receiver) and all groups at
+// once. Recipients whose receiver has no tokens within MaxWait are deferred
+// without being sent, so a receiver that slowed us down holds back only its
+// own recipients.
+func (d *Dispatcher) sendByReceiver(ctx context.Context, in *eventv1.DispatchBatch, rs []*eventv1.Rendered) ([]ledger.Outcome, bool, error) {
+	groups := map[string][]*eventv1.Rendered{}
+	for _, r := range rs {
+		recv := d.receivers.Of(r.Email)
+		groups[recv] = append(groups[recv], r)
+	}
+	type result struct {
+		outcomes []ledger.Outcome
+		ok       bool
+		err      error
+	}
+	results := make(chan result, len(groups))
+	for recv, group := range groups {
+		go func() {
+			outcomes, ok, err := d.sendGroup(ctx, in, recv, group)
+			results <- result{outcomes, ok, err}
+		}()
+	}
+	var all []ledger.Outcome
+	allOK := true
+	var errs []error
+	for range groups {
+		r := <-results
+		all = append(all, r.outcomes...)
+		allOK = allOK && r.ok
+		if r.err != nil {
+			errs = append(errs, r.err)
+		}
+	}
+	// Outcomes of groups that did send are recorded even if another failed.
+	return all, allOK, errors.Join(errs...)
+}
+
+func (d *Dispatcher) sendGroup(ctx context.Context, in *eventv1.DispatchBatch, recv string, rs []*eventv1.Rendered) ([]ledger.Outcome, bool, error) {
+	account := "account:" + d.send.Name()
+	receiver := "mailbox:" + d.send.Name() + ":" + recv
+	n, err := d.limits.Take(ctx, []string{"tenant:" + in.Job.TenantId, account, receiver}, len(rs), d.cfg.MaxWait)
+	if err != nil {
+		return nil, false, err
+	}
+	outcomes, ok, throttle := d.sendAll(ctx, in, rs[:n])
+	for _, r := range rs[n:] {
+		outcomes = append(outcomes, ledger.Outcome{CustomerID: r.CustomerId, State: ledger.Deferred,
+			Reason: "waiting for the send rate of " + recv})
+	}
+	if throttle != 0 {
+		bucket := receiver
+		if throttle == 429 {
+			bucket = account // an HTTP provider limits the account as a whole
+		}
+		if err := d.limits.Throttled(ctx, bucket); err != nil {
+			d.log.WarnContext(ctx, "record throttling", "bucket", bucket, "error", err)
+		}
+	}
+	return outcomes, ok && n == len(rs), nil
+}
+
 // sendAll sends rs through the provider and returns the outcomes it could
-// decide; ok is false if some sends stay in doubt.
-func (d *Dispatcher) sendAll(ctx context.Context, in *eventv1.DispatchBatch, rs []*eventv1.Rendered) ([]ledger.Outcome, bool) {
+// decide; ok is false if some sends stay in doubt. throttle is the status
+// of the first throttling answer (421, 429), 0 if there was none.
+func (d *Dispatcher) sendAll(ctx context.Context, in *eventv1.DispatchBatch, rs []*eventv1.Rendered) (outcomes []ledger.Outcome, ok bool, throttle int) {
 	if len(rs) == 0 {
-		return nil, true
+		return nil, true, 0
 	}
 	job := in.GetJob()
 	msgs := make([]*provider.Message, len(rs))
@@ -222,7 +314,7 @@ func (d *Dispatcher) sendAll(ctx context.Context, in *eventv1.DispatchBatch, rs 
 	start := d.now()
 	results := d.send.Send(ctx, msgs)
 	d.sendTime.Observe(d.now().Sub(start).Seconds() / float64(len(rs)))
-	outcomes := make([]ledger.Outcome, 0, len(rs))
+	outcomes = make([]ledger.Outcome, 0, len(rs))
 	var doubtful []*eventv1.Rendered
 	for i, res := range results {
 		r := rs[i]
@@ -235,8 +327,13 @@ func (d *Dispatcher) sendAll(ctx context.Context, in *eventv1.DispatchBatch, rs 
 			if res.HardBounce {
 				o.Suppress = r.Email
 			}
-		case provider.Deferred, provider.Throttled:
+		case provider.Deferred:
 			o.State = ledger.Deferred
+		case provider.Throttled:
+			o.State = ledger.Deferred
+			if throttle == 0 {
+				throttle = max(res.Code, 1)
+			}
 		case provider.Unknown:
 			if d.send.Idempotent() {
 				// The provider drops a repeat of the same key: retrying is safe.
@@ -249,7 +346,7 @@ func (d *Dispatcher) sendAll(ctx context.Context, in *eventv1.DispatchBatch, rs 
 		outcomes = append(outcomes, o)
 	}
 	if len(doubtful) == 0 {
-		return outcomes, true
+		return outcomes, true, throttle
 	}
 	again, settled, ok := d.settle(ctx, doubtful, "no reply after the message was sent")
 	outcomes = append(outcomes, settled...)
@@ -258,5 +355,37 @@ func (d *Dispatcher) sendAll(ctx context.Context, in *eventv1.DispatchBatch, rs 
 		outcomes = append(outcomes, ledger.Outcome{CustomerID: r.CustomerId, State: ledger.Deferred,
 			Reason: "no reply after the message was sent; the provider does not have it"})
 	}
-	return outcomes, ok
+	return outcomes, ok, throttle
+}
+
+// tenantRates remembers which tenants' configured send rates were loaded
+// into the limiter recently.
+type tenantRates struct {
+	mu   sync.Mutex
+	ttl  time.Duration
+	seen map[string]time.Time
+}
+
+// tenantLimit loads the tenant's configured send rate into the limiter,
+// at most once per TTL.
+func (d *Dispatcher) tenantLimit(ctx context.Context, tenant string) error {
+	d.tenants.mu.Lock()
+	fresh := d.now().Sub(d.tenants.seen[tenant]) < d.tenants.ttl
+	d.tenants.mu.Unlock()
+	if fresh {
+		return nil
+	}
+	rate, err := d.ledger.TenantRate(ctx, tenant)
+	if err != nil {
+		return err
+	}
+	if rate > 0 {
+		if err := d.limits.Ensure(ctx, ratelimit.Bucket{Name: "tenant:" + tenant, Rate: rate}); err != nil {
+			return err
+		}
+	}
+	d.tenants.mu.Lock()
+	d.tenants.seen[tenant] = d.now()
+	d.tenants.mu.Unlock()
+	return nil
 }

@@ -11,6 +11,7 @@ import (
 	"context"
 	_ "embed"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"hash/fnv"
 	"time"
@@ -31,6 +32,8 @@ var (
 	finishBatchSQL string
 	//go:embed sql/suppress.sql
 	suppressSQL string
+	//go:embed sql/tenant_rate.sql
+	tenantRateSQL string
 )
 
 // States of a ledger row.
@@ -42,6 +45,7 @@ const (
 	Suppressed = "suppressed"
 	Expired    = "expired"
 	Ambiguous  = "ambiguous"
+	Capped     = "capped"
 )
 
 // Final reports whether a row in state s is done.
@@ -212,4 +216,17 @@ func (h *Held) Finish(ctx context.Context) error {
 		return fmt.Errorf("finish batch: %w", err)
 	}
 	return nil
+}
+
+// TenantRate returns the tenant's configured send rate, 0 if unlimited.
+func (l *Ledger) TenantRate(ctx context.Context, tenant string) (float64, error) {
+	var rate *float64
+	err := l.db.QueryRow(ctx, tenantRateSQL, tenant).Scan(&rate)
+	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+		return 0, fmt.Errorf("read tenant rate: %w", err)
+	}
+	if rate == nil {
+		return 0, nil
+	}
+	return *rate, nil
 }

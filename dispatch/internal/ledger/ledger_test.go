@@ -31,14 +31,14 @@ func setup(t *testing.T) (*pgxpool.Pool, ledger.Batch) {
 
 func progress(t *testing.T, db *pgxpool.Pool, job uuid.UUID) map[string]int64 {
 	t.Helper()
-	var sent, failed, suppressed, expired, ambiguous int64
+	var sent, failed, suppressed, expired, ambiguous, capped int64
 	err := db.QueryRow(context.Background(), `SELECT coalesce(sum(sent),0), coalesce(sum(failed),0), coalesce(sum(suppressed),0),
-		coalesce(sum(expired),0), coalesce(sum(ambiguous),0) FROM job_progress WHERE job_id = $1`, job).
-		Scan(&sent, &failed, &suppressed, &expired, &ambiguous)
+		coalesce(sum(expired),0), coalesce(sum(ambiguous),0), coalesce(sum(capped),0) FROM job_progress WHERE job_id = $1`, job).
+		Scan(&sent, &failed, &suppressed, &expired, &ambiguous, &capped)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return map[string]int64{"sent": sent, "failed": failed, "suppressed": suppressed, "expired": expired, "ambiguous": ambiguous}
+	return map[string]int64{"sent": sent, "failed": failed, "suppressed": suppressed, "expired": expired, "ambiguous": ambiguous, "capped": capped}
 }
 
 var byCustomer = cmpopts.SortSlices(func(a, b ledger.Claim) bool { return a.CustomerID < b.CustomerID })
@@ -82,7 +82,7 @@ func TestClaimOncePerRecipient(t *testing.T) {
 		t.Fatal(err)
 	}
 	h.Release(ctx)
-	if diff := cmp.Diff(map[string]int64{"sent": 1, "failed": 1, "suppressed": 1, "expired": 0, "ambiguous": 0}, progress(t, db, b.Job)); diff != "" {
+	if diff := cmp.Diff(map[string]int64{"sent": 1, "failed": 1, "suppressed": 1, "expired": 0, "ambiguous": 0, "capped": 0}, progress(t, db, b.Job)); diff != "" {
 		t.Fatalf("progress (-want +got):\n%s", diff)
 	}
 	// Another batch naming the same recipients owns none of them.
@@ -174,4 +174,55 @@ func TestDeferredAreRetriedByTheirBatch(t *testing.T) {
 	if err := db.QueryRow(ctx, `SELECT attempts FROM deliveries WHERE customer_id = 'c1'`).Scan(&attempts); err != nil || attempts != 2 {
 		t.Fatalf("attempts %d, %v; want 2", attempts, err)
 	}
+}
+
+func TestDailyCapHoldsAcrossJobs(t *testing.T) {
+	db, b := setup(t)
+	ctx := context.Background()
+	if _, err := db.Exec(ctx, `INSERT INTO tenants (id, daily_cap) VALUES ('acme', 1)`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec(ctx, `INSERT INTO customers (tenant_id, id, email, timezone) VALUES ('acme', 'c1', 'ada@example.com', 'Pacific/Kiritimati')`); err != nil {
+		t.Fatal(err)
+	}
+	item := []ledger.Item{{CustomerID: "c1", Email: "ada@example.com", MessageID: "m1"}}
+	claim := func(b ledger.Batch) []ledger.Claim {
+		h, err := ledger.New(db).Lock(ctx, b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer h.Release(ctx)
+		claims, err := h.Claim(ctx, item)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return claims
+	}
+	if diff := cmp.Diff([]ledger.Claim{{"c1", ledger.Sending, true}}, claim(b)); diff != "" {
+		t.Fatalf("first job (-want +got):\n%s", diff)
+	}
+	second := b
+	second.Job = uuid.New()
+	if diff := cmp.Diff([]ledger.Claim{{"c1", ledger.Capped, true}}, claim(second)); diff != "" {
+		t.Fatalf("second job the same day (-want +got):\n%s", diff)
+	}
+	// The day is the recipient's own: Kiritimati is 14 hours ahead of UTC.
+	var day time.Time
+	if err := db.QueryRow(ctx, `SELECT day FROM recipient_day_counts WHERE customer_id = 'c1'`).Scan(&day); err != nil {
+		t.Fatal(err)
+	}
+	if want := time.Now().In(mustLoad(t, "Pacific/Kiritimati")).Format(time.DateOnly); day.Format(time.DateOnly) != want {
+		t.Fatalf("counted on %s, want the recipient's local day %s", day.Format(time.DateOnly), want)
+	}
+	if p := progress(t, db, second.Job); p["capped"] != 1 {
+		t.Fatalf("second job's progress %v, want one capped", p)
+	}
+}
+
+func mustLoad(t *testing.T, name string) *time.Location {
+	loc, err := time.LoadLocation(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return loc
 }

@@ -1,20 +1,30 @@
 -- Claims a chunk of one batch's recipients in the ledger, in one statement:
 -- each recipient without a row gets one, decided here and now: failed (it
 -- did not render), suppressed (re-checked against the suppression list at
--- this very moment), expired (past the job's deadline) or sending (claimed:
--- the caller may now call the provider). Rows that already exist are left
--- alone (the unique key makes a second claim impossible) and, if this
--- batch owns them, returned with fresh = false so the caller can finish
--- what an earlier attempt started. Final outcomes count toward the job's
--- progress in the same statement.
+-- this very moment), expired (past the job's deadline), capped (the tenant's
+-- daily cap for this recipient, counted in their own time zone across all
+-- channels and jobs, is used up) or sending (claimed: the caller may now
+-- call the provider). Rows that already exist are left alone (the unique key
+-- makes a second claim impossible) and, if this batch owns them, returned
+-- with fresh = false so the caller can finish what an earlier attempt
+-- started. Final outcomes count toward the job's progress in the same
+-- statement.
 --
 -- $1 tenant, $2 job, $3 channel, $4 job submitted_at, $5 batch seq,
 -- $6 deadline, $7 progress shard, $8.. parallel arrays of the chunk.
 WITH input AS (
     SELECT *
     FROM unnest($8::text[], $9::text[], $10::text[], $11::text[]) AS t(customer_id, email, message_id, render_error)
+), existing AS (
+    SELECT d.customer_id, d.state, d.batch_seq
+    FROM deliveries d
+    WHERE d.tenant_id = $1 AND d.job_id = $2 AND d.channel = $3 AND d.job_submitted_at = $4
+      AND d.customer_id = ANY($8::text[])
+), tenant AS (
+    SELECT (SELECT daily_cap FROM tenants WHERE id = $1) AS daily_cap
 ), decided AS (
     SELECT i.customer_id, i.email, i.message_id,
+           (now() AT TIME ZONE coalesce(c.timezone, 'UTC'))::date AS local_day,
            CASE
                WHEN i.render_error <> '' THEN 'failed'
                WHEN s.email IS NOT NULL THEN 'suppressed'
@@ -29,21 +39,43 @@ WITH input AS (
            END AS reason
     FROM input i
     LEFT JOIN suppressions s ON s.tenant_id = $1 AND s.email = lower(i.email)
+    LEFT JOIN customers c ON c.tenant_id = $1 AND c.id = i.customer_id
+    WHERE NOT EXISTS (SELECT 1 FROM existing e WHERE e.customer_id = i.customer_id)
+), day_used AS (
+    -- Takes one send of each recipient's local day, unless the cap is
+    -- reached; the row lock on conflict makes concurrent jobs count right.
+    INSERT INTO recipient_day_counts AS rc (tenant_id, customer_id, day, sends)
+    SELECT $1, d.customer_id, d.local_day, 1
+    FROM decided d, tenant t
+    WHERE d.state = 'sending' AND t.daily_cap IS NOT NULL
+    ON CONFLICT (tenant_id, customer_id, day) DO UPDATE SET sends = rc.sends + 1
+    WHERE rc.sends < (SELECT daily_cap FROM tenant)
+    RETURNING customer_id
+), final AS (
+    SELECT d.customer_id, d.email, d.message_id,
+           CASE WHEN d.state = 'sending' AND t.daily_cap IS NOT NULL
+                     AND NOT EXISTS (SELECT 1 FROM day_used u WHERE u.customer_id = d.customer_id)
+                THEN 'capped' ELSE d.state END AS state,
+           CASE WHEN d.state = 'sending' AND t.daily_cap IS NOT NULL
+                     AND NOT EXISTS (SELECT 1 FROM day_used u WHERE u.customer_id = d.customer_id)
+                THEN 'daily cap of ' || t.daily_cap || ' reached' ELSE d.reason END AS reason
+    FROM decided d, tenant t
 ), claimed AS (
     INSERT INTO deliveries (tenant_id, job_id, channel, customer_id, job_submitted_at, batch_seq,
                             state, email, message_id, attempts, reason, done_at)
-    SELECT $1, $2, $3, d.customer_id, $4, $5, d.state, d.email, d.message_id,
-           CASE WHEN d.state = 'sending' THEN 1 ELSE 0 END, d.reason,
-           CASE WHEN d.state <> 'sending' THEN now() END
-    FROM decided d
+    SELECT $1, $2, $3, f.customer_id, $4, $5, f.state, f.email, f.message_id,
+           CASE WHEN f.state = 'sending' THEN 1 ELSE 0 END, f.reason,
+           CASE WHEN f.state <> 'sending' THEN now() END
+    FROM final f
     ON CONFLICT DO NOTHING
     RETURNING customer_id, state
 ), counted AS (
-    INSERT INTO job_progress AS p (tenant_id, job_id, shard, failed, suppressed, expired, last_done_at)
+    INSERT INTO job_progress AS p (tenant_id, job_id, shard, failed, suppressed, expired, capped, last_done_at)
     SELECT $1, $2, $7,
            count(*) FILTER (WHERE state = 'failed'),
            count(*) FILTER (WHERE state = 'suppressed'),
            count(*) FILTER (WHERE state = 'expired'),
+           count(*) FILTER (WHERE state = 'capped'),
            now()
     FROM claimed
     HAVING count(*) FILTER (WHERE state <> 'sending') > 0
@@ -51,11 +83,9 @@ WITH input AS (
         failed = p.failed + excluded.failed,
         suppressed = p.suppressed + excluded.suppressed,
         expired = p.expired + excluded.expired,
+        capped = p.capped + excluded.capped,
         last_done_at = greatest(p.last_done_at, excluded.last_done_at)
 )
 SELECT customer_id, state, true AS fresh FROM claimed
 UNION ALL
-SELECT d.customer_id, d.state, false
-FROM deliveries d
-WHERE d.tenant_id = $1 AND d.job_id = $2 AND d.channel = $3 AND d.job_submitted_at = $4
-  AND d.customer_id = ANY($8::text[]) AND d.batch_seq = $5
+SELECT customer_id, state, false FROM existing WHERE batch_seq = $5

@@ -1,0 +1,1 @@
+SELECT send_rate FROM tenants WHERE id = $1
