@@ -56,6 +56,9 @@ type Options struct {
 	// NoLookup leaves dispatch without the provider lookup, so sends with
 	// unknown outcome are recorded ambiguous instead of reconciled.
 	NoLookup bool
+	// Replicas runs more than one process of a service; the extra ones are
+	// named "<service>-2", "<service>-3", … and take Flags of the service.
+	Replicas map[string]int
 	Log      *slog.Logger
 }
 
@@ -125,25 +128,51 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 	if err := s.migrate(ctx); err != nil {
 		return nil, err
 	}
-	for _, name := range Services {
-		port, err := freePort()
-		if err != nil {
-			return nil, err
+	for _, svc := range Services {
+		for _, name := range s.Instances(svc) {
+			port, err := freePort()
+			if err != nil {
+				return nil, err
+			}
+			s.addrs[name] = "127.0.0.1:" + strconv.Itoa(port)
 		}
-		s.addrs[name] = "127.0.0.1:" + strconv.Itoa(port)
 	}
 	s.IngestURL = "http://" + s.addrs["ingest"]
-	for _, name := range Services {
-		if err := s.Launch(name); err != nil {
-			return nil, err
+	for _, svc := range Services {
+		for _, name := range s.Instances(svc) {
+			if err := s.Launch(name); err != nil {
+				return nil, err
+			}
 		}
 	}
-	for _, name := range Services {
-		if err := s.WaitReady(ctx, name); err != nil {
-			return nil, err
+	for _, svc := range Services {
+		for _, name := range s.Instances(svc) {
+			if err := s.WaitReady(ctx, name); err != nil {
+				return nil, err
+			}
 		}
 	}
 	return s, nil
+}
+
+// Instances names the processes of a service: the service's own name,
+// then "<service>-2" and so on for extra replicas.
+func (s *Stack) Instances(service string) []string {
+	names := []string{service}
+	for i := 2; i <= s.opts.Replicas[service]; i++ {
+		names = append(names, service+"-"+strconv.Itoa(i))
+	}
+	return names
+}
+
+// serviceOf is the service an instance name runs.
+func serviceOf(instance string) string {
+	for _, svc := range Services {
+		if instance == svc || strings.HasPrefix(instance, svc+"-") {
+			return svc
+		}
+	}
+	return instance
 }
 
 // Build compiles the four services into dir.
@@ -229,6 +258,7 @@ func (s *Stack) startServers(ctx context.Context) error {
 }
 
 func (s *Stack) env(name string) []string {
+	svc := serviceOf(name)
 	env := append(os.Environ(),
 		"HERALD_DATABASE_URL="+s.DatabaseURL,
 		"PUBSUB_EMULATOR_HOST="+s.PubsubHost,
@@ -239,7 +269,7 @@ func (s *Stack) env(name string) []string {
 	if addr, ok := s.addrs[name]; ok {
 		env = append(env, "HERALD_HTTP_ADDR="+addr)
 	}
-	switch name {
+	switch svc {
 	case "render":
 		env = append(env, "HERALD_PUBLIC_URL="+s.IngestURL, "HERALD_UNSUBSCRIBE_SECRET=local-stack-unsubscribe-secret")
 	case "dispatch":
@@ -294,7 +324,8 @@ func (s *Stack) Launch(name string) error {
 	if err != nil {
 		return fmt.Errorf("open %s log: %w", name, err)
 	}
-	cmd := exec.Command(filepath.Join(s.binDir, name), s.opts.Flags[name]...)
+	svc := serviceOf(name)
+	cmd := exec.Command(filepath.Join(s.binDir, svc), s.opts.Flags[svc]...)
 	cmd.Env = s.env(name)
 	cmd.Stdout, cmd.Stderr = f, f
 	// Its own process group keeps a terminal's Ctrl-C from reaching the
@@ -393,8 +424,10 @@ func (s *Stack) Stop() error {
 	s.stopOnce.Do(func() {
 		var errs []error
 		for i := len(Services) - 1; i >= 0; i-- {
-			if err := s.Terminate(Services[i], 30*time.Second); err != nil {
-				errs = append(errs, err)
+			for _, name := range s.Instances(Services[i]) {
+				if err := s.Terminate(name, 30*time.Second); err != nil {
+					errs = append(errs, err)
+				}
 			}
 		}
 		if s.mailHTTP != nil {
