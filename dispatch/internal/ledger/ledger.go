@@ -34,6 +34,10 @@ var (
 	suppressSQL string
 	//go:embed sql/tenant_rate.sql
 	tenantRateSQL string
+	//go:embed sql/lock.sql
+	lockSQL string
+	//go:embed sql/unlock.sql
+	unlockSQL string
 )
 
 // States of a ledger row.
@@ -85,7 +89,11 @@ func (l *Ledger) Lock(ctx context.Context, b Batch) (*Held, error) {
 		return nil, fmt.Errorf("acquire connection: %w", err)
 	}
 	h := &Held{conn: conn, key: lockKey(b), b: b, shard: int16(b.Seq % progressShards)}
-	if _, err := conn.Exec(ctx, "SELECT pg_advisory_lock($1)", h.key); err != nil {
+	// Every ledger statement looks rows up by key. The newest ledger
+	// partition usually has no statistics yet, and with none the planner
+	// hash-joins a chunk against all of its job's rows: quadratic in the
+	// job's size. Held connections therefore plan nested loops only.
+	if _, err := conn.Exec(ctx, lockSQL, h.key); err != nil {
 		// The lock may or may not have been taken; only closing the
 		// connection is sure to drop it.
 		_ = conn.Hijack().Close(context.WithoutCancel(ctx))
@@ -108,7 +116,7 @@ func lockKey(b Batch) int64 {
 // Release drops the lock and returns the connection.
 func (h *Held) Release(ctx context.Context) {
 	ctx = context.WithoutCancel(ctx)
-	if _, err := h.conn.Exec(ctx, "SELECT pg_advisory_unlock($1)", h.key); err != nil {
+	if _, err := h.conn.Exec(ctx, unlockSQL, h.key); err != nil {
 		_ = h.conn.Hijack().Close(ctx)
 		return
 	}

@@ -16,7 +16,7 @@ import (
 
 func TestMain(m *testing.M) { testenv.Main(m) }
 
-func setup(t *testing.T) (*pgxpool.Pool, ledger.Batch) {
+func setup(t testing.TB) (*pgxpool.Pool, ledger.Batch) {
 	t.Helper()
 	db := testenv.DB(t)
 	now := time.Now().UTC().Truncate(time.Microsecond)

@@ -16,10 +16,17 @@ WITH input AS (
     SELECT *
     FROM unnest($8::text[], $9::text[], $10::text[], $11::text[]) AS t(customer_id, email, message_id, render_error)
 ), existing AS (
+    -- One key lookup per recipient (see Ledger.Lock on why it is spelled
+    -- out this way).
     SELECT d.customer_id, d.state, d.batch_seq
-    FROM deliveries d
-    WHERE d.tenant_id = $1 AND d.job_id = $2 AND d.channel = $3 AND d.job_submitted_at = $4
-      AND d.customer_id = ANY($8::text[])
+    FROM input i
+    CROSS JOIN LATERAL (
+        SELECT x.customer_id, x.state, x.batch_seq
+        FROM deliveries x
+        WHERE x.tenant_id = $1 AND x.job_id = $2 AND x.channel = $3
+          AND x.customer_id = i.customer_id AND x.job_submitted_at = $4
+        LIMIT 1
+    ) d
 ), tenant AS (
     SELECT (SELECT daily_cap FROM tenants WHERE id = $1) AS daily_cap
 ), decided AS (
