@@ -218,6 +218,50 @@ type ReceiveConfig struct {
 	// LeaseStep is how far each ack-deadline extension reaches (10s-600s);
 	// it bounds how long a crashed worker's batches stay invisible.
 	LeaseStep time.Duration
+	// Registry, if set, receives the stage's throughput, lag and in-flight
+	// metrics.
+	Registry prometheus.Registerer
+}
+
+// stageMetrics describe one stage's consumption.
+type stageMetrics struct {
+	messages *prometheus.CounterVec
+	lag      prometheus.Gauge
+	wait     prometheus.Histogram
+	handle   prometheus.Histogram
+	inFlight prometheus.Gauge
+}
+
+func newStageMetrics(reg prometheus.Registerer, stage Stage) *stageMetrics {
+	if reg == nil {
+		reg = prometheus.NewRegistry() // counted, but not exported
+	}
+	f := promauto.With(reg)
+	labels := prometheus.Labels{"stage": string(stage)}
+	return &stageMetrics{
+		messages: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "herald_stage_messages_total", ConstLabels: labels,
+			Help: "Batch messages a stage finished, by outcome: acked, nacked (redelivered later), dead_lettered.",
+		}, []string{"outcome"}),
+		lag: f.NewGauge(prometheus.GaugeOpts{
+			Name: "herald_stage_lag_seconds", ConstLabels: labels,
+			Help: "How long the message the stage most recently started on had waited since it was published.",
+		}),
+		wait: f.NewHistogram(prometheus.HistogramOpts{
+			Name: "herald_stage_wait_seconds", ConstLabels: labels,
+			Help:    "Time from publish to the start of handling, per message.",
+			Buckets: prometheus.ExponentialBuckets(0.01, 3, 12),
+		}),
+		handle: f.NewHistogram(prometheus.HistogramOpts{
+			Name: "herald_stage_handle_seconds", ConstLabels: labels,
+			Help:    "Time to handle one batch message.",
+			Buckets: prometheus.ExponentialBuckets(0.005, 3, 10),
+		}),
+		inFlight: f.NewGauge(prometheus.GaugeOpts{
+			Name: "herald_stage_in_flight", ConstLabels: labels,
+			Help: "Batch messages being handled now.",
+		}),
+	}
 }
 
 // Handler processes one message. It returns nil once the stage's result is
@@ -246,10 +290,21 @@ func Receive(ctx, workCtx context.Context, c *pubsub.Client, stage Stage, cfg Re
 	}
 	dead := c.Publisher(stage.DeadTopic())
 	defer dead.Stop()
+	metrics := newStageMetrics(cfg.Registry, stage)
 	err := sub.Receive(ctx, func(_ context.Context, m *pubsub.Message) {
+		start := time.Now()
+		if !m.PublishTime.IsZero() {
+			waited := start.Sub(m.PublishTime).Seconds()
+			metrics.lag.Set(waited)
+			metrics.wait.Observe(waited)
+		}
+		metrics.inFlight.Inc()
 		err := handler(workCtx, m)
+		metrics.inFlight.Dec()
+		metrics.handle.Observe(time.Since(start).Seconds())
 		switch {
 		case err == nil:
+			metrics.messages.WithLabelValues("acked").Inc()
 			m.Ack()
 		case errors.Is(err, event.ErrMalformed):
 			log.ErrorContext(workCtx, "dead-lettering malformed message", "stage", stage, "message_id", m.ID, "error", err)
@@ -263,11 +318,18 @@ func Receive(ctx, workCtx context.Context, c *pubsub.Client, stage Stage, cfg Re
 				m.Nack()
 				return
 			}
+			metrics.messages.WithLabelValues("dead_lettered").Inc()
 			m.Ack()
 		default:
+			outcome := "nacked"
+			if m.DeliveryAttempt != nil && *m.DeliveryAttempt >= MaxDeliveryAttempts {
+				// Pub/Sub moves it to the dead-letter topic now.
+				outcome = "dead_lettered"
+			}
 			log.WarnContext(workCtx, "batch failed, will be redelivered", "stage", stage, "message_id", m.ID,
 				"tenant_id", m.Attributes[event.AttrTenant], "job_id", m.Attributes[event.AttrJob],
-				"batch_seq", m.Attributes[event.AttrSeq], "error", err)
+				"batch_seq", m.Attributes[event.AttrSeq], "outcome", outcome, "error", err)
+			metrics.messages.WithLabelValues(outcome).Inc()
 			m.Nack()
 		}
 	})
