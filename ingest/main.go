@@ -14,6 +14,7 @@ import (
 	"os/signal"
 	"syscall"
 	"time"
+	_ "time/tzdata" // customers' time zones are checked against it
 
 	"herald/ingest/internal/api"
 	"herald/ingest/internal/planner"
@@ -22,6 +23,7 @@ import (
 	"herald/shared/event"
 	"herald/shared/messaging"
 	"herald/shared/service"
+	"herald/shared/unsubscribe"
 )
 
 func main() {
@@ -38,7 +40,10 @@ func main() {
 
 type settings struct {
 	service.Common
-	Planner planner.Config
+	Planner           planner.Config
+	Limits            api.Limits
+	UnsubscribeSecret string
+	WebhookSecret     string
 }
 
 func run(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
@@ -55,10 +60,16 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	set.Duration(&cfg.Planner.Poll, "plan-poll", "HERALD_PLAN_POLL", time.Second, "planner poll interval when no notification arrives")
 	set.Duration(&cfg.Planner.Stall, "stall-after", "HERALD_STALL_AFTER", time.Minute, "how long a job may make no progress before its unfinished batches are published again")
 	set.Int(&cfg.Planner.MaxPublishes, "max-publishes", "HERALD_MAX_PUBLISHES", 10, "how often one batch is published at most")
+	cfg.Limits = api.DefaultLimits
+	set.Float(&cfg.Limits.TenantRate, "tenant-rate", "HERALD_TENANT_RATE", api.DefaultLimits.TenantRate, "partner API requests a second per tenant and replica (0: unlimited)")
+	set.Int(&cfg.Limits.TenantBurst, "tenant-burst", "HERALD_TENANT_BURST", api.DefaultLimits.TenantBurst, "partner API requests a tenant may make at once above its rate")
+	set.Secret(&cfg.UnsubscribeSecret, "unsubscribe-secret", "HERALD_UNSUBSCRIBE_SECRET", "", "key that signs unsubscribe links, as render has it (at least 16 bytes)")
+	set.Secret(&cfg.WebhookSecret, "webhook-secret", "HERALD_WEBHOOK_SECRET", "", "shared secret of the ESP's bounce and complaint webhook (empty: webhook off)")
 	if err := set.Parse(args); err != nil {
 		return err
 	}
-	if err := validate(cfg); err != nil {
+	signer, err := validate(cfg)
+	if err != nil {
 		return err
 	}
 	p, err := service.Start(ctx, "ingest", cfg.Common, set, stdout, true)
@@ -76,7 +87,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	pub := messaging.NewPublisher(p.Pubsub, messaging.Recommend, event.Identity, p.Registry)
 	defer pub.Stop()
 	plan := planner.New(p.DB, pub, p.Log, p.Registry, cfg.Planner)
-	routes := api.New(st, p.Log, p.Registry, api.DefaultLimits).Handler()
+	routes := api.New(st, p.Log, p.Registry, api.Config{Limits: cfg.Limits, Unsubscribe: signer, WebhookSecret: cfg.WebhookSecret}).Handler()
 	return p.Run(ctx, routes, plan.Run, plan.Redrive, func(ctx, _ context.Context) error {
 		// The ledger partition for a day must exist before its first job.
 		t := time.NewTicker(time.Hour)
@@ -94,7 +105,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	})
 }
 
-func validate(cfg settings) error {
+func validate(cfg settings) (*unsubscribe.Signer, error) {
 	var errs []error
 	if cfg.Planner.BatchSize < 1 || cfg.Planner.BatchSize > 5000 {
 		errs = append(errs, errors.New("-batch-size must be between 1 and 5000"))
@@ -117,5 +128,15 @@ func validate(cfg settings) error {
 	if cfg.Planner.MaxPublishes < 1 {
 		errs = append(errs, errors.New("-max-publishes must be positive"))
 	}
-	return errors.Join(errs...)
+	if cfg.Limits.TenantRate < 0 || cfg.Limits.TenantBurst < 1 {
+		errs = append(errs, errors.New("-tenant-rate must not be negative and -tenant-burst must be positive"))
+	}
+	if cfg.WebhookSecret != "" && len(cfg.WebhookSecret) < 16 {
+		errs = append(errs, errors.New("-webhook-secret must be at least 16 bytes"))
+	}
+	signer, err := unsubscribe.NewSigner([]byte(cfg.UnsubscribeSecret))
+	if err != nil {
+		errs = append(errs, fmt.Errorf("-unsubscribe-secret (HERALD_UNSUBSCRIBE_SECRET): %w", err))
+	}
+	return signer, errors.Join(errs...)
 }

@@ -40,7 +40,7 @@ func demo(ctx context.Context, args []string, stdout, stderr io.Writer, log *slo
 	if err := os.RemoveAll(dir); err != nil {
 		return fmt.Errorf("empty maildir: %w", err)
 	}
-	fmt.Fprintln(stdout, "Starting PostgreSQL, Pub/Sub, a mail catcher and ingest, recommend, render, dispatch…")
+	fmt.Fprintln(stdout, "Starting PostgreSQL, Pub/Sub, a mail catcher, ingest, recommend, render, dispatch and the edge…")
 	start := time.Now()
 	st, err := stack.Start(ctx, stack.Options{Maildir: dir, FakePubsub: *fake, Log: log})
 	if err != nil {
@@ -84,8 +84,18 @@ func demo(ctx context.Context, args []string, stdout, stderr io.Writer, log *slo
 	if !*wait {
 		return nil
 	}
-	fmt.Fprintf(stdout, "\nHerald keeps running. Try:\n  curl -H 'X-Tenant-ID: acme' %s/v1/jobs/%s\nPress Ctrl-C to stop everything.\n",
-		st.IngestURL, job.ID)
+	// A partner token for the demo retailer, signed with the local dev key
+	// that the edge trusts in place of the real issuer's.
+	token, err := stack.MintToken("acme", 24*time.Hour)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "\nHerald keeps running behind the local edge at %s. Try:\n", st.IngestURL)
+	fmt.Fprintf(stdout, "  export HERALD_TOKEN=%s\n", token)
+	fmt.Fprintf(stdout, "  curl -H \"Authorization: Bearer $HERALD_TOKEN\" %s/v1/jobs/%s\n", st.IngestURL, job.ID)
+	fmt.Fprintf(stdout, "  curl -H \"Authorization: Bearer $HERALD_TOKEN\" '%s/v1/jobs?limit=5'\n", st.IngestURL)
+	fmt.Fprintf(stdout, "  curl %s/v1/jobs   # no token: refused by the edge\n", st.IngestURL)
+	fmt.Fprintf(stdout, "The API is described at %s/v1/openapi.json. Press Ctrl-C to stop everything.\n", st.IngestURL)
 	<-ctx.Done()
 	return nil
 }

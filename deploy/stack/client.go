@@ -7,15 +7,40 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"sync"
 	"time"
 )
 
-// Client speaks the partner API as one tenant. Locally ingest is reached
-// directly, so the client sets the tenant header the edge would set.
+// Client speaks the partner API as one tenant, through the edge: it sends
+// Token, or when that is empty a token it mints for Tenant with the
+// development key (see MintToken).
 type Client struct {
 	BaseURL string
 	Tenant  string
+	Token   string
 	HTTP    *http.Client
+
+	mu      sync.Mutex
+	minted  string
+	expires time.Time
+}
+
+// token returns the bearer token to send, minting a fresh one as the last
+// nears its expiry.
+func (c *Client) token() (string, error) {
+	if c.Token != "" || c.Tenant == "" {
+		return c.Token, nil
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.minted == "" || time.Until(c.expires) < 5*time.Minute {
+		t, err := MintToken(c.Tenant, time.Hour)
+		if err != nil {
+			return "", err
+		}
+		c.minted, c.expires = t, time.Now().Add(time.Hour)
+	}
+	return c.minted, nil
 }
 
 // APIError is a non-2xx answer.
@@ -38,8 +63,12 @@ func (c *Client) Do(ctx context.Context, method, path, contentType string, body 
 	for k, v := range header {
 		req.Header[k] = v
 	}
-	if c.Tenant != "" {
-		req.Header.Set("X-Tenant-ID", c.Tenant)
+	tok, err := c.token()
+	if err != nil {
+		return nil, fmt.Errorf("mint token: %w", err)
+	}
+	if tok != "" {
+		req.Header.Set("Authorization", "Bearer "+tok)
 	}
 	hc := c.HTTP
 	if hc == nil {
@@ -93,6 +122,7 @@ type Job struct {
 		Suppressed int64 `json:"suppressed"`
 		Expired    int64 `json:"expired"`
 		Ambiguous  int64 `json:"ambiguous"`
+		Capped     int64 `json:"capped"`
 	} `json:"counts"`
 	SubmittedAt time.Time  `json:"submitted_at"`
 	Deadline    time.Time  `json:"deadline"`
@@ -103,7 +133,7 @@ type Job struct {
 
 // Done counts recipients with a final outcome.
 func (j Job) Done() int64 {
-	return j.Counts.Sent + j.Counts.Failed + j.Counts.Suppressed + j.Counts.Expired + j.Counts.Ambiguous
+	return j.Counts.Sent + j.Counts.Failed + j.Counts.Suppressed + j.Counts.Expired + j.Counts.Ambiguous + j.Counts.Capped
 }
 
 // SubmitJob posts a job request with an idempotency key.

@@ -1,7 +1,8 @@
 // Package stack runs Herald on one machine with real parts: a throwaway
 // PostgreSQL, the Pub/Sub emulator (or Google's fake where gcloud is
-// absent), a mail catcher that speaks SMTP, and the four services as
-// separate processes. `make demo`, `make bench` and the end-to-end tests
+// absent), a mail catcher that speaks SMTP, the four services as separate
+// processes, and the local edge in front of ingest enforcing the Istio
+// policy files from deploy/k8s. `make demo`, `make bench` and the end-to-end tests
 // all start Herald through it, so they exercise the same wiring.
 package stack
 
@@ -28,6 +29,20 @@ import (
 
 // Services are Herald's binaries in pipeline order.
 var Services = []string{"ingest", "recommend", "render", "dispatch"}
+
+// Edge is the name of the local edge process (deploy/edge), which Kill,
+// Launch, Terminate and Proc accept like a service's.
+const Edge = "edge"
+
+// The Istio policy files the edge enforces, relative to the module root.
+const (
+	RequestAuthenticationFile = "deploy/k8s/components/istio/request-authentication.yaml"
+	AuthorizationPolicyFile   = "deploy/k8s/components/istio/authorization-policy.yaml"
+)
+
+// unsubscribeSecret signs the local stack's unsubscribe links; render
+// signs with it and ingest verifies.
+const unsubscribeSecret = "local-stack-unsubscribe-secret"
 
 // Options configure a stack.
 type Options struct {
@@ -72,13 +87,20 @@ type Stack struct {
 	Mail        *mailcatch.Server
 	// MailAPI is the base URL of the mail catcher's HTTP API.
 	MailAPI string
-	// IngestURL is the base URL of the partner API.
+	// IngestURL is the base URL of the partner API as partners and
+	// recipients reach it: the edge, which needs a partner token (see
+	// MintToken; Client sends one) except on the public paths.
 	IngestURL string
+	// IngestDirectURL is ingest itself, behind the edge; it trusts
+	// X-Tenant-ID as it does from the gateway in a cluster.
+	IngestDirectURL string
 
 	opts      Options
 	log       *slog.Logger
 	binDir    string
 	ownDir    bool
+	root      string
+	edgeAddr  string
 	cluster   *devpg.Cluster
 	pubsub    *devpubsub.Server
 	mailHTTP  *http.Server
@@ -128,28 +150,42 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 	if err := s.migrate(ctx); err != nil {
 		return nil, err
 	}
-	for _, svc := range Services {
-		for _, name := range s.Instances(svc) {
-			port, err := freePort()
-			if err != nil {
-				return nil, err
-			}
-			s.addrs[name] = "127.0.0.1:" + strconv.Itoa(port)
+	if s.root = opts.ModuleRoot; s.root == "" {
+		if s.root, err = ModuleRoot(); err != nil {
+			return nil, err
 		}
 	}
-	s.IngestURL = "http://" + s.addrs["ingest"]
+	if err := writeDevJWKS(filepath.Join(s.Dir, "jwks.json")); err != nil {
+		return nil, err
+	}
+	// The edge is the last process up: partners reach ingest through it.
+	var procs []string
 	for _, svc := range Services {
-		for _, name := range s.Instances(svc) {
-			if err := s.Launch(name); err != nil {
-				return nil, err
-			}
+		procs = append(procs, s.Instances(svc)...)
+	}
+	procs = append(procs, Edge)
+	for _, name := range procs {
+		port, err := freePort()
+		if err != nil {
+			return nil, err
+		}
+		s.addrs[name] = "127.0.0.1:" + strconv.Itoa(port)
+	}
+	port, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	s.edgeAddr = "127.0.0.1:" + strconv.Itoa(port)
+	s.IngestURL = "http://" + s.edgeAddr
+	s.IngestDirectURL = "http://" + s.addrs["ingest"]
+	for _, name := range procs {
+		if err := s.Launch(name); err != nil {
+			return nil, err
 		}
 	}
-	for _, svc := range Services {
-		for _, name := range s.Instances(svc) {
-			if err := s.WaitReady(ctx, name); err != nil {
-				return nil, err
-			}
+	for _, name := range procs {
+		if err := s.WaitReady(ctx, name); err != nil {
+			return nil, err
 		}
 	}
 	return s, nil
@@ -175,7 +211,7 @@ func serviceOf(instance string) string {
 	return instance
 }
 
-// Build compiles the four services into dir.
+// Build compiles the four services and the edge into dir.
 func Build(ctx context.Context, root, dir string) error {
 	if root == "" {
 		var err error
@@ -187,6 +223,7 @@ func Build(ctx context.Context, root, dir string) error {
 	for _, s := range Services {
 		args = append(args, "./"+s)
 	}
+	args = append(args, "./deploy/edge")
 	cmd := exec.CommandContext(ctx, "go", args...)
 	cmd.Dir = root
 	if out, err := cmd.CombinedOutput(); err != nil {
@@ -270,8 +307,18 @@ func (s *Stack) env(name string) []string {
 		env = append(env, "HERALD_HTTP_ADDR="+addr)
 	}
 	switch svc {
+	case "ingest":
+		env = append(env, "HERALD_UNSUBSCRIBE_SECRET="+unsubscribeSecret)
 	case "render":
-		env = append(env, "HERALD_PUBLIC_URL="+s.IngestURL, "HERALD_UNSUBSCRIBE_SECRET=local-stack-unsubscribe-secret")
+		env = append(env, "HERALD_PUBLIC_URL="+s.IngestURL, "HERALD_UNSUBSCRIBE_SECRET="+unsubscribeSecret)
+	case Edge:
+		env = append(env,
+			"HERALD_EDGE_LISTEN="+s.edgeAddr,
+			"HERALD_EDGE_UPSTREAM="+s.IngestDirectURL,
+			"HERALD_EDGE_REQUEST_AUTHENTICATION="+filepath.Join(s.root, RequestAuthenticationFile),
+			"HERALD_EDGE_AUTHORIZATION_POLICY="+filepath.Join(s.root, AuthorizationPolicyFile),
+			"HERALD_EDGE_JWKS="+filepath.Join(s.Dir, "jwks.json"),
+		)
 	case "dispatch":
 		env = append(env, "HERALD_SMTP_ADDR="+s.Mail.SMTPAddr(), "HERALD_DB_MAX_CONNS=24")
 		if !s.opts.NoLookup {
@@ -423,6 +470,9 @@ func (s *Stack) Terminate(name string, timeout time.Duration) error {
 func (s *Stack) Stop() error {
 	s.stopOnce.Do(func() {
 		var errs []error
+		if err := s.Terminate(Edge, 30*time.Second); err != nil {
+			errs = append(errs, err)
+		}
 		for i := len(Services) - 1; i >= 0; i-- {
 			for _, name := range s.Instances(Services[i]) {
 				if err := s.Terminate(name, 30*time.Second); err != nil {

@@ -1,6 +1,7 @@
 // Package api is ingest's partner HTTP API: bulk NDJSON uploads of
-// customers, catalog items, recommendations and suppressions; templates; and
-// jobs. The tenant of every request is the X-Tenant-ID header that the edge
+// customers, catalog items, recommendations, events and suppressions, and
+// their deletion; versioned templates; jobs and their lifecycle; and the
+// public one-click unsubscribe and provider webhook endpoints. The tenant of every request is the X-Tenant-ID header that the edge
 // sets from the partner's verified token; ingest trusts that header and
 // nothing else, which is safe only because nothing but the edge can reach it.
 package api
@@ -9,10 +10,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"math"
 	"mime"
 	"net/http"
 	"regexp"
+	"slices"
 	"strconv"
 	"time"
 
@@ -20,6 +24,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promauto"
 
 	"herald/ingest/internal/store"
+	"herald/ingest/internal/strictjson"
+	"herald/shared/unsubscribe"
 )
 
 // TenantHeader carries the verified tenant from the edge.
@@ -32,7 +38,12 @@ type Limits struct {
 	MaxLineBytes   int           // one NDJSON line
 	MaxLineErrors  int           // line errors reported before an upload is abandoned
 	MaxAudienceIDs int           // explicit customer ids in one job
-	MaxDeadline    time.Duration // furthest deadline after submission
+	MaxDeadline    time.Duration // furthest deadline after a job starts
+	MaxSchedule    time.Duration // furthest send_at after submission
+	// TenantRate and TenantBurst bound each tenant's requests per second
+	// (per ingest replica); 0 disables the limit.
+	TenantRate  float64
+	TenantBurst int
 }
 
 // DefaultLimits suit the partner API.
@@ -43,6 +54,20 @@ var DefaultLimits = Limits{
 	MaxLineErrors:  100,
 	MaxAudienceIDs: 10_000,
 	MaxDeadline:    7 * 24 * time.Hour,
+	MaxSchedule:    30 * 24 * time.Hour,
+	TenantRate:     100,
+	TenantBurst:    200,
+}
+
+// Config is what the API needs besides the store.
+type Config struct {
+	Limits Limits
+	// Unsubscribe verifies one-click unsubscribe tokens; without it the
+	// public /u/ routes answer 404.
+	Unsubscribe *unsubscribe.Signer
+	// WebhookSecret authenticates the ESP's bounce and complaint webhook;
+	// empty disables it.
+	WebhookSecret string
 }
 
 // API serves the partner routes.
@@ -50,19 +75,24 @@ type API struct {
 	store    *store.Store
 	log      *slog.Logger
 	limits   Limits
+	cfg      Config
 	now      func() time.Time
+	limiter  *tenantLimiter
+	routes   []string
 	requests *prometheus.CounterVec
 	latency  *prometheus.HistogramVec
 }
 
 // New returns the API over s, registering its metrics on reg.
-func New(s *store.Store, log *slog.Logger, reg prometheus.Registerer, limits Limits) *API {
+func New(s *store.Store, log *slog.Logger, reg prometheus.Registerer, cfg Config) *API {
 	f := promauto.With(reg)
 	return &API{
-		store:  s,
-		log:    log,
-		limits: limits,
-		now:    time.Now,
+		store:   s,
+		log:     log,
+		limits:  cfg.Limits,
+		cfg:     cfg,
+		now:     time.Now,
+		limiter: newTenantLimiter(cfg.Limits.TenantRate, cfg.Limits.TenantBurst),
 		requests: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "herald_ingest_requests_total",
 			Help: "Partner API requests by route and status code.",
@@ -78,18 +108,45 @@ func New(s *store.Store, log *slog.Logger, reg prometheus.Registerer, limits Lim
 // Handler returns the routes.
 func (a *API) Handler() http.Handler {
 	mux := http.NewServeMux()
+	a.routes = nil
+	a.public(mux, "GET /v1/openapi.json", serveOpenAPI)
+	a.handle(mux, "GET /v1/profile", a.getProfile)
 	a.handle(mux, "PUT /v1/profile", a.putProfile)
 	a.handle(mux, "POST /v1/customers", bulk(a, store.Customers, customerRow))
+	a.handle(mux, "GET /v1/customers/{id}", a.getCustomer)
+	a.handle(mux, "DELETE /v1/customers/{id}", a.eraseCustomer)
 	a.handle(mux, "POST /v1/catalog/items", bulk(a, store.CatalogItems, catalogRow))
+	a.handle(mux, "DELETE /v1/catalog/items/{id}", a.deleteCatalogItem)
 	a.handle(mux, "POST /v1/recommendations", bulk(a, store.Recommendations, recommendationRow))
+	a.handle(mux, "POST /v1/events", bulk(a, store.Events, a.eventRow))
 	a.handle(mux, "POST /v1/suppressions", bulk(a, store.Suppressions, suppressionRow))
+	a.handle(mux, "DELETE /v1/suppressions/{email}", a.deleteSuppression)
 	a.handle(mux, "POST /v1/templates/{id}/versions", a.addTemplate)
+	a.handle(mux, "GET /v1/templates/{id}/versions", a.listTemplateVersions)
+	a.handle(mux, "GET /v1/templates/{id}/versions/{version}", a.getTemplate)
+	a.handle(mux, "POST /v1/templates/{id}/versions/{version}/preview", a.previewTemplate)
 	a.handle(mux, "POST /v1/jobs", a.createJob)
+	a.handle(mux, "GET /v1/jobs", a.listJobs)
 	a.handle(mux, "GET /v1/jobs/{id}", a.getJob)
+	a.handle(mux, "POST /v1/jobs/{id}/pause", a.jobAction(store.Pause))
+	a.handle(mux, "POST /v1/jobs/{id}/resume", a.jobAction(store.Resume))
+	a.handle(mux, "POST /v1/jobs/{id}/cancel", a.jobAction(store.Cancel))
+	a.public(mux, "GET /u/{token}", a.unsubscribePage)
+	a.public(mux, "POST /u/{token}", a.unsubscribe)
+	a.public(mux, "POST /v1/webhooks/esp", a.espWebhook)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "not_found", fmt.Sprintf("no route for %s %s", r.Method, r.URL.Path))
 	})
 	return mux
+}
+
+// Routes lists the method and path of every route Handler serves, as
+// "METHOD /path/{param}".
+func (a *API) Routes() []string {
+	if a.routes == nil {
+		a.Handler()
+	}
+	return slices.Clone(a.routes)
 }
 
 // tenantHandler is a route that runs for a known tenant.
@@ -97,7 +154,23 @@ type tenantHandler func(w http.ResponseWriter, r *http.Request, tenant string)
 
 var tenantPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`)
 
+// public serves a route that needs no tenant: the edge lets it through
+// without a partner token, so it makes its own checks.
+func (a *API) public(mux *http.ServeMux, pattern string, h http.HandlerFunc) {
+	a.routes = append(a.routes, pattern)
+	mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		rec := &statusRecorder{ResponseWriter: w, code: http.StatusOK}
+		defer func() {
+			a.requests.WithLabelValues(pattern, strconv.Itoa(rec.code)).Inc()
+			a.latency.WithLabelValues(pattern).Observe(time.Since(start).Seconds())
+		}()
+		h(rec, r)
+	})
+}
+
 func (a *API) handle(mux *http.ServeMux, pattern string, h tenantHandler) {
+	a.routes = append(a.routes, pattern)
 	mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		rec := &statusRecorder{ResponseWriter: w, code: http.StatusOK}
@@ -112,6 +185,12 @@ func (a *API) handle(mux *http.ServeMux, pattern string, h tenantHandler) {
 		}
 		if !tenantPattern.MatchString(tenant) {
 			writeError(rec, http.StatusUnauthorized, "unauthenticated", "malformed "+TenantHeader)
+			return
+		}
+		if wait, ok := a.limiter.allow(tenant, a.now()); !ok {
+			rec.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(wait.Seconds()))))
+			writeError(rec, http.StatusTooManyRequests, "rate_limited",
+				fmt.Sprintf("more than %g requests a second for this tenant; retry after %s", a.limits.TenantRate, wait.Round(time.Millisecond)))
 			return
 		}
 		h(rec, r, tenant)
@@ -173,17 +252,15 @@ func requireContentType(w http.ResponseWriter, r *http.Request, types ...string)
 }
 
 // decodeJSON reads one JSON object of at most limit bytes into v, strictly:
-// unknown fields and trailing data are errors. It answers the error itself
-// and reports whether decoding succeeded.
+// duplicate keys, unknown fields and trailing data are errors. It answers
+// the error itself and reports whether decoding succeeded.
 func decodeJSON(w http.ResponseWriter, r *http.Request, limit int64, v any) bool {
 	if !requireContentType(w, r, "application/json") {
 		return false
 	}
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, limit))
-	dec.DisallowUnknownFields()
-	err := dec.Decode(v)
-	if err == nil && dec.More() {
-		err = errors.New("more than one JSON value in the body")
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
+	if err == nil {
+		err = strictjson.Decode(body, v)
 	}
 	if err == nil {
 		return true

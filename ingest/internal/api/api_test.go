@@ -18,6 +18,7 @@ import (
 	"herald/ingest/internal/api"
 	"herald/ingest/internal/store"
 	"herald/shared/testenv"
+	"herald/shared/unsubscribe"
 )
 
 func TestMain(m *testing.M) { testenv.Main(m) }
@@ -26,15 +27,24 @@ type fixture struct {
 	t   *testing.T
 	db  *pgxpool.Pool
 	srv *httptest.Server
+	api *api.API
 }
+
+// testSecret signs the unsubscribe tokens of the tests.
+const testSecret = "test-unsubscribe-secret-0123456789"
 
 func newFixture(t *testing.T, limits api.Limits) *fixture {
 	t.Helper()
 	db := testenv.DB(t)
-	a := api.New(store.New(db), slog.New(slog.DiscardHandler), prometheus.NewRegistry(), limits)
+	signer, err := unsubscribe.NewSigner([]byte(testSecret))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := api.New(store.New(db), slog.New(slog.DiscardHandler), prometheus.NewRegistry(),
+		api.Config{Limits: limits, Unsubscribe: signer, WebhookSecret: webhookSecret})
 	srv := httptest.NewServer(a.Handler())
 	t.Cleanup(srv.Close)
-	return &fixture{t: t, db: db, srv: srv}
+	return &fixture{t: t, db: db, srv: srv, api: a}
 }
 
 type response struct {
@@ -66,6 +76,9 @@ func (f *fixture) do(method, path, tenant, contentType, body string, header ...s
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	var m map[string]any
+	if resp.StatusCode == http.StatusNoContent && len(b) == 0 {
+		return response{status: resp.StatusCode, header: resp.Header}
+	}
 	if err := json.Unmarshal(b, &m); err != nil {
 		f.t.Fatalf("%s %s answered %d with a body that is not a JSON object: %q", method, path, resp.StatusCode, b)
 	}
@@ -133,7 +146,7 @@ func TestBadInputIsRejectedAndStoresNothing(t *testing.T) {
 			413, "too_large", "2048"},
 		{"job naming an unknown template", "POST", "/v1/jobs", "acme", "application/json",
 			`{"channel":"email","template":{"id":"nope"},"audience":{"all_subscribed":true}}`, []string{"Idempotency-Key", "k3"},
-			422, "unknown_template", "nope"},
+			404, "not_found", "nope"},
 		{"job without idempotency key", "POST", "/v1/jobs", "acme", "application/json",
 			`{"channel":"email","template":{"id":"t"},"audience":{"all_subscribed":true}}`, nil,
 			400, "idempotency_key_required", "Idempotency-Key"},

@@ -9,7 +9,10 @@ import (
 	"net/mail"
 	"net/url"
 	"regexp"
+	"slices"
 	"strings"
+	"sync"
+	"time"
 	"unicode/utf8"
 
 	"herald/ingest/internal/ndjson"
@@ -189,11 +192,39 @@ type customerLine struct {
 	FirstName  string          `json:"first_name"`
 	LastName   string          `json:"last_name"`
 	Locale     string          `json:"locale"`
+	Timezone   string          `json:"timezone"`
 	Subscribed *bool           `json:"subscribed"`
+	Consent    *consent        `json:"consent"`
 	Attributes json.RawMessage `json:"attributes"`
 }
 
+// consent is a customer's consent per channel; "email" is the same as
+// "subscribed".
+type consent struct {
+	Email  *bool `json:"email,omitempty"`
+	Onsite *bool `json:"onsite,omitempty"`
+	Ads    *bool `json:"ads,omitempty"`
+}
+
 var localePattern = regexp.MustCompile(`^[A-Za-z]{2,3}([_-][A-Za-z0-9]{2,8})*$`)
+
+// knownZones caches time zone names already found valid: loading a zone
+// reads the zone database, too slow to repeat for every line.
+var knownZones sync.Map
+
+func validZone(name string) bool {
+	if _, ok := knownZones.Load(name); ok {
+		return true
+	}
+	if len(name) > 64 || strings.HasPrefix(name, "/") || strings.Contains(name, "..") {
+		return false
+	}
+	if _, err := time.LoadLocation(name); err != nil {
+		return false
+	}
+	knownZones.Store(name, true)
+	return true
+}
 
 func customerRow(line int64, v *customerLine) ([]any, []ndjson.LineError) {
 	c := checker{line: line}
@@ -206,7 +237,22 @@ func customerRow(line int64, v *customerLine) ([]any, []ndjson.LineError) {
 	} else if !localePattern.MatchString(v.Locale) || len(v.Locale) > 35 {
 		c.add("locale", "must be a language tag like en or en-GB")
 	}
+	if v.Timezone == "" {
+		v.Timezone = "UTC"
+	} else if v.Timezone == "Local" || !validZone(v.Timezone) {
+		c.add("timezone", "must be an IANA time zone like Europe/Paris")
+	}
 	subscribed := v.Subscribed == nil || *v.Subscribed
+	consentJSON := []byte("{}")
+	if v.Consent != nil {
+		if v.Consent.Email != nil {
+			if v.Subscribed != nil && *v.Subscribed != *v.Consent.Email {
+				c.add("consent.email", "contradicts subscribed")
+			}
+			subscribed = *v.Consent.Email
+		}
+		consentJSON, _ = json.Marshal(v.Consent)
+	}
 	attrs := []byte("{}")
 	if len(v.Attributes) > 0 && string(v.Attributes) != "null" {
 		if v.Attributes[0] != '{' {
@@ -216,25 +262,29 @@ func customerRow(line int64, v *customerLine) ([]any, []ndjson.LineError) {
 		}
 		attrs = v.Attributes
 	}
-	return []any{line, v.ID, email, v.FirstName, v.LastName, v.Locale, subscribed, string(attrs)}, c.errs
+	return []any{line, v.ID, email, v.FirstName, v.LastName, v.Locale, v.Timezone, subscribed, string(consentJSON), string(attrs)}, c.errs
 }
 
 type catalogLine struct {
-	ID             string  `json:"id"`
-	Title          string  `json:"title"`
-	Brand          string  `json:"brand"`
-	URL            string  `json:"url"`
-	ImageURL       string  `json:"image_url"`
-	PriceCents     *int64  `json:"price_cents"`
-	CompareAtCents int64   `json:"compare_at_cents"`
-	Currency       string  `json:"currency"`
-	InStock        *bool   `json:"in_stock"`
-	Sales30d       int64   `json:"sales_30d"`
-	Rating         float32 `json:"rating"`
-	Reviews        int32   `json:"reviews"`
+	ID             string   `json:"id"`
+	Title          string   `json:"title"`
+	Brand          string   `json:"brand"`
+	URL            string   `json:"url"`
+	ImageURL       string   `json:"image_url"`
+	PriceCents     *int64   `json:"price_cents"`
+	CompareAtCents int64    `json:"compare_at_cents"`
+	Currency       string   `json:"currency"`
+	InStock        *bool    `json:"in_stock"`
+	Sales30d       int64    `json:"sales_30d"`
+	Rating         float32  `json:"rating"`
+	Reviews        int32    `json:"reviews"`
+	Categories     []string `json:"categories"`
 }
 
 var currencyPattern = regexp.MustCompile(`^[A-Z]{3}$`)
+
+// maxCategories bounds one item's categories.
+const maxCategories = 20
 
 func catalogRow(line int64, v *catalogLine) ([]any, []ndjson.LineError) {
 	c := checker{line: line}
@@ -263,18 +313,28 @@ func catalogRow(line int64, v *catalogLine) ([]any, []ndjson.LineError) {
 	if v.Reviews < 0 {
 		c.add("reviews", "must not be negative")
 	}
+	if len(v.Categories) > maxCategories {
+		c.add("categories", "more than %d categories", maxCategories)
+	}
+	for i, cat := range v.Categories {
+		c.text(fmt.Sprintf("categories[%d]", i), cat, 100, true)
+	}
 	if len(c.errs) > 0 {
 		return nil, c.errs
 	}
+	if v.Categories == nil {
+		v.Categories = []string{}
+	}
 	inStock := v.InStock == nil || *v.InStock
 	return []any{line, v.ID, v.Title, v.Brand, v.URL, v.ImageURL, *v.PriceCents, v.CompareAtCents, v.Currency,
-		inStock, v.Sales30d, v.Rating, v.Reviews}, nil
+		inStock, v.Sales30d, v.Rating, v.Reviews, v.Categories}, nil
 }
 
 type recommendationLine struct {
-	CustomerID   string   `json:"customer_id"`
-	ItemIDs      []string `json:"item_ids"`
-	ModelVersion string   `json:"model_version"`
+	CustomerID   string    `json:"customer_id"`
+	ItemIDs      []string  `json:"item_ids"`
+	Scores       []float32 `json:"scores"`
+	ModelVersion string    `json:"model_version"`
 }
 
 // maxRecommended bounds one customer's ranked list.
@@ -292,11 +352,17 @@ func recommendationRow(line int64, v *recommendationLine) ([]any, []ndjson.LineE
 			break
 		}
 	}
+	if v.Scores != nil && len(v.Scores) != len(v.ItemIDs) {
+		c.add("scores", "must have one score per item id (%d), or be omitted", len(v.ItemIDs))
+	}
 	c.text("model_version", v.ModelVersion, 100, false)
 	if v.ItemIDs == nil {
 		v.ItemIDs = []string{}
 	}
-	return []any{line, v.CustomerID, v.ItemIDs, v.ModelVersion}, c.errs
+	if v.Scores == nil {
+		v.Scores = []float32{}
+	}
+	return []any{line, v.CustomerID, v.ItemIDs, v.Scores, v.ModelVersion}, c.errs
 }
 
 type suppressionLine struct {
@@ -312,4 +378,53 @@ func suppressionRow(line int64, v *suppressionLine) ([]any, []ndjson.LineError) 
 	}
 	c.text("reason", v.Reason, 200, false)
 	return []any{line, email, v.Reason}, c.errs
+}
+
+type eventLine struct {
+	CustomerID string     `json:"customer_id"`
+	Kind       string     `json:"kind"`
+	ItemID     string     `json:"item_id"`
+	Quantity   *int32     `json:"quantity"`
+	OccurredAt *time.Time `json:"occurred_at"`
+}
+
+// Bounds of an event.
+const (
+	maxEventAge    = 400 * 24 * time.Hour
+	maxEventFuture = time.Hour
+	maxQuantity    = 10_000
+)
+
+var eventKinds = []string{"view", "add_to_cart", "purchase"}
+
+// eventRow validates one customer event. Its time must be within the
+// retention window and not ahead of the clock (by more than a little
+// skew): the events table is partitioned by month of occurrence.
+func (a *API) eventRow(line int64, v *eventLine) ([]any, []ndjson.LineError) {
+	c := checker{line: line}
+	c.id("customer_id", v.CustomerID)
+	c.id("item_id", v.ItemID)
+	if !slices.Contains(eventKinds, v.Kind) {
+		c.add("kind", "must be one of %s", strings.Join(eventKinds, ", "))
+	}
+	qty := int32(1)
+	if v.Quantity != nil {
+		qty = *v.Quantity
+		if qty < 1 || qty > maxQuantity {
+			c.add("quantity", "must be between 1 and %d", maxQuantity)
+		}
+	}
+	now := a.now()
+	switch {
+	case v.OccurredAt == nil:
+		c.add("occurred_at", "is required (RFC 3339, like 2026-11-27T09:30:00Z)")
+	case v.OccurredAt.Before(now.Add(-maxEventAge)):
+		c.add("occurred_at", "is older than %d days", int(maxEventAge.Hours()/24))
+	case v.OccurredAt.After(now.Add(maxEventFuture)):
+		c.add("occurred_at", "is in the future")
+	}
+	if len(c.errs) > 0 {
+		return nil, c.errs
+	}
+	return []any{line, v.CustomerID, v.Kind, v.ItemID, qty, v.OccurredAt.UTC()}, nil
 }

@@ -1,116 +1,23 @@
 package api
 
 import (
+	"bytes"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
 	"regexp"
 	"slices"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
 
 	"herald/ingest/internal/store"
-	"herald/shared/emailtemplate"
 )
-
-type profileRequest struct {
-	Name            string `json:"name"`
-	WebsiteURL      string `json:"website_url"`
-	LogoURL         string `json:"logo_url"`
-	HeroURL         string `json:"hero_url"`
-	PostalAddress   string `json:"postal_address"`
-	DefaultDeadline string `json:"default_deadline"`
-}
-
-func (a *API) putProfile(w http.ResponseWriter, r *http.Request, tenant string) {
-	var req profileRequest
-	if !decodeJSON(w, r, a.limits.MaxJSONBytes, &req) {
-		return
-	}
-	c := checker{}
-	c.text("name", req.Name, 200, true)
-	c.url("website_url", req.WebsiteURL, true)
-	c.url("logo_url", req.LogoURL, false)
-	c.url("hero_url", req.HeroURL, false)
-	c.text("postal_address", req.PostalAddress, 500, true)
-	p := store.Profile{Name: req.Name, WebsiteURL: req.WebsiteURL, LogoURL: req.LogoURL, HeroURL: req.HeroURL,
-		PostalAddress: req.PostalAddress, DefaultDeadline: 4 * time.Hour}
-	if req.DefaultDeadline != "" {
-		d, err := time.ParseDuration(req.DefaultDeadline)
-		if err != nil || d < time.Minute || d > a.limits.MaxDeadline {
-			c.add("default_deadline", "must be a duration between 1m and %s, like \"4h\"", a.limits.MaxDeadline)
-		}
-		p.DefaultDeadline = d
-	}
-	if fieldsOf(c).answer(w) {
-		return
-	}
-	if err := a.store.PutProfile(r.Context(), tenant, p); err != nil {
-		a.internalError(w, r, tenant, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, req)
-}
-
-// fieldsOf turns a checker's line errors (line 0) into field errors.
-func fieldsOf(c checker) fieldErrors {
-	var f fieldErrors
-	for _, e := range c.errs {
-		f.add(e.Field, "%s", e.Message)
-	}
-	return f
-}
-
-type templateRequest struct {
-	FromName  string `json:"from_name"`
-	FromEmail string `json:"from_email"`
-	Subject   string `json:"subject"`
-	Preheader string `json:"preheader"`
-	HTML      string `json:"html"`
-	Text      string `json:"text"`
-}
-
-type templateResponse struct {
-	ID        string    `json:"id"`
-	Version   int       `json:"version"`
-	CreatedAt time.Time `json:"created_at"`
-}
-
-var templateIDPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`)
-
-func (a *API) addTemplate(w http.ResponseWriter, r *http.Request, tenant string) {
-	id := r.PathValue("id")
-	if !templateIDPattern.MatchString(id) {
-		writeError(w, http.StatusUnprocessableEntity, "invalid_request", "template id must be 1-64 letters, digits, _ . -")
-		return
-	}
-	var req templateRequest
-	if !decodeJSON(w, r, a.limits.MaxJSONBytes, &req) {
-		return
-	}
-	_, err := emailtemplate.Parse(emailtemplate.Source{FromName: req.FromName, FromEmail: req.FromEmail,
-		Subject: req.Subject, Preheader: req.Preheader, HTML: req.HTML, Text: req.Text})
-	var problems *emailtemplate.ProblemError
-	if errors.As(err, &problems) {
-		writeErrorDetails(w, http.StatusUnprocessableEntity, "invalid_template", problems.Error(), problems.Problems)
-		return
-	}
-	if err != nil {
-		a.internalError(w, r, tenant, err)
-		return
-	}
-	t, err := a.store.AddTemplate(r.Context(), tenant, store.Template{ID: id, FromName: req.FromName, FromEmail: req.FromEmail,
-		Subject: req.Subject, Preheader: req.Preheader, HTML: req.HTML, Text: req.Text})
-	if err != nil {
-		a.internalError(w, r, tenant, err)
-		return
-	}
-	w.Header().Set("Location", fmt.Sprintf("/v1/templates/%s/versions/%d", id, t.Version))
-	writeJSON(w, http.StatusCreated, templateResponse{ID: id, Version: t.Version, CreatedAt: t.CreatedAt})
-}
 
 type jobRequest struct {
 	Channel  string `json:"channel"`
@@ -121,9 +28,12 @@ type jobRequest struct {
 	Audience struct {
 		AllSubscribed bool     `json:"all_subscribed,omitempty"`
 		CustomerIDs   []string `json:"customer_ids,omitempty"`
+		Segment       *Segment `json:"segment,omitempty"`
 	} `json:"audience"`
+	Strategy string     `json:"strategy,omitempty"`
 	Products *int       `json:"products,omitempty"`
 	Campaign string     `json:"campaign,omitempty"`
+	SendAt   *time.Time `json:"send_at,omitempty"`
 	Deadline *time.Time `json:"deadline,omitempty"`
 }
 
@@ -132,7 +42,13 @@ const (
 	defaultProducts = 6
 	maxProducts     = 24
 	minLead         = time.Minute
+	// sendAtSkew is how far in the past a send_at may be (a client's clock
+	// running behind); it then means "now".
+	sendAtSkew = time.Minute
 )
+
+// strategies are the recommendation strategies recommend implements.
+var strategies = []string{"personalized"}
 
 var idempotencyKeyPattern = regexp.MustCompile(`^[\x21-\x7e]{1,255}$`)
 
@@ -159,17 +75,35 @@ func (a *API) createJob(w http.ResponseWriter, r *http.Request, tenant string) {
 		f.add("template.version", "must be positive, or omitted for the latest")
 	}
 	ids := req.Audience.CustomerIDs
-	switch {
-	case req.Audience.AllSubscribed == (len(ids) > 0):
-		f.add("audience", "set exactly one of all_subscribed: true or customer_ids")
-	case len(ids) > a.limits.MaxAudienceIDs:
-		f.add("audience.customer_ids", "more than %d ids; use all_subscribed", a.limits.MaxAudienceIDs)
+	kinds := 0
+	for _, set := range []bool{req.Audience.AllSubscribed, len(ids) > 0, req.Audience.Segment != nil} {
+		if set {
+			kinds++
+		}
+	}
+	if kinds != 1 {
+		f.add("audience", "set exactly one of all_subscribed: true, customer_ids or segment")
+	}
+	if len(ids) > a.limits.MaxAudienceIDs {
+		f.add("audience.customer_ids", "more than %d ids; use a segment or all_subscribed", a.limits.MaxAudienceIDs)
 	}
 	for i, id := range ids {
 		if !idPattern.MatchString(id) {
 			f.add(fmt.Sprintf("audience.customer_ids[%d]", i), "is not a valid customer id")
 			break
 		}
+	}
+	var segmentPath string
+	if req.Audience.Segment != nil {
+		var err error
+		if segmentPath, err = req.Audience.Segment.Compile(); err != nil {
+			f.add("audience.segment", "%v", err)
+		}
+	}
+	if req.Strategy == "" {
+		req.Strategy = strategies[0]
+	} else if !slices.Contains(strategies, req.Strategy) {
+		f.add("strategy", "must be one of %s", strings.Join(strategies, ", "))
 	}
 	products := defaultProducts
 	if req.Products != nil {
@@ -178,15 +112,33 @@ func (a *API) createJob(w http.ResponseWriter, r *http.Request, tenant string) {
 			f.add("products", "must be between 0 and %d", maxProducts)
 		}
 	}
-	if len(req.Campaign) > 100 {
+	switch {
+	case len(req.Campaign) > 100:
 		f.add("campaign", "longer than 100 bytes")
+	case strings.ContainsAny(req.Campaign, "\r\n"):
+		f.add("campaign", "must not contain CR or LF: it becomes part of a message header")
+	case strings.ContainsFunc(req.Campaign, func(r rune) bool { return r < 0x20 || r == 0x7f }):
+		f.add("campaign", "must not contain control characters")
+	}
+	start := now
+	if req.SendAt != nil {
+		switch s := req.SendAt.UTC(); {
+		case s.Before(now.Add(-sendAtSkew)):
+			f.add("send_at", "is in the past")
+		case s.After(now.Add(a.limits.MaxSchedule)):
+			f.add("send_at", "is more than %s ahead", a.limits.MaxSchedule)
+		case s.After(now):
+			start = s
+		}
 	}
 	if req.Deadline != nil {
-		switch d := req.Deadline.Sub(now); {
+		switch d := req.Deadline.Sub(start); {
+		case req.SendAt != nil && !req.Deadline.After(*req.SendAt):
+			f.add("deadline", "is not after send_at")
 		case d < minLead:
-			f.add("deadline", "must be at least %s in the future", minLead)
+			f.add("deadline", "must be at least %s after the job starts", minLead)
 		case d > a.limits.MaxDeadline:
-			f.add("deadline", "must be within %s", a.limits.MaxDeadline)
+			f.add("deadline", "must be within %s of the job's start", a.limits.MaxDeadline)
 		}
 	}
 	if f.answer(w) {
@@ -200,7 +152,7 @@ func (a *API) createJob(w http.ResponseWriter, r *http.Request, tenant string) {
 		return
 	}
 	hash := sha256.Sum256(canonical)
-	deadline := now
+	var deadline time.Time
 	if req.Deadline != nil {
 		deadline = req.Deadline.UTC()
 	} else {
@@ -209,30 +161,46 @@ func (a *API) createJob(w http.ResponseWriter, r *http.Request, tenant string) {
 			a.internalError(w, r, tenant, err)
 			return
 		}
-		deadline = now.Add(d)
+		deadline = start.Add(d)
 	}
-	id, created, err := a.store.CreateJob(r.Context(), tenant, store.NewJob{
-		IdempotencyKey:     key,
-		RequestHash:        hash[:],
-		Channel:            req.Channel,
-		TemplateID:         req.Template.ID,
-		TemplateVersion:    req.Template.Version,
-		Audience:           store.Audience{AllSubscribed: req.Audience.AllSubscribed, CustomerIDs: sortedUnique(ids)},
+	job := store.NewJob{
+		IdempotencyKey:  key,
+		RequestHash:     hash[:],
+		Channel:         req.Channel,
+		TemplateID:      req.Template.ID,
+		TemplateVersion: req.Template.Version,
+		Audience: store.Audience{AllSubscribed: req.Audience.AllSubscribed, CustomerIDs: sortedUnique(ids),
+			SegmentPath: segmentPath},
 		ProductsPerMessage: products,
+		Strategy:           req.Strategy,
 		Campaign:           req.Campaign,
 		SubmittedAt:        now,
 		Deadline:           deadline,
 		Traceparent:        r.Header.Get("Traceparent"),
+	}
+	if req.Audience.Segment != nil {
+		job.Audience.Segment, _ = json.Marshal(req.Audience.Segment)
+	}
+	if start.After(now) {
+		job.SendAt = &start
+	}
+	acc, err := a.store.CreateJob(r.Context(), tenant, job, func(j store.JobStatus) ([]byte, error) {
+		return json.MarshalIndent(jobView(j, now), "", "  ")
 	})
 	var unknown *store.UnknownCustomersError
 	switch {
 	case errors.Is(err, store.ErrUnknownTemplate):
-		writeError(w, http.StatusUnprocessableEntity, "unknown_template",
+		writeError(w, http.StatusNotFound, "not_found",
 			fmt.Sprintf("template %q (version %d) does not exist", req.Template.ID, req.Template.Version))
 		return
 	case errors.Is(err, store.ErrIdempotencyMismatch):
 		writeError(w, http.StatusUnprocessableEntity, "idempotency_key_reused",
 			"this Idempotency-Key was used for a different request; use a new key for a new job")
+		return
+	case errors.Is(err, store.ErrIdempotencyInFlight):
+		w.Header().Set("Retry-After", "1")
+		writeError(w, http.StatusConflict, "idempotency_key_in_flight",
+			"a request with this Idempotency-Key is being handled; retry when it has been answered")
 		return
 	case errors.As(err, &unknown):
 		writeErrorDetails(w, http.StatusUnprocessableEntity, "unknown_customers",
@@ -242,18 +210,15 @@ func (a *API) createJob(w http.ResponseWriter, r *http.Request, tenant string) {
 		a.internalError(w, r, tenant, err)
 		return
 	}
-	job, err := a.store.Job(r.Context(), tenant, id)
-	if err != nil {
-		a.internalError(w, r, tenant, err)
-		return
-	}
-	if created {
-		a.log.InfoContext(r.Context(), "job accepted", "tenant_id", tenant, "job_id", id, "deadline", job.Deadline)
-	} else {
+	if acc.Replayed {
 		w.Header().Set("Idempotent-Replayed", "true")
+	} else {
+		a.log.InfoContext(r.Context(), "job accepted", "tenant_id", tenant, "job_id", acc.ID, "deadline", job.Deadline)
 	}
-	w.Header().Set("Location", "/v1/jobs/"+id.String())
-	writeJSON(w, http.StatusAccepted, jobView(job, a.now()))
+	w.Header().Set("Location", "/v1/jobs/"+acc.ID.String())
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusAccepted)
+	_, _ = w.Write(append(bytes.TrimRight(acc.Response, "\n"), '\n'))
 }
 
 func sortedUnique(ids []string) []string {
@@ -272,10 +237,20 @@ func sortedUnique(ids []string) []string {
 	return out
 }
 
-func (a *API) getJob(w http.ResponseWriter, r *http.Request, tenant string) {
+// jobID parses the {id} of the path; a malformed id is as unknown as an
+// id of another tenant.
+func jobID(w http.ResponseWriter, r *http.Request) (uuid.UUID, bool) {
 	id, err := uuid.Parse(r.PathValue("id"))
 	if err != nil {
 		writeError(w, http.StatusNotFound, "not_found", "no such job")
+		return uuid.Nil, false
+	}
+	return id, true
+}
+
+func (a *API) getJob(w http.ResponseWriter, r *http.Request, tenant string) {
+	id, ok := jobID(w, r)
+	if !ok {
 		return
 	}
 	job, err := a.store.Job(r.Context(), tenant, id)
@@ -289,6 +264,84 @@ func (a *API) getJob(w http.ResponseWriter, r *http.Request, tenant string) {
 	}
 }
 
+// jobAction serves pause, resume and cancel.
+func (a *API) jobAction(action string) tenantHandler {
+	return func(w http.ResponseWriter, r *http.Request, tenant string) {
+		id, ok := jobID(w, r)
+		if !ok {
+			return
+		}
+		err := a.store.ChangeJob(r.Context(), tenant, id, action)
+		var bad *store.TransitionError
+		switch {
+		case errors.Is(err, store.ErrNotFound):
+			writeError(w, http.StatusNotFound, "not_found", "no such job")
+			return
+		case errors.As(err, &bad):
+			writeError(w, http.StatusConflict, "invalid_state", bad.Error())
+			return
+		case err != nil:
+			a.internalError(w, r, tenant, err)
+			return
+		}
+		a.log.InfoContext(r.Context(), "job "+action, "tenant_id", tenant, "job_id", id)
+		a.getJob(w, r, tenant)
+	}
+}
+
+// Job listing bounds.
+const (
+	defaultPageSize = 50
+	maxPageSize     = 200
+)
+
+type jobPage struct {
+	Jobs []JobView `json:"jobs"`
+	// NextCursor fetches the next (older) page; absent on the last one.
+	NextCursor string `json:"next_cursor,omitempty"`
+}
+
+// listJobs pages through the tenant's jobs, newest first. The cursor is
+// opaque to partners (it is the last job id of the page, encoded).
+func (a *API) listJobs(w http.ResponseWriter, r *http.Request, tenant string) {
+	q := r.URL.Query()
+	limit := defaultPageSize
+	if s := q.Get("limit"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 || n > maxPageSize {
+			writeError(w, http.StatusUnprocessableEntity, "invalid_request", fmt.Sprintf("limit must be between 1 and %d", maxPageSize))
+			return
+		}
+		limit = n
+	}
+	before := uuid.Max
+	if c := q.Get("cursor"); c != "" {
+		b, err := base64.RawURLEncoding.DecodeString(c)
+		id, perr := uuid.FromBytes(b)
+		if err != nil || perr != nil {
+			writeError(w, http.StatusUnprocessableEntity, "invalid_request", "cursor is not one this API returned")
+			return
+		}
+		before = id
+	}
+	jobs, err := a.store.Jobs(r.Context(), tenant, before, limit+1)
+	if err != nil {
+		a.internalError(w, r, tenant, err)
+		return
+	}
+	page := jobPage{Jobs: make([]JobView, 0, min(len(jobs), limit))}
+	now := a.now()
+	for i, j := range jobs {
+		if i == limit {
+			last := jobs[limit-1].ID
+			page.NextCursor = base64.RawURLEncoding.EncodeToString(last[:])
+			break
+		}
+		page.Jobs = append(page.Jobs, jobView(j, now))
+	}
+	writeJSON(w, http.StatusOK, page)
+}
+
 // JobView is the JSON form of a job and its progress.
 type JobView struct {
 	ID       string `json:"id"`
@@ -299,20 +352,30 @@ type JobView struct {
 		Version int    `json:"version"`
 	} `json:"template"`
 	Audience struct {
-		AllSubscribed bool `json:"all_subscribed,omitempty"`
-		CustomerIDs   int  `json:"customer_ids,omitempty"`
+		AllSubscribed bool            `json:"all_subscribed,omitempty"`
+		CustomerIDs   int             `json:"customer_ids,omitempty"`
+		Segment       json.RawMessage `json:"segment,omitempty"`
 	} `json:"audience"`
-	Products     int        `json:"products"`
-	Campaign     string     `json:"campaign,omitempty"`
-	SubmittedAt  time.Time  `json:"submitted_at"`
-	Deadline     time.Time  `json:"deadline"`
-	Planned      int64      `json:"planned"`
-	PlanningDone bool       `json:"planning_done"`
-	Counts       Counts     `json:"counts"`
-	FirstSentAt  *time.Time `json:"first_sent_at,omitempty"`
-	LastDoneAt   *time.Time `json:"last_done_at,omitempty"`
+	Strategy       string     `json:"strategy"`
+	Products       int        `json:"products"`
+	Campaign       string     `json:"campaign,omitempty"`
+	SubmittedAt    time.Time  `json:"submitted_at"`
+	SendAt         *time.Time `json:"send_at,omitempty"`
+	Deadline       time.Time  `json:"deadline"`
+	StateChangedAt *time.Time `json:"state_changed_at,omitempty"`
+	Planned        int64      `json:"planned"`
+	PlanningDone   bool       `json:"planning_done"`
+	Counts         Counts     `json:"counts"`
+	FirstSentAt    *time.Time `json:"first_sent_at,omitempty"`
+	LastDoneAt     *time.Time `json:"last_done_at,omitempty"`
 	// PerSecond is the rate of final outcomes since the first one.
 	PerSecond float64 `json:"per_second"`
+	// ETA is when the last recipient is expected to have an outcome at
+	// the current rate; absent before the first outcome and once complete.
+	ETA *time.Time `json:"eta,omitempty"`
+	// SLA is on_track, at_risk (the ETA is past the deadline) or breached
+	// while the job runs; met or missed once it is complete.
+	SLA string `json:"sla"`
 }
 
 // Counts are recipients by state.
@@ -323,25 +386,49 @@ type Counts struct {
 	Suppressed int64 `json:"suppressed"`
 	Expired    int64 `json:"expired"`
 	Ambiguous  int64 `json:"ambiguous"`
+	Capped     int64 `json:"capped"`
 }
 
 func jobView(j store.JobStatus, now time.Time) JobView {
 	v := JobView{
-		ID: j.ID.String(), State: j.State(), Channel: j.Channel, Products: j.ProductsPerMessage, Campaign: j.Campaign,
-		SubmittedAt: j.SubmittedAt.UTC(), Deadline: j.Deadline.UTC(), Planned: j.Planned, PlanningDone: j.PlannedAt != nil,
-		FirstSentAt: j.FirstSentAt, LastDoneAt: j.LastDoneAt,
-		Counts: Counts{Sent: j.Sent, Failed: j.Failed, Suppressed: j.Suppressed, Expired: j.Expired, Ambiguous: j.Ambiguous,
+		ID: j.ID.String(), State: j.State(now), Channel: j.Channel, Strategy: j.Strategy, Products: j.ProductsPerMessage,
+		Campaign: j.Campaign, SubmittedAt: j.SubmittedAt.UTC(), Deadline: j.Deadline.UTC(), Planned: j.Planned,
+		PlanningDone: j.PlannedAt != nil, FirstSentAt: j.FirstSentAt, LastDoneAt: j.LastDoneAt, StateChangedAt: j.StateChangedAt,
+		Counts: Counts{Sent: j.Sent, Failed: j.Failed, Suppressed: j.Suppressed, Expired: j.Expired, Ambiguous: j.Ambiguous, Capped: j.Capped,
 			Pending: max(j.Planned-j.Done(), 0)},
+	}
+	if j.SendAt != nil {
+		s := j.SendAt.UTC()
+		v.SendAt = &s
 	}
 	v.Template.ID, v.Template.Version = j.TemplateID, j.TemplateVersion
 	v.Audience.AllSubscribed, v.Audience.CustomerIDs = j.Audience.AllSubscribed, len(j.Audience.CustomerIDs)
+	v.Audience.Segment = j.Audience.Segment
 	if j.FirstSentAt != nil {
 		end := now
-		if v.State == "complete" && j.LastDoneAt != nil {
+		if j.Complete() && j.LastDoneAt != nil {
 			end = *j.LastDoneAt
 		}
 		if secs := end.Sub(*j.FirstSentAt).Seconds(); secs > 0 {
 			v.PerSecond = float64(j.Done()) / secs
+		}
+	}
+	switch {
+	case j.Complete():
+		v.SLA = "met"
+		if j.LastDoneAt != nil && j.LastDoneAt.After(j.Deadline) {
+			v.SLA = "missed"
+		}
+	case now.After(j.Deadline):
+		v.SLA = "breached"
+	default:
+		v.SLA = "on_track"
+		if v.PerSecond > 0 && v.Counts.Pending > 0 && j.JobState == store.StateActive {
+			eta := now.Add(time.Duration(float64(v.Counts.Pending) / v.PerSecond * float64(time.Second))).UTC().Truncate(time.Second)
+			v.ETA = &eta
+			if eta.After(j.Deadline) {
+				v.SLA = "at_risk"
+			}
 		}
 	}
 	return v

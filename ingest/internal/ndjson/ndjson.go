@@ -9,6 +9,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+
+	"herald/ingest/internal/strictjson"
 )
 
 // LineError is a problem with one line of an upload.
@@ -41,8 +43,8 @@ func NewReader(r io.Reader, maxLine int) *Reader {
 // Line is the number of the line last returned.
 func (r *Reader) Line() int64 { return r.line }
 
-// Next decodes the next non-empty line into v, rejecting unknown fields and
-// anything after the object. It returns io.EOF at the end of input, a
+// Next decodes the next non-empty line into v, rejecting duplicate keys,
+// unknown fields and anything after the object. It returns io.EOF at the end of input, a
 // LineError for a bad line (the caller may go on to the next), and any other
 // error when reading the input itself fails.
 func (r *Reader) Next(v any) error {
@@ -53,6 +55,9 @@ func (r *Reader) Next(v any) error {
 		}
 		if len(bytes.TrimSpace(line)) == 0 {
 			continue
+		}
+		if err := strictjson.CheckDuplicateKeys(line); err != nil {
+			return LineError{Line: r.line, Message: err.Error()}
 		}
 		dec := json.NewDecoder(bytes.NewReader(line))
 		dec.DisallowUnknownFields()

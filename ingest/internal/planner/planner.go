@@ -56,6 +56,10 @@ var (
 	recipientsByIDSQL string
 	//go:embed sql/stalled_batches.sql
 	stalledBatchesSQL string
+	//go:embed sql/job_state.sql
+	jobStateSQL string
+	//go:embed sql/audience_segment.sql
+	audienceSegmentSQL string
 )
 
 // Publisher is where batches go (messaging.Publisher in production).
@@ -185,6 +189,8 @@ func (p *Planner) work(ctx, workCtx context.Context) error {
 		case errors.Is(err, errShutdown):
 			p.log.InfoContext(workCtx, "planning handed back at shutdown")
 			return nil
+		case errors.Is(err, errStopped):
+			err = nil
 		case err != nil:
 			p.log.ErrorContext(ctx, "planning failed, retrying", "error", err)
 		}
@@ -233,6 +239,8 @@ type jobPlan struct {
 	header   *eventv1.Job
 	audience struct {
 		CustomerIDs []string `json:"customer_ids"`
+		// SegmentPath is a segment audience's SQL/JSON path predicate.
+		SegmentPath string `json:"segment_path"`
 	}
 	traceparent string
 	cursor      string
@@ -241,6 +249,10 @@ type jobPlan struct {
 }
 
 var errShutdown = errors.New("planning interrupted by shutdown")
+
+// errStopped means the partner paused or cancelled the job while it was
+// being planned.
+var errStopped = errors.New("planning stopped: job paused or cancelled")
 
 func (p *Planner) plan(ctx, workCtx context.Context, t task) error {
 	j, err := p.loadJob(workCtx, t)
@@ -260,6 +272,16 @@ func (p *Planner) plan(ctx, workCtx context.Context, t task) error {
 	for {
 		if ctx.Err() != nil {
 			return errShutdown
+		}
+		// A paused job's task is handed back (and not leased again until
+		// the job is resumed); a cancelled job's task is already gone.
+		var state string
+		if err := p.db.QueryRow(workCtx, jobStateSQL, t.tenant, t.job).Scan(&state); err != nil {
+			return fmt.Errorf("read job state: %w", err)
+		}
+		if state != "active" {
+			log.InfoContext(workCtx, "planning stopped", "state", state, "planned", j.planned)
+			return errStopped
 		}
 		more, err := p.planChunk(workCtx, t, j)
 		if err != nil {
@@ -437,9 +459,12 @@ func (p *Planner) recipients(ctx context.Context, tenant string, ids []string) (
 
 func (p *Planner) page(ctx context.Context, tenant string, j *jobPlan, after string) ([]*eventv1.Recipient, error) {
 	var rows pgx.Rows
-	if len(j.audience.CustomerIDs) > 0 {
+	switch {
+	case len(j.audience.CustomerIDs) > 0:
 		rows, _ = p.db.Query(ctx, audienceIDsSQL, tenant, after, p.cfg.BatchSize, j.audience.CustomerIDs)
-	} else {
+	case j.audience.SegmentPath != "":
+		rows, _ = p.db.Query(ctx, audienceSegmentSQL, tenant, after, p.cfg.BatchSize, j.audience.SegmentPath)
+	default:
 		rows, _ = p.db.Query(ctx, audienceAllSQL, tenant, after, p.cfg.BatchSize)
 	}
 	return scanRecipients(rows, p.cfg.BatchSize)

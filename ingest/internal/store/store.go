@@ -4,15 +4,12 @@ package store
 
 import (
 	"context"
-	"crypto/subtle"
 	_ "embed"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"sync"
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
@@ -24,6 +21,7 @@ var (
 	ErrNotFound            = errors.New("not found")
 	ErrUnknownTemplate     = errors.New("unknown template")
 	ErrIdempotencyMismatch = errors.New("idempotency key reused with a different request")
+	ErrIdempotencyInFlight = errors.New("idempotency key in use by a request in flight")
 )
 
 // UnknownCustomersError lists (some of) the customer ids of an explicit
@@ -53,6 +51,9 @@ type Dataset struct {
 	table   string
 	columns []string
 	merge   string
+	// monthly datasets go to a table partitioned by month: the partitions
+	// of the months present are made before the merge.
+	monthly bool
 }
 
 var (
@@ -72,19 +73,29 @@ var (
 	stageSuppressionsSQL string
 	//go:embed sql/load_suppressions.sql
 	loadSuppressionsSQL string
+	//go:embed sql/stage_events.sql
+	stageEventsSQL string
+	//go:embed sql/load_events.sql
+	loadEventsSQL string
+	//go:embed sql/event_months.sql
+	eventMonthsSQL string
+	//go:embed sql/ensure_events_partition.sql
+	ensureEventsPartitionSQL string
 )
 
 // The datasets ingest accepts. Each row a source yields must match the
 // dataset's columns, starting with the NDJSON line number.
 var (
 	Customers = Dataset{Name: "customers", stage: stageCustomersSQL, table: "staged_customers", merge: loadCustomersSQL,
-		columns: []string{"line", "id", "email", "first_name", "last_name", "locale", "subscribed", "attributes"}}
+		columns: []string{"line", "id", "email", "first_name", "last_name", "locale", "timezone", "subscribed", "consent", "attributes"}}
 	CatalogItems = Dataset{Name: "catalog items", stage: stageCatalogSQL, table: "staged_catalog_items", merge: loadCatalogSQL,
-		columns: []string{"line", "id", "title", "brand", "url", "image_url", "price_cents", "compare_at_cents", "currency", "in_stock", "sales_30d", "rating", "reviews"}}
+		columns: []string{"line", "id", "title", "brand", "url", "image_url", "price_cents", "compare_at_cents", "currency", "in_stock", "sales_30d", "rating", "reviews", "categories"}}
 	Recommendations = Dataset{Name: "recommendations", stage: stageRecsSQL, table: "staged_recommendations", merge: loadRecsSQL,
-		columns: []string{"line", "customer_id", "item_ids", "model_version"}}
+		columns: []string{"line", "customer_id", "item_ids", "scores", "model_version"}}
 	Suppressions = Dataset{Name: "suppressions", stage: stageSuppressionsSQL, table: "staged_suppressions", merge: loadSuppressionsSQL,
 		columns: []string{"line", "email", "reason"}}
+	Events = Dataset{Name: "events", stage: stageEventsSQL, table: "staged_events", merge: loadEventsSQL, monthly: true,
+		columns: []string{"line", "customer_id", "kind", "item_id", "quantity", "occurred_at"}}
 )
 
 // Load streams rows into a staging table with COPY and merges them into the
@@ -109,6 +120,11 @@ func (s *Store) Load(ctx context.Context, tenant string, d Dataset, src pgx.Copy
 		if err := src.Err(); err != nil {
 			return err
 		}
+		if d.monthly {
+			if err := s.ensureMonths(ctx, tx); err != nil {
+				return err
+			}
+		}
 		tag, err := tx.Exec(ctx, d.merge, tenant)
 		if err != nil {
 			return fmt.Errorf("merge %s: %w", d.Name, err)
@@ -117,6 +133,28 @@ func (s *Store) Load(ctx context.Context, tenant string, d Dataset, src pgx.Copy
 		return nil
 	})
 	return merged, err
+}
+
+// ensureMonths makes the partitions for the months of the staged events.
+// Each is made in a transaction of its own on another connection, so the
+// upload does not hold the partition lock until it commits.
+func (s *Store) ensureMonths(ctx context.Context, tx pgx.Tx) error {
+	rows, _ := tx.Query(ctx, eventMonthsSQL)
+	months, err := pgx.CollectRows(rows, pgx.RowTo[time.Time])
+	if err != nil {
+		return fmt.Errorf("read event months: %w", err)
+	}
+	for _, m := range months {
+		key := "events/" + m.UTC().Format("2006-01")
+		if _, ok := s.partitions.Load(key); ok {
+			continue
+		}
+		if _, err := s.db.Exec(ctx, ensureEventsPartitionSQL, m); err != nil {
+			return fmt.Errorf("ensure events partition %s: %w", key, err)
+		}
+		s.partitions.Store(key, true)
+	}
+	return nil
 }
 
 var (
@@ -193,200 +231,4 @@ func (s *Store) AddTemplate(ctx context.Context, tenant string, t Template) (Tem
 		return Template{}, fmt.Errorf("add template: %w", err)
 	}
 	return t, nil
-}
-
-var (
-	//go:embed sql/insert_job.sql
-	insertJobSQL string
-	//go:embed sql/job_by_key.sql
-	jobByKeySQL string
-	//go:embed sql/insert_plan_outbox.sql
-	insertPlanOutboxSQL string
-	//go:embed sql/count_known_customers.sql
-	unknownCustomersSQL string
-	//go:embed sql/job_status.sql
-	jobStatusSQL string
-)
-
-// Audience says who a job goes to.
-type Audience struct {
-	// AllSubscribed addresses every subscribed customer of the tenant.
-	AllSubscribed bool `json:"all_subscribed,omitempty"`
-	// CustomerIDs addresses these customers (sorted, distinct); those who
-	// have unsubscribed are left out when the job is planned.
-	CustomerIDs []string `json:"customer_ids,omitempty"`
-}
-
-// NewJob is an accepted job request.
-type NewJob struct {
-	IdempotencyKey     string
-	RequestHash        []byte
-	Channel            string
-	TemplateID         string
-	TemplateVersion    int // 0: the latest at submission
-	Audience           Audience
-	ProductsPerMessage int
-	Campaign           string
-	SubmittedAt        time.Time
-	Deadline           time.Time
-	Traceparent        string
-}
-
-// CreateJob accepts j for tenant: in one transaction it resolves the
-// template version, stores the job and the outbox row that gets it planned.
-// A repeated idempotency key with the same request hash returns the first
-// job's id and created=false; with another hash, ErrIdempotencyMismatch.
-func (s *Store) CreateJob(ctx context.Context, tenant string, j NewJob) (id uuid.UUID, created bool, err error) {
-	if err := s.ensurePartition(ctx, j.SubmittedAt); err != nil {
-		return uuid.Nil, false, err
-	}
-	audience, err := json.Marshal(j.Audience)
-	if err != nil {
-		return uuid.Nil, false, fmt.Errorf("encode audience: %w", err)
-	}
-	id, err = uuid.NewV7()
-	if err != nil {
-		return uuid.Nil, false, fmt.Errorf("new job id: %w", err)
-	}
-	err = pgdb.InTx(ctx, s.db, func(tx pgx.Tx) error {
-		// A repeated request is answered before anything else is checked,
-		// so a retry gets the first answer even if a template was added since.
-		var existing uuid.UUID
-		var hash []byte
-		switch err := tx.QueryRow(ctx, jobByKeySQL, tenant, j.IdempotencyKey).Scan(&existing, &hash); {
-		case err == nil:
-			if subtle.ConstantTimeCompare(hash, j.RequestHash) != 1 {
-				return ErrIdempotencyMismatch
-			}
-			id = existing
-			return nil
-		case !errors.Is(err, pgx.ErrNoRows):
-			return fmt.Errorf("look up idempotency key: %w", err)
-		}
-		if err := tx.QueryRow(ctx, resolveTemplateSQL, tenant, j.TemplateID, j.TemplateVersion).Scan(&j.TemplateVersion); err != nil {
-			if errors.Is(err, pgx.ErrNoRows) {
-				return ErrUnknownTemplate
-			}
-			return fmt.Errorf("resolve template: %w", err)
-		}
-		if len(j.Audience.CustomerIDs) > 0 {
-			rows, _ := tx.Query(ctx, unknownCustomersSQL, tenant, j.Audience.CustomerIDs)
-			unknown, err := pgx.CollectRows(rows, pgx.RowTo[string])
-			if err != nil {
-				return fmt.Errorf("check audience: %w", err)
-			}
-			if len(unknown) > 0 {
-				return &UnknownCustomersError{IDs: unknown}
-			}
-		}
-		if _, err := tx.Exec(ctx, ensureTenantSQL, tenant); err != nil {
-			return fmt.Errorf("ensure tenant: %w", err)
-		}
-		tag, err := tx.Exec(ctx, insertJobSQL, tenant, id, j.IdempotencyKey, j.RequestHash, j.Channel, j.TemplateID,
-			j.TemplateVersion, audience, j.ProductsPerMessage, j.Campaign, j.SubmittedAt, j.Deadline, j.Traceparent)
-		if err != nil {
-			return fmt.Errorf("insert job: %w", err)
-		}
-		if tag.RowsAffected() == 0 {
-			// A concurrent request with the same key committed first; the
-			// client retries and gets that job's answer.
-			return errConcurrentKey
-		}
-		if _, err := tx.Exec(ctx, insertPlanOutboxSQL, tenant, id); err != nil {
-			return fmt.Errorf("insert outbox: %w", err)
-		}
-		created = true
-		return nil
-	})
-	if errors.Is(err, errConcurrentKey) {
-		return s.CreateJob(ctx, tenant, j)
-	}
-	if err != nil {
-		return uuid.Nil, false, err
-	}
-	return id, created, nil
-}
-
-var errConcurrentKey = errors.New("idempotency key taken concurrently")
-
-// EnsurePartitions creates the ledger partitions for today and tomorrow;
-// ingest calls it at start and then hourly so jobs rarely pay for DDL.
-func (s *Store) EnsurePartitions(ctx context.Context, now time.Time) error {
-	for _, t := range []time.Time{now, now.Add(24 * time.Hour)} {
-		if err := s.ensurePartition(ctx, t); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-func (s *Store) ensurePartition(ctx context.Context, t time.Time) error {
-	day := t.UTC().Format(time.DateOnly)
-	if _, ok := s.partitions.Load(day); ok {
-		return nil
-	}
-	if _, err := s.db.Exec(ctx, `SELECT herald_ensure_deliveries_partition($1)`, t); err != nil {
-		return fmt.Errorf("ensure ledger partition %s: %w", day, err)
-	}
-	s.partitions.Store(day, true)
-	return nil
-}
-
-// JobStatus is a job with its progress.
-type JobStatus struct {
-	ID                 uuid.UUID
-	Channel            string
-	TemplateID         string
-	TemplateVersion    int
-	Audience           Audience
-	ProductsPerMessage int
-	Campaign           string
-	SubmittedAt        time.Time
-	Deadline           time.Time
-	// Planned counts the recipients published so far; final once PlannedAt is set.
-	Planned    int64
-	PlannedAt  *time.Time
-	Sent       int64
-	Failed     int64
-	Suppressed int64
-	Expired    int64
-	Ambiguous  int64
-	// FirstSentAt and LastDoneAt bound the job's deliveries in time.
-	FirstSentAt *time.Time
-	LastDoneAt  *time.Time
-}
-
-// Done counts recipients with a final outcome.
-func (j JobStatus) Done() int64 { return j.Sent + j.Failed + j.Suppressed + j.Expired + j.Ambiguous }
-
-// State is "planning" until the audience is published, then "running"
-// until every planned recipient has an outcome, then "complete".
-func (j JobStatus) State() string {
-	switch {
-	case j.PlannedAt == nil:
-		return "planning"
-	case j.Done() < j.Planned:
-		return "running"
-	default:
-		return "complete"
-	}
-}
-
-// Job returns a job of tenant with its progress, or ErrNotFound.
-func (s *Store) Job(ctx context.Context, tenant string, id uuid.UUID) (JobStatus, error) {
-	var j JobStatus
-	var audience []byte
-	err := s.db.QueryRow(ctx, jobStatusSQL, tenant, id).Scan(&j.ID, &j.Channel, &j.TemplateID, &j.TemplateVersion,
-		&audience, &j.ProductsPerMessage, &j.Campaign, &j.SubmittedAt, &j.Deadline, &j.Planned, &j.PlannedAt,
-		&j.Sent, &j.Failed, &j.Suppressed, &j.Expired, &j.Ambiguous, &j.FirstSentAt, &j.LastDoneAt)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return JobStatus{}, ErrNotFound
-	}
-	if err != nil {
-		return JobStatus{}, fmt.Errorf("read job: %w", err)
-	}
-	if err := json.Unmarshal(audience, &j.Audience); err != nil {
-		return JobStatus{}, fmt.Errorf("decode audience: %w", err)
-	}
-	return j, nil
 }

@@ -1,11 +1,15 @@
 -- Published batches, not yet done, of jobs that have made no progress for
 -- $1 seconds: their messages were lost or dead-lettered. A job that is
--- merely queued behind others keeps finishing batches and is left alone.
+-- merely queued behind others keeps finishing batches and is left alone, and
+-- so is a paused or cancelled job (resume publishes a paused job's batches).
 SELECT b.tenant_id, b.job_id, b.seq, b.customer_ids, b.publishes
 FROM job_batches b
 WHERE b.done_at IS NULL
   AND b.published_at < now() - make_interval(secs => $1)
   AND b.publishes < $3
+  AND EXISTS (
+      SELECT 1 FROM jobs j
+      WHERE j.tenant_id = b.tenant_id AND j.id = b.job_id AND j.state = 'active')
   AND NOT EXISTS (
       SELECT 1 FROM job_progress p
       WHERE p.tenant_id = b.tenant_id AND p.job_id = b.job_id

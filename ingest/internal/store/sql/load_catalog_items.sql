@@ -1,8 +1,8 @@
 -- Merges the staged catalog items of one upload; the last line for an id wins.
 INSERT INTO catalog_items AS i (tenant_id, id, title, brand, url, image_url, price_cents, compare_at_cents,
-                                currency, in_stock, sales_30d, rating, reviews, updated_at)
+                                currency, in_stock, sales_30d, rating, reviews, categories, updated_at)
 SELECT DISTINCT ON (id) $1, id, title, brand, url, image_url, price_cents, compare_at_cents,
-       currency, in_stock, sales_30d, rating, reviews, now()
+       currency, in_stock, sales_30d, rating, reviews, categories, now()
 FROM staged_catalog_items
 ORDER BY id, line DESC
 ON CONFLICT (tenant_id, id) DO UPDATE SET
@@ -17,4 +17,5 @@ ON CONFLICT (tenant_id, id) DO UPDATE SET
     sales_30d = excluded.sales_30d,
     rating = excluded.rating,
     reviews = excluded.reviews,
+    categories = excluded.categories,
     updated_at = excluded.updated_at

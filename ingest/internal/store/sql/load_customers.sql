@@ -1,6 +1,7 @@
 -- Merges the staged customers of one upload; the last line for an id wins.
-INSERT INTO customers AS c (tenant_id, id, email, first_name, last_name, locale, subscribed, attributes, updated_at)
-SELECT DISTINCT ON (id) $1, id, email, first_name, last_name, locale, subscribed, attributes, now()
+INSERT INTO customers AS c (tenant_id, id, email, first_name, last_name, locale, timezone, subscribed, consent,
+                            attributes, updated_at)
+SELECT DISTINCT ON (id) $1, id, email, first_name, last_name, locale, timezone, subscribed, consent, attributes, now()
 FROM staged_customers
 ORDER BY id, line DESC
 ON CONFLICT (tenant_id, id) DO UPDATE SET
@@ -8,6 +9,8 @@ ON CONFLICT (tenant_id, id) DO UPDATE SET
     first_name = excluded.first_name,
     last_name = excluded.last_name,
     locale = excluded.locale,
+    timezone = excluded.timezone,
     subscribed = excluded.subscribed,
+    consent = excluded.consent,
     attributes = excluded.attributes,
     updated_at = excluded.updated_at

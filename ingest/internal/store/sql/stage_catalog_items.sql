@@ -11,5 +11,6 @@ CREATE TEMP TABLE staged_catalog_items (
     in_stock         boolean NOT NULL,
     sales_30d        bigint NOT NULL,
     rating           real NOT NULL,
-    reviews          integer NOT NULL
+    reviews          integer NOT NULL,
+    categories       text[] NOT NULL
 ) ON COMMIT DROP

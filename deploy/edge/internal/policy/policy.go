@@ -1,0 +1,258 @@
+// Package policy reads the Istio RequestAuthentication and
+// AuthorizationPolicy that ship in deploy/k8s, strictly: a field the local
+// edge does not implement is an error, never silently ignored, so the
+// policy the edge enforces is the one the cluster gets.
+package policy
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+
+	"sigs.k8s.io/yaml"
+)
+
+// RequestAuthentication is the subset of security.istio.io/v1
+// RequestAuthentication the edge implements.
+type RequestAuthentication struct {
+	APIVersion string   `json:"apiVersion"`
+	Kind       string   `json:"kind"`
+	Metadata   Metadata `json:"metadata"`
+	Spec       struct {
+		Selector *Selector `json:"selector,omitempty"`
+		JWTRules []JWTRule `json:"jwtRules"`
+	} `json:"spec"`
+}
+
+// Metadata names a resource.
+type Metadata struct {
+	Name      string            `json:"name"`
+	Namespace string            `json:"namespace,omitempty"`
+	Labels    map[string]string `json:"labels,omitempty"`
+}
+
+// Selector picks workloads; the edge stands in for the selected gateway.
+type Selector struct {
+	MatchLabels map[string]string `json:"matchLabels"`
+}
+
+// JWTRule is one trusted issuer.
+type JWTRule struct {
+	Issuer               string          `json:"issuer"`
+	JWKSURI              string          `json:"jwksUri,omitempty"`
+	JWKS                 string          `json:"jwks,omitempty"`
+	Audiences            []string        `json:"audiences,omitempty"`
+	ForwardOriginalToken bool            `json:"forwardOriginalToken,omitempty"`
+	OutputClaimToHeaders []ClaimToHeader `json:"outputClaimToHeaders,omitempty"`
+	FromHeaders          []struct {
+		Name   string `json:"name"`
+		Prefix string `json:"prefix,omitempty"`
+	} `json:"fromHeaders,omitempty"`
+	FromParams []string `json:"fromParams,omitempty"`
+}
+
+// ClaimToHeader copies a claim of a verified token into a request header.
+type ClaimToHeader struct {
+	Header string `json:"header"`
+	Claim  string `json:"claim"`
+}
+
+// AuthorizationPolicy is the subset of security.istio.io/v1
+// AuthorizationPolicy the edge implements: ALLOW and DENY rules over
+// request principals, paths and methods.
+type AuthorizationPolicy struct {
+	APIVersion string   `json:"apiVersion"`
+	Kind       string   `json:"kind"`
+	Metadata   Metadata `json:"metadata"`
+	Spec       struct {
+		Selector *Selector `json:"selector,omitempty"`
+		Action   string    `json:"action,omitempty"`
+		Rules    []Rule    `json:"rules,omitempty"`
+	} `json:"spec"`
+}
+
+// Rule matches when any of its sources, any of its operations (each list
+// empty matches everything) all match.
+type Rule struct {
+	From []struct {
+		Source Source `json:"source"`
+	} `json:"from,omitempty"`
+	To []struct {
+		Operation Operation `json:"operation"`
+	} `json:"to,omitempty"`
+}
+
+// Source is who sends the request.
+type Source struct {
+	RequestPrincipals    []string `json:"requestPrincipals,omitempty"`
+	NotRequestPrincipals []string `json:"notRequestPrincipals,omitempty"`
+}
+
+// Operation is what the request does.
+type Operation struct {
+	Methods    []string `json:"methods,omitempty"`
+	NotMethods []string `json:"notMethods,omitempty"`
+	Paths      []string `json:"paths,omitempty"`
+	NotPaths   []string `json:"notPaths,omitempty"`
+}
+
+// Load reads both policy files.
+func Load(requestAuthnPath, authzPath string) (*RequestAuthentication, *AuthorizationPolicy, error) {
+	var ra RequestAuthentication
+	if err := decode(requestAuthnPath, "security.istio.io/v1", "RequestAuthentication", &ra, &ra.APIVersion, &ra.Kind); err != nil {
+		return nil, nil, err
+	}
+	if len(ra.Spec.JWTRules) == 0 {
+		return nil, nil, fmt.Errorf("%s: no jwtRules", requestAuthnPath)
+	}
+	for i, r := range ra.Spec.JWTRules {
+		if r.Issuer == "" {
+			return nil, nil, fmt.Errorf("%s: jwtRules[%d] has no issuer", requestAuthnPath, i)
+		}
+		if len(r.FromHeaders) > 0 || len(r.FromParams) > 0 {
+			return nil, nil, fmt.Errorf("%s: jwtRules[%d]: fromHeaders and fromParams are not implemented by the local edge", requestAuthnPath, i)
+		}
+	}
+	var ap AuthorizationPolicy
+	if err := decode(authzPath, "security.istio.io/v1", "AuthorizationPolicy", &ap, &ap.APIVersion, &ap.Kind); err != nil {
+		return nil, nil, err
+	}
+	switch ap.Spec.Action {
+	case "", "ALLOW", "DENY":
+	default:
+		return nil, nil, fmt.Errorf("%s: action %q is not implemented by the local edge", authzPath, ap.Spec.Action)
+	}
+	return &ra, &ap, nil
+}
+
+func decode(path, apiVersion, kind string, v any, gotVersion, gotKind *string) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("read policy: %w", err)
+	}
+	if strings.Contains("\n"+string(b), "\n---") {
+		return fmt.Errorf("%s: must be a single YAML document", path)
+	}
+	if err := yaml.UnmarshalStrict(b, v); err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	if *gotVersion != apiVersion || *gotKind != kind {
+		return fmt.Errorf("%s: is %s %s, want %s %s", path, *gotVersion, *gotKind, apiVersion, kind)
+	}
+	return nil
+}
+
+// Request is what authorization looks at.
+type Request struct {
+	Method string
+	Path   string // normalized, without the query
+	// Principal is "<iss>/<sub>" of a verified token, or "" without one.
+	Principal string
+}
+
+// ErrDenied is returned for a request the policy does not allow.
+var ErrDenied = errors.New("RBAC: access denied")
+
+// Authorize applies the policy as Istio does: an ALLOW policy allows what
+// one of its rules matches and denies everything else; a DENY policy
+// denies what one of its rules matches.
+func (p *AuthorizationPolicy) Authorize(r Request) error {
+	matched := false
+	for _, rule := range p.Spec.Rules {
+		if rule.matches(r) {
+			matched = true
+			break
+		}
+	}
+	if p.Spec.Action == "DENY" {
+		if matched {
+			return ErrDenied
+		}
+		return nil
+	}
+	if !matched {
+		return ErrDenied
+	}
+	return nil
+}
+
+func (rule Rule) matches(r Request) bool {
+	if len(rule.From) > 0 {
+		ok := false
+		for _, f := range rule.From {
+			if f.Source.matches(r) {
+				ok = true
+				break
+			}
+		}
+		if !ok {
+			return false
+		}
+	}
+	if len(rule.To) > 0 {
+		ok := false
+		for _, t := range rule.To {
+			if t.Operation.matches(r) {
+				ok = true
+				break
+			}
+		}
+		if !ok {
+			return false
+		}
+	}
+	return true
+}
+
+func (s Source) matches(r Request) bool {
+	// Principals match only a request that has one: "*" means any
+	// authenticated request, never an anonymous one.
+	if len(s.RequestPrincipals) > 0 && (r.Principal == "" || !anyMatch(s.RequestPrincipals, r.Principal)) {
+		return false
+	}
+	if len(s.NotRequestPrincipals) > 0 && r.Principal != "" && anyMatch(s.NotRequestPrincipals, r.Principal) {
+		return false
+	}
+	return true
+}
+
+func (o Operation) matches(r Request) bool {
+	if len(o.Methods) > 0 && !anyMatch(o.Methods, r.Method) {
+		return false
+	}
+	if len(o.NotMethods) > 0 && anyMatch(o.NotMethods, r.Method) {
+		return false
+	}
+	if len(o.Paths) > 0 && !anyMatch(o.Paths, r.Path) {
+		return false
+	}
+	if len(o.NotPaths) > 0 && anyMatch(o.NotPaths, r.Path) {
+		return false
+	}
+	return true
+}
+
+// anyMatch applies Istio's string match: exact, "*" alone, a prefix match
+// with a trailing "*", or a suffix match with a leading "*".
+func anyMatch(patterns []string, v string) bool {
+	for _, p := range patterns {
+		switch {
+		case p == "*":
+			if v != "" {
+				return true
+			}
+		case strings.HasSuffix(p, "*"):
+			if strings.HasPrefix(v, strings.TrimSuffix(p, "*")) {
+				return true
+			}
+		case strings.HasPrefix(p, "*"):
+			if strings.HasSuffix(v, strings.TrimPrefix(p, "*")) {
+				return true
+			}
+		case p == v:
+			return true
+		}
+	}
+	return false
+}

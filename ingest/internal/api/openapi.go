@@ -1,0 +1,19 @@
+package api
+
+import (
+	_ "embed"
+	"net/http"
+)
+
+// OpenAPI is the partner API's OpenAPI 3 document, served at
+// /v1/openapi.json; a test checks it names exactly the routes Handler
+// serves.
+//
+//go:embed openapi.json
+var OpenAPI []byte
+
+func serveOpenAPI(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "public, max-age=300")
+	_, _ = w.Write(OpenAPI)
+}

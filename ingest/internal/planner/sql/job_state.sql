@@ -1,0 +1,2 @@
+-- The partner's say over the job: active, paused or cancelled.
+SELECT state FROM jobs WHERE tenant_id = $1 AND id = $2

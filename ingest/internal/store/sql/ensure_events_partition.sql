@@ -1,0 +1,1 @@
+SELECT herald_ensure_events_partition($1)
