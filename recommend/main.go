@@ -37,6 +37,7 @@ func main() {
 type settings struct {
 	service.Common
 	Receive messaging.ReceiveConfig
+	Picker  picker.Config
 }
 
 func run(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
@@ -48,11 +49,16 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	cfg.Define(set, ":8081")
 	set.Int(&cfg.Receive.Streams, "streams", "HERALD_STREAMS", 4, "Pub/Sub streaming pulls")
 	set.Int(&cfg.Receive.MaxInFlight, "in-flight", "HERALD_IN_FLIGHT", 4, "batches handled at once per stream")
+	set.Duration(&cfg.Picker.AssociationRefresh, "association-refresh", "HERALD_ASSOCIATION_REFRESH", 6*time.Hour,
+		"how old item-to-item associations (co_purchase, co_view) may get before they are recomputed")
 	if err := set.Parse(args); err != nil {
 		return err
 	}
 	if cfg.Receive.Streams < 1 || cfg.Receive.MaxInFlight < 1 {
 		return errors.New("-streams and -in-flight must be positive")
+	}
+	if cfg.Picker.AssociationRefresh < time.Minute {
+		return errors.New("-association-refresh must be at least a minute")
 	}
 	cfg.Receive.Grace = cfg.Grace
 	cfg.Receive.LeaseStep = 15 * time.Second
@@ -66,7 +72,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	}
 	pub := messaging.NewPublisher(p.Pubsub, messaging.Render, event.Identity, p.Registry)
 	defer pub.Stop()
-	pick := picker.New(p.DB, pub, p.Registry)
+	pick := picker.New(p.DB, pub, p.Registry, cfg.Picker)
 	return p.Run(ctx, nil, func(ctx, workCtx context.Context) error {
 		return messaging.Receive(ctx, workCtx, p.Pubsub, messaging.Recommend, cfg.Receive, p.Log, pick.Handle)
 	})

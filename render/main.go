@@ -16,7 +16,7 @@ import (
 	"syscall"
 	"time"
 
-	"herald/render/internal/email"
+	"herald/render/internal/renderer"
 	"herald/shared/config"
 	"herald/shared/event"
 	"herald/shared/messaging"
@@ -73,7 +73,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	}
 	pub := messaging.NewPublisher(p.Pubsub, messaging.Dispatch, event.Zstd, p.Registry)
 	defer pub.Stop()
-	r := email.New(p.DB, pub, p.Log, p.Registry, email.Config{PublicURL: cfg.PublicURL, Signer: signer})
+	r := renderer.New(p.DB, pub, p.Log, p.Registry, renderer.Config{PublicURL: cfg.PublicURL, Signer: signer})
 	return p.Run(ctx, nil, func(ctx, workCtx context.Context) error {
 		return messaging.Receive(ctx, workCtx, p.Pubsub, messaging.Render, cfg.Receive, p.Log, r.Handle)
 	})

@@ -114,10 +114,12 @@ type ProblemError struct{ Problems []string }
 
 func (e *ProblemError) Error() string { return "invalid template: " + strings.Join(e.Problems, "; ") }
 
-// Parse checks and parses src. Besides syntax it executes every part once on
-// Sample data, which is when html/template finds contextual-escaping errors
-// (an action inside an unquoted attribute that changes context, say), so a
-// template that passes here does not fail for structural reasons at send time.
+// Parse checks and parses src. Every part is vetted as untrusted code first
+// (Check: allow-listed functions, loops bounded by the data, no recursion).
+// Besides syntax it executes every part once on Sample data, which is when
+// html/template finds contextual-escaping errors (an action inside an
+// unquoted attribute that changes context, say), so a template that passes
+// here does not fail for structural reasons at send time.
 func Parse(src Source) (*Template, error) {
 	var problems []string
 	add := func(format string, args ...any) { problems = append(problems, fmt.Sprintf(format, args...)) }
@@ -145,6 +147,14 @@ func Parse(src Source) (*Template, error) {
 	}
 	if len(src.Text) > MaxTextBytes {
 		add("text is %d bytes, more than %d", len(src.Text), MaxTextBytes)
+	}
+	if len(problems) > 0 {
+		return nil, &ProblemError{Problems: problems}
+	}
+	for _, part := range []struct{ name, src string }{
+		{"subject", src.Subject}, {"preheader", src.Preheader}, {"html", src.HTML}, {"text", src.Text},
+	} {
+		problems = append(problems, Check(part.name, part.src)...)
 	}
 	if len(problems) > 0 {
 		return nil, &ProblemError{Problems: problems}
@@ -192,12 +202,12 @@ func (t *Template) Render(d *Data, out *Rendered) error {
 	if err := t.subject.Execute(&line, d); err != nil {
 		return fmt.Errorf("render subject: %w", err)
 	}
-	d.Subject = oneLine(line.String())
+	d.Subject = OneLine(line.String())
 	line.Reset()
 	if err := t.preheader.Execute(&line, d); err != nil {
 		return fmt.Errorf("render preheader: %w", err)
 	}
-	d.Preheader = oneLine(line.String())
+	d.Preheader = OneLine(line.String())
 	out.Subject = d.Subject
 	out.HTML.Reset()
 	out.Text.Reset()
@@ -210,9 +220,9 @@ func (t *Template) Render(d *Data, out *Rendered) error {
 	return nil
 }
 
-// oneLine makes a rendered subject safe for a header: no line breaks or
+// OneLine makes a rendered subject safe for a header: no line breaks or
 // other control characters, no surrounding space.
-func oneLine(s string) string {
+func OneLine(s string) string {
 	return strings.TrimSpace(strings.Map(func(r rune) rune {
 		if r < 0x20 || r == 0x7f {
 			return ' '

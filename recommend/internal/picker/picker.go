@@ -1,16 +1,58 @@
-// Package picker chooses the products for each recipient of a batch: the
-// top in-stock items of the customer's ingested recommendations, topped up
-// from the tenant's best sellers. It reads each table once per batch, never
-// once per recipient.
+// Package picker chooses the products for each recipient of a batch under
+// the job's strategy chain and business rules.
+//
+// # Strategies
+//
+// A job names a chain of strategies (eventv1.Picking); without one it gets
+// the partner's rankings topped up with the catalog's best sellers. The first
+// strategy fills the message's product slots, each next one tops up the
+// slots still empty:
+//
+//   - partner_rankings: the customer's ranked list from the partner's model.
+//   - catalog_best_sellers: items by the sales_30d the partner reports.
+//   - best_sellers: items by units bought in purchase events over the
+//     lookback (default 7 days).
+//   - co_purchase / co_view: items associated with the customer's recent
+//     purchases (default 90 days) or views (7 days): the item-to-item
+//     associations learnt from all customers' events (cosine similarity
+//     over 180 or 30 days), summed over the customer's 10 latest seeds.
+//   - recently_viewed: the customer's views, latest first (30 days).
+//   - abandoned_cart: what the customer put in their cart within the
+//     lookback (72 hours) and has not bought, latest first.
+//   - back_in_stock / price_drop: items the customer viewed or carted
+//     within the lookback (30 days) that came back in stock, or whose price
+//     went down and is still down, within it; limited to the job's trigger
+//     items when it names some. Price drops go biggest first.
+//
+// # Rules
+//
+// Every candidate must be in stock, at or above the job's price floor,
+// never bought by the customer (over PurchaseHorizon), not already in the
+// message, and within the per-category cap (an item counts toward each of
+// its categories). A recipient left with fewer than min_products products
+// (default 1) goes out without the product block (on_short "hide_block",
+// the default; the template sees no Items) or is skipped with the reason
+// (on_short "skip"; render passes the skip to dispatch, which records it).
+//
+// # Data access
+//
+// A batch is read with one query per table, in three round trips inside one
+// read-only snapshot: catalog version, rankings and events; then the
+// associations and catalog changes those events call for; then the catalog,
+// for every candidate at once. Catalog items are cached per tenant at its
+// catalog version, so a job's later batches read only items no earlier batch
+// asked for. Windowed best sellers are cached per tenant and window for a
+// minute, and associations are recomputed by the first worker to find them
+// older than the refresh period.
 package picker
 
 import (
 	"context"
-	_ "embed"
 	"fmt"
+	"sync"
+	"time"
 
 	"cloud.google.com/go/pubsub/v2"
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
@@ -19,42 +61,46 @@ import (
 	eventv1 "herald/shared/event/v1"
 )
 
-var (
-	//go:embed sql/recommendations.sql
-	recommendationsSQL string
-	//go:embed sql/items.sql
-	itemsSQL string
-	//go:embed sql/best_sellers.sql
-	bestSellersSQL string
-)
-
-// Where a recipient's products came from.
-const (
-	SourceRecommendations = "recommendations"
-	SourceMixed           = "recommendations+best_sellers"
-	SourceBestSellers     = "best_sellers"
-	SourceNone            = "none"
-)
-
 // Publisher is where picked batches go.
 type Publisher interface {
 	Publish(ctx context.Context, b event.Batch, traceparent string) (*pubsub.PublishResult, error)
 }
 
+// Config tunes the picker.
+type Config struct {
+	// AssociationRefresh is how old item-to-item associations may get
+	// before a worker recomputes them (default 6 hours).
+	AssociationRefresh time.Duration
+}
+
 // Picker handles recommend batches.
 type Picker struct {
-	db         *pgxpool.Pool
-	pub        Publisher
+	db          *pgxpool.Pool
+	pub         Publisher
+	now         func() time.Time
+	refresh     time.Duration
+	cachePeriod time.Duration
+
+	catalog catalogCache
+
+	mu    sync.Mutex
+	best  map[bestKey][]string
+	fresh map[string]time.Time // tenant+kind -> associations fresh until
+
 	recipients *prometheus.CounterVec
 }
 
 // New returns a picker reading db and publishing to pub.
-func New(db *pgxpool.Pool, pub Publisher, reg prometheus.Registerer) *Picker {
+func New(db *pgxpool.Pool, pub Publisher, reg prometheus.Registerer, cfg Config) *Picker {
+	if cfg.AssociationRefresh <= 0 {
+		cfg.AssociationRefresh = 6 * time.Hour
+	}
 	return &Picker{
-		db: db, pub: pub,
+		db: db, pub: pub, now: time.Now, refresh: cfg.AssociationRefresh, cachePeriod: time.Minute,
+		best: map[bestKey][]string{}, fresh: map[string]time.Time{},
 		recipients: promauto.With(reg).NewCounterVec(prometheus.CounterOpts{
 			Name: "herald_recommend_recipients_total",
-			Help: "Recipients given products, by where the products came from.",
+			Help: `Recipients picked for, by the strategies that supplied their products ("none": no products, "skipped": not to be messaged).`,
 		}, []string{"source"}),
 	}
 }
@@ -83,121 +129,17 @@ func (p *Picker) Handle(ctx context.Context, m *pubsub.Message) error {
 	return nil
 }
 
-// Pick returns the render batch for in.
+// Pick returns the render batch for in. A picking chain that does not
+// validate (ingest validates it first, so only a hand-made message has
+// one) marks the message malformed.
 func (p *Picker) Pick(ctx context.Context, in *eventv1.RecommendBatch) (*eventv1.RenderBatch, error) {
-	tenant := in.GetJob().GetTenantId()
-	n := int(in.GetJob().GetProductsPerMessage())
-	ids := make([]string, len(in.Recipients))
-	for i, r := range in.Recipients {
-		ids[i] = r.CustomerId
+	if err := event.ValidatePicking(in.GetJob().GetPicking(), int(in.GetJob().GetProductsPerMessage())); err != nil {
+		return nil, fmt.Errorf("%w: %v", event.ErrMalformed, err)
 	}
-	lists := make(map[string][]string, len(ids))
-	var wanted []string
-	if n > 0 {
-		rows, _ := p.db.Query(ctx, recommendationsSQL, tenant, ids)
-		var customer string
-		var items []string
-		_, err := pgx.ForEachRow(rows, []any{&customer, &items}, func() error {
-			lists[customer] = items
-			wanted = append(wanted, items...)
-			return nil
-		})
-		if err != nil {
-			return nil, fmt.Errorf("read recommendations: %w", err)
-		}
-	}
-	inStock, err := p.products(ctx, itemsSQL, tenant, wanted)
+	rules := RulesOf(in.GetJob())
+	d, err := p.load(ctx, in, rules)
 	if err != nil {
 		return nil, err
 	}
-	var best []*eventv1.Product
-	if n > 0 {
-		best, err = p.products(ctx, bestSellersSQL, tenant, 2*n)
-		if err != nil {
-			return nil, err
-		}
-	}
-	byID := make(map[string]*eventv1.Product, len(inStock))
-	for _, pr := range inStock {
-		byID[pr.Id] = pr
-	}
-	return Choose(in, lists, byID, best, n), nil
-}
-
-func (p *Picker) products(ctx context.Context, query, tenant string, arg any) ([]*eventv1.Product, error) {
-	if ids, ok := arg.([]string); ok && len(ids) == 0 {
-		return nil, nil
-	}
-	rows, _ := p.db.Query(ctx, query, tenant, arg)
-	var out []*eventv1.Product
-	for rows.Next() {
-		pr := &eventv1.Product{}
-		if err := rows.Scan(&pr.Id, &pr.Title, &pr.Brand, &pr.Url, &pr.ImageUrl, &pr.PriceCents, &pr.CompareAtCents,
-			&pr.Currency, &pr.Rating, &pr.Reviews); err != nil {
-			rows.Close()
-			return nil, fmt.Errorf("read catalog: %w", err)
-		}
-		out = append(out, pr)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("read catalog: %w", err)
-	}
-	return out, nil
-}
-
-// Choose picks up to n products per recipient: the customer's ranked list in
-// order, skipping items not in inStock and repeats, then best sellers the
-// customer was not already given. Products shared by several recipients
-// appear once in the batch.
-func Choose(in *eventv1.RecommendBatch, lists map[string][]string, inStock map[string]*eventv1.Product, best []*eventv1.Product, n int) *eventv1.RenderBatch {
-	out := &eventv1.RenderBatch{Job: in.Job, Recipients: make([]*eventv1.Picked, len(in.Recipients))}
-	index := map[string]int32{}
-	ref := func(pr *eventv1.Product) int32 {
-		i, ok := index[pr.Id]
-		if !ok {
-			i = int32(len(out.Products))
-			index[pr.Id] = i
-			out.Products = append(out.Products, pr)
-		}
-		return i
-	}
-	for i, r := range in.Recipients {
-		picked := &eventv1.Picked{Recipient: r, Products: make([]int32, 0, n)}
-		seen := make(map[string]bool, n)
-		fromList := 0
-		for _, id := range lists[r.CustomerId] {
-			if len(picked.Products) == n {
-				break
-			}
-			pr, ok := inStock[id]
-			if !ok || seen[id] {
-				continue
-			}
-			seen[id] = true
-			picked.Products = append(picked.Products, ref(pr))
-			fromList++
-		}
-		for _, pr := range best {
-			if len(picked.Products) == n {
-				break
-			}
-			if seen[pr.Id] {
-				continue
-			}
-			seen[pr.Id] = true
-			picked.Products = append(picked.Products, ref(pr))
-		}
-		switch {
-		case len(picked.Products) == 0:
-			picked.Source = SourceNone
-		case fromList == len(picked.Products):
-			picked.Source = SourceRecommendations
-		case fromList == 0:
-			picked.Source = SourceBestSellers
-		default:
-			picked.Source = SourceMixed
-		}
-		out.Recipients[i] = picked
-	}
-	return out
+	return Choose(in, rules, d), nil
 }

@@ -2,7 +2,6 @@ package fasttmpl
 
 import (
 	"fmt"
-	"html/template"
 	"reflect"
 	"strings"
 	"text/template/parse"
@@ -36,7 +35,11 @@ type progKey struct {
 }
 
 type compiler struct {
-	set   *template.Template // escaped clone of the user's template set
+	// lookup returns the parse tree of a template of the set: for HTML,
+	// of html/template's escaped clone of the user's set.
+	lookup func(name string) *parse.Tree
+	// text compiles for text/template: actions print without escaping.
+	text  bool
 	funcs map[string]reflect.Value
 	progs map[progKey]*program
 }
@@ -153,8 +156,8 @@ func (c *compiler) compileTemplate(name string, dot reflect.Type) *program {
 	if p, ok := c.progs[key]; ok {
 		return p
 	}
-	t := c.set.Lookup(name)
-	if t == nil || t.Tree == nil || t.Tree.Root == nil {
+	tree := c.lookup(name)
+	if tree == nil || tree.Root == nil {
 		// Templates html/template derives for non-HTML-text contexts
 		// (e.g. {{template "x"}} inside <script>) live only in its
 		// internal namespace.
@@ -163,9 +166,9 @@ func (c *compiler) compileTemplate(name string, dot reflect.Type) *program {
 	p := &program{name: name}
 	c.progs[key] = p
 	sc := &scope{assigned: map[string]bool{}}
-	collectAssigned(t.Tree.Root, sc.assigned)
+	collectAssigned(tree.Root, sc.assigned)
 	sc.push("$", dot)
-	p.root = c.compileList(p, t.Tree.Root, sc, dot)
+	p.root = c.compileList(p, tree.Root, sc, dot)
 	p.frame = sc.max
 	return p
 }
@@ -223,6 +226,9 @@ func (c *compiler) compileNode(p *program, n parse.Node, sc *scope, dot reflect.
 		if len(n.Pipe.Decl) > 0 {
 			e, _ := c.compilePipe(n.Pipe, sc, dot)
 			return evalNode{e}
+		}
+		if c.text {
+			return c.compileTextHole(n.Pipe, sc, dot)
 		}
 		return c.compileHole(n.Pipe, sc, dot)
 	case *parse.IfNode:

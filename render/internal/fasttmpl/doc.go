@@ -47,6 +47,48 @@
 // names. Fast and FallbackReason report this. Executing with data of another
 // type than the compiled one also goes through html/template.
 //
+// # Text templates
+//
+// CompileText compiles a text/template the same way, without escapers:
+// each action prints its value as text/template does. Email subjects,
+// preheaders and text bodies use it; a text body on text/template costs as
+// much as the HTML on the compiled engine.
+//
+// # Limits
+//
+// ExecuteLimited bounds one execution's output and time, so an untrusted
+// template fails with ErrOutputLimit or ErrTimeLimit instead of taking a
+// worker down. The compiled engine checks the output at every output action,
+// loop iteration and template call, and the clock every 64 iterations or
+// calls; on the fallback engines the writer checks both (a loop that writes
+// nothing is not interrupted there, so untrusted templates must also be
+// vetted statically, as emailtemplate.Check does).
+//
+// # Use of unsafe
+//
+// unsafe is used in two places, each with a stated invariant:
+//
+//   - Field chains (pathExpr) read through pointers computed from byte
+//     offsets fixed at compile time. This is sound only if the value at run
+//     time has the static type the offsets were computed for. The compiler
+//     guarantees it: the root is the execution's data (Execute checks its
+//     type and otherwise uses html/template) or a variable whose type is
+//     static, and a variable is given a static type only when every
+//     assignment to it is a declaration of that type (a name ever assigned
+//     with '=' is typed dynamic); types derived from interfaces, "and",
+//     "or" of mixed types, index, slice and call are dynamic, and dynamic
+//     values always take the reflect path. Struct values that are not
+//     addressable take the reflect path too. Nil pointers on the way fail
+//     the execution, as in text/template.
+//   - view turns scratch bytes into a string without copying. The string is
+//     consumed by the next escaper of the same action before the scratch
+//     buffer is written again, and never escapes the action.
+//
+// The differential tests (corpus, edge cases, reference workload, both
+// modes), the fuzz tests and TestConcurrentExecute exercise both; run them
+// with -race, which also enables the runtime's checkptr instrumentation of
+// unsafe pointer arithmetic.
+//
 // Execution errors happen in exactly the cases where html/template fails
 // (nil pointers, bad indexes, failing functions, ...), are returned as
 // text/template.ExecError values and wrap the underlying error; their text

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"reflect"
 	texttemplate "text/template"
+	"time"
 	"unsafe"
 )
 
@@ -21,6 +22,11 @@ type state struct {
 	name  string          // template currently executing, for error messages
 	tmp   [3][]byte       // scratch for escaper chains (0,1) and hole sources (2)
 
+	// Limits of the current execution (see Limits).
+	maxOut   int       // len(out) may not exceed it
+	deadline time.Time // zero: none
+	steps    uint32    // loop iterations and template calls so far
+
 	reader renderReader // kept here so Execute does not allocate it
 }
 
@@ -34,6 +40,22 @@ func (s *state) errorf(format string, args ...any) {
 		Name: s.name,
 		Err:  fmt.Errorf("template: %s: "+format, append([]any{s.name}, args...)...),
 	}})
+}
+
+// checkOutput fails the execution if its output is over the limit.
+func (s *state) checkOutput() {
+	if len(s.out) > s.maxOut {
+		s.errorf("%w (%d bytes)", ErrOutputLimit, s.maxOut)
+	}
+}
+
+// tick counts a loop iteration or template call and checks the limits:
+// the output every time, the clock every 64 steps.
+func (s *state) tick() {
+	s.checkOutput()
+	if s.steps++; s.steps%64 == 0 && !s.deadline.IsZero() && time.Now().After(s.deadline) {
+		s.errorf("%w", ErrTimeLimit)
+	}
 }
 
 // fail raises an already formatted error (used for errors found at compile
@@ -124,6 +146,7 @@ func (h *holeNode) exec(s *state, dot reflect.Value) ctrl {
 	n := len(h.chain)
 	if n == 1 {
 		s.out = h.chain[0](s.out, str, ct)
+		s.checkOutput()
 		return ctrlNone
 	}
 	b := h.chain[0](s.tmp[0][:0], str, ct)
@@ -135,6 +158,7 @@ func (h *holeNode) exec(s *state, dot reflect.Value) ctrl {
 		b = nb
 	}
 	s.out = h.chain[n-1](s.out, view(b), ctPlain)
+	s.checkOutput()
 	return ctrlNone
 }
 
@@ -150,6 +174,7 @@ func (n printNode) exec(s *state, dot reflect.Value) ctrl {
 		s.errorf("can't print value of type %s", v.Type())
 	}
 	s.out = fmt.Append(s.out, iface)
+	s.checkOutput()
 	return ctrlNone
 }
 
@@ -234,6 +259,7 @@ func (n *rangeNode) setSlot(s *state, i int, v reflect.Value) {
 }
 
 func (n *rangeNode) iteration(s *state, index, elem reflect.Value) ctrl {
+	s.tick()
 	switch n.nDecl {
 	case 1:
 		n.setSlot(s, 0, elem)
@@ -376,6 +402,7 @@ func (n *callNode) exec(s *state, dot reflect.Value) ctrl {
 	if s.depth == maxExecDepth {
 		s.errorf("exceeded maximum template depth (%v)", maxExecDepth)
 	}
+	s.tick()
 	var newDot reflect.Value
 	if n.pipe != nil {
 		newDot = n.pipe(s, dot)

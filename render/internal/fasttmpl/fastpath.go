@@ -340,6 +340,7 @@ func (h *strPathHole) exec(s *state, dot reflect.Value) ctrl {
 	str := *(*string)(p)
 	if len(h.rest) == 0 {
 		s.out = h.first(s.out, str, h.ct)
+		s.checkOutput()
 		return ctrlNone
 	}
 	b := h.first(s.tmp[0][:0], str, h.ct)
@@ -352,5 +353,6 @@ func (h *strPathHole) exec(s *state, dot reflect.Value) ctrl {
 		b = nb
 	}
 	s.out = h.rest[last](s.out, view(b), ctPlain)
+	s.checkOutput()
 	return ctrlNone
 }

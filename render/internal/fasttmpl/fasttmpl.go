@@ -6,21 +6,29 @@ import (
 	"fmt"
 	"html/template"
 	"io"
+	"math"
 	"reflect"
 	"sync"
 	"sync/atomic"
 	texttemplate "text/template"
+	"text/template/parse"
+	"time"
 )
 
 // Template is a compiled email template. It is safe for concurrent use.
 type Template struct {
 	name     string
 	dataType reflect.Type
-	html     *template.Template // the html/template, used when not fast
-	prog     *program           // nil when falling back
-	reason   string             // why the template falls back
-	pool     sync.Pool          // *state
-	hint     atomic.Int64       // expected output size, to grow the buffer once
+	fallback executor     // the html/template (or text/template), used when not fast
+	prog     *program     // nil when falling back
+	reason   string       // why the template falls back
+	pool     sync.Pool    // *state
+	hint     atomic.Int64 // expected output size, to grow the buffer once
+}
+
+// executor is html/template's and text/template's Execute.
+type executor interface {
+	Execute(w io.Writer, data any) error
 }
 
 // Compile parses src as an html/template named name with the given extra funcs
@@ -43,14 +51,48 @@ func Compile(name, src string, funcs template.FuncMap, dataType reflect.Type) (t
 	if err != nil {
 		return nil, err
 	}
-	t = &Template{name: name, dataType: dataType, html: orig}
+	t = &Template{name: name, dataType: dataType, fallback: orig}
 	t.pool.New = func() any { return new(state) }
 
 	escaped, err := escapedClone(orig, funcs)
 	if err != nil {
 		return nil, err
 	}
-	t.prog, t.reason = compileProgram(escaped, name, funcs, dataType)
+	lookup := func(name string) *parse.Tree {
+		if t := escaped.Lookup(name); t != nil {
+			return t.Tree
+		}
+		return nil
+	}
+	t.prog, t.reason = compileProgram(lookup, false, name, funcs, dataType)
+	return t, nil
+}
+
+// CompileText is Compile for text/template: src is parsed by text/template
+// and the output is byte-identical to text/template's, with no escaping.
+// Email subjects, preheaders and plain-text bodies use it.
+func CompileText(name, src string, funcs texttemplate.FuncMap, dataType reflect.Type) (t *Template, err error) {
+	if dataType == nil {
+		return nil, errors.New("fasttmpl: nil data type")
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			t, err = nil, fmt.Errorf("fasttmpl: %v", r)
+		}
+	}()
+	orig, err := texttemplate.New(name).Funcs(funcs).Parse(src)
+	if err != nil {
+		return nil, err
+	}
+	t = &Template{name: name, dataType: dataType, fallback: orig}
+	t.pool.New = func() any { return new(state) }
+	lookup := func(name string) *parse.Tree {
+		if t := orig.Lookup(name); t != nil {
+			return t.Tree
+		}
+		return nil
+	}
+	t.prog, t.reason = compileProgram(lookup, true, name, template.FuncMap(funcs), dataType)
 	return t, nil
 }
 
@@ -94,8 +136,8 @@ func escapedClone(orig *template.Template, funcs template.FuncMap) (*template.Te
 
 // compileProgram compiles the escaped template, reporting why not if it
 // cannot.
-func compileProgram(escaped *template.Template, name string, funcs template.FuncMap, dataType reflect.Type) (prog *program, reason string) {
-	c := &compiler{set: escaped, funcs: map[string]reflect.Value{}, progs: map[progKey]*program{}}
+func compileProgram(lookup func(string) *parse.Tree, text bool, name string, funcs template.FuncMap, dataType reflect.Type) (prog *program, reason string) {
+	c := &compiler{lookup: lookup, text: text, funcs: map[string]reflect.Value{}, progs: map[progKey]*program{}}
 	for n, f := range funcs {
 		c.funcs[n] = reflect.ValueOf(f)
 	}
@@ -130,14 +172,47 @@ func (t *Template) FallbackReason() string { return t.reason }
 // correct either way. As with html/template, output produced before an
 // execution error is left in buf.
 func (t *Template) Execute(buf *bytes.Buffer, data any) error {
+	return t.ExecuteLimited(buf, data, Limits{})
+}
+
+// Limits bound one execution of a template, so that an untrusted template
+// cannot make one render take unbounded memory or time.
+type Limits struct {
+	// MaxBytes is the most output the execution may append to the buffer;
+	// 0 means no limit.
+	MaxBytes int
+	// Timeout is the longest the execution may run; 0 means no limit.
+	Timeout time.Duration
+}
+
+// Errors an execution that exceeds its Limits fails with (wrapped).
+var (
+	ErrOutputLimit = errors.New("output limit exceeded")
+	ErrTimeLimit   = errors.New("time limit exceeded")
+)
+
+// ExecuteLimited is Execute within lim. The compiled engine checks the
+// output size at every output action, loop iteration and template call, and
+// the clock every 64 loop iterations or template calls; templates that fall
+// back are checked on every write (a loop that writes nothing is not
+// interrupted there). Output before the failure is left in buf.
+func (t *Template) ExecuteLimited(buf *bytes.Buffer, data any, lim Limits) error {
 	if t.prog == nil {
-		return t.html.Execute(buf, data)
+		return t.fallback.Execute(newLimitWriter(buf, lim), data)
 	}
 	dv := reflect.ValueOf(data)
 	if !dv.IsValid() || dv.Type() != t.dataType {
-		return t.html.Execute(buf, data)
+		return t.fallback.Execute(newLimitWriter(buf, lim), data)
 	}
 	s := t.pool.Get().(*state)
+	s.maxOut = math.MaxInt
+	if lim.MaxBytes > 0 {
+		s.maxOut = lim.MaxBytes
+	}
+	s.deadline = time.Time{}
+	if lim.Timeout > 0 {
+		s.deadline = time.Now().Add(lim.Timeout)
+	}
 	// Render straight into buf's free space: ReadFrom hands that space
 	// to renderReader.Read, which saves copying the output once more.
 	buf.Grow(int(t.hint.Load()))
@@ -204,7 +279,41 @@ func (t *Template) run(s *state, dot reflect.Value) (err error) {
 		s.vars = make([]reflect.Value, t.prog.frame)
 	}
 	s.vars[0] = dot
-	s.base, s.depth, s.name = 0, 0, t.name
+	s.base, s.depth, s.name, s.steps = 0, 0, t.name, 0
 	t.prog.root.exec(s, dot)
+	s.checkOutput()
 	return nil
+}
+
+// limitWriter enforces Limits on a template that runs on html/template or
+// text/template.
+type limitWriter struct {
+	buf      *bytes.Buffer
+	max      int // buf.Len() may not exceed it
+	deadline time.Time
+	writes   int
+}
+
+func newLimitWriter(buf *bytes.Buffer, lim Limits) io.Writer {
+	if lim == (Limits{}) {
+		return buf
+	}
+	w := &limitWriter{buf: buf, max: math.MaxInt}
+	if lim.MaxBytes > 0 {
+		w.max = buf.Len() + lim.MaxBytes
+	}
+	if lim.Timeout > 0 {
+		w.deadline = time.Now().Add(lim.Timeout)
+	}
+	return w
+}
+
+func (w *limitWriter) Write(p []byte) (int, error) {
+	if len(p) > w.max-w.buf.Len() {
+		return 0, ErrOutputLimit
+	}
+	if w.writes++; !w.deadline.IsZero() && w.writes%16 == 0 && time.Now().After(w.deadline) {
+		return 0, ErrTimeLimit
+	}
+	return w.buf.Write(p)
 }

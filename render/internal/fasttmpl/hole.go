@@ -316,6 +316,9 @@ type valueSrc struct {
 	e  evalFn
 	fk fastKind // fkNone: decide at run time
 	ct ctype    // content type for fkString
+	// noValue, when set, is the text of an invalid value (text/template
+	// prints a missing map entry as "<no value>"; html/template as "").
+	noValue string
 }
 
 func newValueSrc(e evalFn, t reflect.Type) *valueSrc {
@@ -337,6 +340,9 @@ func newValueSrc(e evalFn, t reflect.Type) *valueSrc {
 
 func (src *valueSrc) text(s *state, dot reflect.Value) (string, ctype) {
 	v := src.e(s, dot)
+	if !v.IsValid() && src.noValue != "" {
+		return src.noValue, ctPlain
+	}
 	if src.fk != fkNone && v.IsValid() {
 		if src.fk == fkString {
 			return v.String(), src.ct

@@ -65,6 +65,15 @@ func edgeVariant(i int) *edgeData {
 }
 
 var edgeTemplates = []string{
+	// Static typing that the unsafe field reads rely on: a variable
+	// assigned values of different types, and "and"/"or" of mixed types,
+	// must not be read at the offsets of the wrong type.
+	`{{$x := .Item}}{{if .B}}{{$x = .Val}}{{end}}{{$x.Name}} {{$x.Price}}`,
+	`{{$x := .Val}}{{range .PItems}}{{$x = .}}{{end}}{{$x.Name}}{{$x.Rating}}`,
+	`{{$x := .Val}}{{with .Item}}{{$x = .Sub}}{{end}}{{with $x}}{{.Name}}{{end}}`,
+	`{{(or .NilPtr .Val).Name}} {{(and .Item .Val).Name}} {{(or .Val .Item).Price}}`,
+	`{{range $i, $x := .Items}}{{$x.Name}}{{$x = $.Item}}{{$x.Price}}{{end}}`,
+	`{{define "n"}}{{.Name}}/{{.Price}}{{end}}{{template "n" .Val}}{{template "n" .Item}}{{range .PItems}}{{template "n" .}}{{end}}`,
 	// Variable scoping quirks: vars from an if-branch are visible to the
 	// parser in the else branch but not at run time.
 	`{{$x := "outer"}}{{if .B}}{{$x := "inner"}}{{$x}}{{else}}{{$x}}{{end}}{{$x}}`,

@@ -1,27 +1,43 @@
-// Package email renders the email of every recipient of a batch from the
-// job's template and the products picked for them, and publishes the
-// finished messages, compressed, to dispatch.
-package email
+// Package renderer renders every recipient of a batch for the job's
+// channel, from the job's template and the products picked for them, and
+// publishes the results, compressed, to dispatch.
+//
+// Channels (the job's channel field):
+//   - "email": subject, HTML and text alternative in a MIME message with
+//     RFC 8058 one-click List-Unsubscribe and a Message-ID derived from the
+//     ledger key (package email).
+//   - "onsite": a JSON document with the title, the HTML snippet and the
+//     products, for the onsite read API (see OnsiteMessage).
+//   - "ad": a JSON ad creative: headline, description, product set and
+//     image URLs (see AdCreative).
+//
+// Partner templates are untrusted: they are vetted by emailtemplate.Parse
+// (allow-listed functions, bounded loops, no recursion) and rendered within
+// per-recipient budgets; a recipient whose render fails or blows its budget
+// is carried to dispatch with the reason, and nobody else is affected.
+package renderer
 
 import (
 	"bytes"
 	"context"
-	_ "embed"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
 	"math"
 	"net/mail"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"cloud.google.com/go/pubsub/v2"
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
 
+	"herald/render/internal/email"
 	"herald/shared/emailtemplate"
 	"herald/shared/event"
 	eventv1 "herald/shared/event/v1"
@@ -29,8 +45,12 @@ import (
 	"herald/shared/unsubscribe"
 )
 
-//go:embed sql/template.sql
-var templateSQL string
+// The channels render knows.
+const (
+	ChannelEmail  = "email"
+	ChannelOnsite = "onsite"
+	ChannelAd     = "ad"
+)
 
 // Publisher is where rendered batches go.
 type Publisher interface {
@@ -62,52 +82,10 @@ func New(db *pgxpool.Pool, pub Publisher, log *slog.Logger, reg prometheus.Regis
 	return &Renderer{
 		db: db, pub: pub, log: log, cfg: cfg, now: time.Now,
 		rendered: f.NewCounterVec(prometheus.CounterOpts{
-			Name: "herald_render_messages_total", Help: "Messages rendered, by outcome (ok, failed).",
-		}, []string{"outcome"}),
+			Name: "herald_render_messages_total",
+			Help: "Messages rendered, by channel and outcome (ok, failed, skipped).",
+		}, []string{"channel", "outcome"}),
 	}
-}
-
-type templateKey struct {
-	tenant, id string
-	version    int32
-}
-
-// compiled is a parsed template with the tenant's brand.
-type compiled struct {
-	tmpl  *emailtemplate.Template
-	brand emailtemplate.Brand
-	// domain is the sender's domain, used in Message-IDs.
-	domain string
-}
-
-// errNoTemplate means a job's template version is gone; every recipient of
-// the batch fails with that reason.
-var errNoTemplate = errors.New("template version not found")
-
-// template returns the job's compiled template; templates are immutable per
-// version, so a compiled one is cached for the life of the process.
-func (r *Renderer) template(ctx context.Context, job *eventv1.Job) (*compiled, error) {
-	key := templateKey{job.TenantId, job.TemplateId, job.TemplateVersion}
-	if c, ok := r.templates.Load(key); ok {
-		return c.(*compiled), nil
-	}
-	var src emailtemplate.Source
-	var b emailtemplate.Brand
-	err := r.db.QueryRow(ctx, templateSQL, key.tenant, key.id, key.version).Scan(&src.FromName, &src.FromEmail,
-		&src.Subject, &src.Preheader, &src.HTML, &src.Text, &b.Name, &b.URL, &b.LogoURL, &b.HeroURL, &b.Address)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return nil, errNoTemplate
-	}
-	if err != nil {
-		return nil, fmt.Errorf("load template: %w", err)
-	}
-	t, err := emailtemplate.Parse(src)
-	if err != nil {
-		return nil, fmt.Errorf("parse stored template %s v%d: %w", key.id, key.version, err)
-	}
-	c := &compiled{tmpl: t, brand: b, domain: src.FromEmail[strings.LastIndexByte(src.FromEmail, '@')+1:]}
-	r.templates.Store(key, c)
-	return c, nil
 }
 
 // Handle renders one batch and publishes it to dispatch; it returns only
@@ -130,16 +108,21 @@ func (r *Renderer) Handle(ctx context.Context, m *pubsub.Message) error {
 			return fmt.Errorf("publish dispatch batch: %w", err)
 		}
 	}
-	var ok, failed int
+	var ok, failed, skipped int
 	for _, msg := range out.Messages {
-		if msg.Error != "" {
+		switch {
+		case msg.SkipReason != "":
+			skipped++
+		case msg.Error != "":
 			failed++
-		} else {
+		default:
 			ok++
 		}
 	}
-	r.rendered.WithLabelValues("ok").Add(float64(ok))
-	r.rendered.WithLabelValues("failed").Add(float64(failed))
+	ch := in.GetJob().GetChannel()
+	r.rendered.WithLabelValues(ch, "ok").Add(float64(ok))
+	r.rendered.WithLabelValues(ch, "failed").Add(float64(failed))
+	r.rendered.WithLabelValues(ch, "skipped").Add(float64(skipped))
 	return nil
 }
 
@@ -163,7 +146,8 @@ func (r *Renderer) publish(ctx context.Context, b *eventv1.DispatchBatch, tracep
 }
 
 // Render renders every recipient of in. A recipient whose render fails is
-// carried with the error so dispatch records the failure; only problems that
+// carried with the error so dispatch records the failure, and one the
+// picking chain skipped is carried with the skip reason; only problems that
 // could succeed on a retry (the database) fail the whole batch.
 func (r *Renderer) Render(ctx context.Context, in *eventv1.RenderBatch) (*eventv1.DispatchBatch, error) {
 	job := in.GetJob()
@@ -172,78 +156,126 @@ func (r *Renderer) Render(ctx context.Context, in *eventv1.RenderBatch) (*eventv
 	if errors.Is(err, errNoTemplate) {
 		for _, p := range in.Recipients {
 			out.Messages = append(out.Messages, &eventv1.Rendered{CustomerId: p.Recipient.CustomerId,
-				Email: p.Recipient.Email, Error: errNoTemplate.Error()})
+				Email: p.Recipient.Email, Error: errNoTemplate.Error(), Provenance: provenance(job, p)})
 		}
 		return out, nil
 	}
 	if err != nil {
 		return nil, err
 	}
+	return r.renderWith(c, in, out)
+}
+
+// renderWith renders in with c into out.
+func (r *Renderer) renderWith(c *compiled, in *eventv1.RenderBatch, out *eventv1.DispatchBatch) (*eventv1.DispatchBatch, error) {
+	job := in.GetJob()
 	out.From = c.tmpl.FromEmail
 	now := r.now()
 	items := make([]emailtemplate.Item, len(in.Products))
 	for i, p := range in.Products {
 		items[i] = item(p)
 	}
-	var parts emailtemplate.Rendered
+	reasons := make([]string, len(in.Strategies))
+	for i, s := range in.Strategies {
+		reasons[i] = reason(s)
+	}
+	var ps parts
 	var buf bytes.Buffer
+	d := &emailtemplate.Data{Brand: c.brand}
+	feedbackID := job.Campaign + ":" + job.TenantId + ":herald"
 	for _, p := range in.Recipients {
 		rec := p.Recipient
-		msgID := MessageID(job.TenantId, job.JobId, job.Channel, rec.CustomerId, c.domain)
-		d := r.data(job, c, rec, now)
-		d.Items = make([]emailtemplate.Item, len(p.Products))
+		msg := &eventv1.Rendered{CustomerId: rec.CustomerId, Email: rec.Email,
+			MessageId:  email.MessageID(job.TenantId, job.JobId, job.Channel, rec.CustomerId, c.domain),
+			Provenance: provenance(job, p)}
+		out.Messages = append(out.Messages, msg)
+		if p.SkipReason != "" {
+			msg.SkipReason, msg.Error = p.SkipReason, "skipped: "+p.SkipReason
+			continue
+		}
+		if err := r.fill(d, job, c, rec, now); err != nil {
+			return nil, err
+		}
+		d.Items = d.Items[:0]
 		for i, idx := range p.Products {
 			if int(idx) >= len(items) {
 				return nil, fmt.Errorf("%w: product index %d of %d", event.ErrMalformed, idx, len(items))
 			}
-			d.Items[i] = items[idx]
-			d.Items[i].RowStart, d.Items[i].RowEnd = i%2 == 0, i%2 == 1 || i == len(p.Products)-1
-			d.Items[i].Reason = reason(p.Source)
+			it := items[idx]
+			it.RowStart, it.RowEnd = i%2 == 0, i%2 == 1 || i == len(p.Products)-1
+			it.Reason = "Picked for you"
+			if i < len(p.ProductStrategies) && int(p.ProductStrategies[i]) < len(reasons) {
+				it.Reason = reasons[p.ProductStrategies[i]]
+			} else if p.Source == "best_sellers" || p.Source == "catalog_best_sellers" {
+				it.Reason = reason(p.Source)
+			}
+			d.Items = append(d.Items, it)
 		}
-		if err := c.tmpl.Render(d, &parts); err != nil {
-			out.Messages = append(out.Messages, &eventv1.Rendered{CustomerId: rec.CustomerId, Email: rec.Email,
-				MessageId: msgID, Error: err.Error()})
+		if err := c.render(d, &ps); err != nil {
+			msg.Error = err.Error()
 			continue
 		}
 		buf.Reset()
-		AppendMIME(&buf, &Message{
-			From:           c.tmpl.From,
-			To:             mail.Address{Name: strings.TrimSpace(rec.FirstName + " " + rec.LastName), Address: rec.Email},
-			Subject:        parts.Subject,
-			MessageID:      msgID,
-			Date:           now,
-			UnsubscribeURL: d.Recipient.UnsubscribeURL,
-			FeedbackID:     job.Campaign + ":" + job.TenantId + ":herald",
-			HTML:           parts.HTML.Bytes(),
-			Text:           parts.Text.Bytes(),
-		})
-		out.Messages = append(out.Messages, &eventv1.Rendered{CustomerId: rec.CustomerId, Email: rec.Email,
-			MessageId: msgID, Mime: bytes.Clone(buf.Bytes())})
+		switch job.Channel {
+		case ChannelOnsite:
+			appendOnsite(&buf, msg, d, &ps, job)
+			msg.Payload = bytes.Clone(buf.Bytes())
+		case ChannelAd:
+			appendAd(&buf, msg, d, &ps)
+			msg.Payload = bytes.Clone(buf.Bytes())
+		default:
+			m := &email.Message{
+				From:           c.tmpl.From,
+				To:             mail.Address{Name: strings.TrimSpace(rec.FirstName + " " + rec.LastName), Address: rec.Email},
+				Subject:        ps.subject,
+				MessageID:      msg.MessageId,
+				Date:           now,
+				UnsubscribeURL: d.Recipient.UnsubscribeURL,
+				FeedbackID:     feedbackID,
+				HTML:           ps.html.Bytes(),
+				Text:           ps.text.Bytes(),
+			}
+			msg.Mime = email.AppendMIME(make([]byte, 0, email.Size(m)), m)
+		}
 	}
 	return out, nil
 }
 
-func (r *Renderer) data(job *eventv1.Job, c *compiled, rec *eventv1.Recipient, now time.Time) *emailtemplate.Data {
+// provenance is what the ledger keeps about why the recipient got this
+// message.
+func provenance(job *eventv1.Job, p *eventv1.Picked) *eventv1.Provenance {
+	prov := &eventv1.Provenance{TemplateVersion: job.GetTemplateVersion(), Strategy: p.GetSource()}
+	if pp := p.GetProvenance(); pp != nil {
+		prov.Strategy, prov.ModelVersion, prov.CatalogVersion = pp.Strategy, pp.ModelVersion, pp.CatalogVersion
+	}
+	return prov
+}
+
+// fill sets d's per-recipient and per-job fields for rec.
+func (r *Renderer) fill(d *emailtemplate.Data, job *eventv1.Job, c *compiled, rec *eventv1.Recipient, now time.Time) error {
+	if r.cfg.Signer == nil {
+		return errors.New("renderer has no unsubscribe signer")
+	}
 	token := r.cfg.Signer.Sign(unsubscribe.Claim{Tenant: job.TenantId, Customer: rec.CustomerId, Email: rec.Email, Job: job.JobId})
 	base := strings.TrimRight(r.cfg.PublicURL, "/")
-	rid := MessageID(job.TenantId, job.JobId, job.Channel, rec.CustomerId, "")
+	rid := email.MessageID(job.TenantId, job.JobId, job.Channel, rec.CustomerId, "")
 	rid = "r_" + rid[:16]
 	campaign := job.Campaign
 	if campaign == "" {
 		campaign = job.JobId
 	}
-	return &emailtemplate.Data{
-		Customer: emailtemplate.Customer{ID: rec.CustomerId, FirstName: rec.FirstName, LastName: rec.LastName,
-			Email: rec.Email, Locale: rec.Locale},
-		Brand: c.brand,
-		Job:   emailtemplate.Job{ID: job.JobId, Campaign: campaign, HeroAlt: c.brand.Name, Year: now.Year()},
-		Recipient: emailtemplate.Recipient{
-			ID:             rid,
-			UnsubscribeURL: base + "/u/" + token,
-			PreferencesURL: base + "/u/" + token + "?preferences=1",
-			OpenPixelURL:   base + "/o/" + rid + ".gif",
-		},
+	d.Subject, d.Preheader = "", ""
+	d.Customer = emailtemplate.Customer{ID: rec.CustomerId, FirstName: rec.FirstName, LastName: rec.LastName,
+		Email: rec.Email, Locale: rec.Locale}
+	d.Brand = c.brand
+	d.Job = emailtemplate.Job{ID: job.JobId, Campaign: campaign, HeroAlt: c.brand.Name, Year: now.Year()}
+	d.Recipient = emailtemplate.Recipient{
+		ID:             rid,
+		UnsubscribeURL: base + "/u/" + token,
+		PreferencesURL: base + "/u/" + token + "?preferences=1",
+		OpenPixelURL:   base + "/o/" + rid + ".gif",
 	}
+	return nil
 }
 
 // item turns a catalog product into a card.
@@ -255,7 +287,7 @@ func item(p *eventv1.Product) emailtemplate.Item {
 	}
 	if p.CompareAtCents > p.PriceCents && p.CompareAtCents > 0 {
 		it.WasPrice = money(p.CompareAtCents, p.Currency)
-		it.Badge = fmt.Sprintf("-%d%%", (p.CompareAtCents-p.PriceCents)*100/p.CompareAtCents)
+		it.Badge = "-" + strconv.FormatInt((p.CompareAtCents-p.PriceCents)*100/p.CompareAtCents, 10) + "%"
 	}
 	return it
 }
@@ -279,11 +311,32 @@ func stars(rating float32) string {
 	return strings.Repeat("★", n) + strings.Repeat("☆", 5-n)
 }
 
-func reason(source string) string {
-	switch source {
-	case "best_sellers":
+// reason is what a product card says about why it is there, by the
+// strategy that picked it.
+func reason(strategy string) string {
+	switch strategy {
+	case event.StrategyBestSellers, event.StrategyCatalogBestSellers:
 		return "A best seller right now"
+	case event.StrategyCoPurchase:
+		return "Often bought with your purchases"
+	case event.StrategyCoView:
+		return "Shoppers who viewed what you viewed liked this"
+	case event.StrategyRecentlyViewed:
+		return "You looked at this recently"
+	case event.StrategyAbandonedCart:
+		return "Still in your cart"
+	case event.StrategyBackInStock:
+		return "Back in stock"
+	case event.StrategyPriceDrop:
+		return "Now at a lower price"
 	default:
 		return "Picked for you"
 	}
+}
+
+// hashedEmail is the identifier ad platforms match audiences on: the
+// trimmed, lower-cased address, SHA-256, hex.
+func hashedEmail(addr string) string {
+	sum := sha256.Sum256([]byte(strings.ToLower(strings.TrimSpace(addr))))
+	return hex.EncodeToString(sum[:])
 }

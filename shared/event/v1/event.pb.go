@@ -43,8 +43,12 @@ type Job struct {
 	TemplateVersion    int32                  `protobuf:"varint,8,opt,name=template_version,json=templateVersion,proto3" json:"template_version,omitempty"`
 	ProductsPerMessage int32                  `protobuf:"varint,9,opt,name=products_per_message,json=productsPerMessage,proto3" json:"products_per_message,omitempty"`
 	Campaign           string                 `protobuf:"bytes,10,opt,name=campaign,proto3" json:"campaign,omitempty"`
-	unknownFields      protoimpl.UnknownFields
-	sizeCache          protoimpl.SizeCache
+	// Picking is how recommend chooses the products: the strategies, their
+	// fallback chain and the business rules. Absent, recommend uses the
+	// partner's rankings topped up with the catalog's best sellers.
+	Picking       *Picking `protobuf:"bytes,11,opt,name=picking,proto3" json:"picking,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Job) Reset() {
@@ -147,6 +151,245 @@ func (x *Job) GetCampaign() string {
 	return ""
 }
 
+func (x *Job) GetPicking() *Picking {
+	if x != nil {
+		return x.Picking
+	}
+	return nil
+}
+
+// Picking is a job's recommendation strategy chain and business rules. The
+// partner API takes it as JSON in the protobuf JSON mapping (field names in
+// lower_snake_case are accepted), and event.ValidatePicking checks it.
+type Picking struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Strategies in order: the first fills the message's products, each next
+	// one only tops up the slots still empty. Names: "partner_rankings",
+	// "catalog_best_sellers", "best_sellers", "co_purchase", "co_view",
+	// "recently_viewed", "abandoned_cart", "back_in_stock", "price_drop".
+	Strategies []*Strategy `protobuf:"bytes,1,rep,name=strategies,proto3" json:"strategies,omitempty"`
+	// A recipient left with fewer than min_products products (0 means 1)
+	// after the whole chain gets the on_short outcome.
+	MinProducts int32 `protobuf:"varint,2,opt,name=min_products,json=minProducts,proto3" json:"min_products,omitempty"`
+	// OnShort is "hide_block" (the default: the message goes out without the
+	// product block, its products cleared) or "skip" (no message; the ledger
+	// records the recipient as skipped with the reason).
+	OnShort string `protobuf:"bytes,3,opt,name=on_short,json=onShort,proto3" json:"on_short,omitempty"`
+	// At most this many products of one category per message; 0: no cap.
+	CategoryCap int32 `protobuf:"varint,4,opt,name=category_cap,json=categoryCap,proto3" json:"category_cap,omitempty"`
+	// Only products priced at least this many cents; 0: no floor.
+	PriceFloorCents int64 `protobuf:"varint,5,opt,name=price_floor_cents,json=priceFloorCents,proto3" json:"price_floor_cents,omitempty"`
+	// For catalog-trigger jobs: the items whose change (back in stock, price
+	// drop) created the job. When set, back_in_stock and price_drop only
+	// offer these items.
+	ItemIds       []string `protobuf:"bytes,6,rep,name=item_ids,json=itemIds,proto3" json:"item_ids,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Picking) Reset() {
+	*x = Picking{}
+	mi := &file_event_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Picking) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Picking) ProtoMessage() {}
+
+func (x *Picking) ProtoReflect() protoreflect.Message {
+	mi := &file_event_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Picking.ProtoReflect.Descriptor instead.
+func (*Picking) Descriptor() ([]byte, []int) {
+	return file_event_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *Picking) GetStrategies() []*Strategy {
+	if x != nil {
+		return x.Strategies
+	}
+	return nil
+}
+
+func (x *Picking) GetMinProducts() int32 {
+	if x != nil {
+		return x.MinProducts
+	}
+	return 0
+}
+
+func (x *Picking) GetOnShort() string {
+	if x != nil {
+		return x.OnShort
+	}
+	return ""
+}
+
+func (x *Picking) GetCategoryCap() int32 {
+	if x != nil {
+		return x.CategoryCap
+	}
+	return 0
+}
+
+func (x *Picking) GetPriceFloorCents() int64 {
+	if x != nil {
+		return x.PriceFloorCents
+	}
+	return 0
+}
+
+func (x *Picking) GetItemIds() []string {
+	if x != nil {
+		return x.ItemIds
+	}
+	return nil
+}
+
+// Strategy is one step of a picking chain.
+type Strategy struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// How far back customer events count for this strategy; 0: its default
+	// (see recommend's documentation).
+	LookbackHours int32 `protobuf:"varint,2,opt,name=lookback_hours,json=lookbackHours,proto3" json:"lookback_hours,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Strategy) Reset() {
+	*x = Strategy{}
+	mi := &file_event_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Strategy) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Strategy) ProtoMessage() {}
+
+func (x *Strategy) ProtoReflect() protoreflect.Message {
+	mi := &file_event_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Strategy.ProtoReflect.Descriptor instead.
+func (*Strategy) Descriptor() ([]byte, []int) {
+	return file_event_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *Strategy) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Strategy) GetLookbackHours() int32 {
+	if x != nil {
+		return x.LookbackHours
+	}
+	return 0
+}
+
+// Provenance says why a recipient got what they got; the ledger keeps it
+// with the delivery.
+type Provenance struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The strategies that supplied the products, joined by "+", or "none".
+	Strategy string `protobuf:"bytes,1,opt,name=strategy,proto3" json:"strategy,omitempty"`
+	// The partner's recommendation model version when partner_rankings
+	// supplied products; otherwise empty.
+	ModelVersion string `protobuf:"bytes,2,opt,name=model_version,json=modelVersion,proto3" json:"model_version,omitempty"`
+	// The tenant's catalog version the products were read at (it increases
+	// with every catalog change); 0 when the tenant has never loaded one.
+	CatalogVersion int64 `protobuf:"varint,3,opt,name=catalog_version,json=catalogVersion,proto3" json:"catalog_version,omitempty"`
+	// The template version the message was rendered from (set by render).
+	TemplateVersion int32 `protobuf:"varint,4,opt,name=template_version,json=templateVersion,proto3" json:"template_version,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *Provenance) Reset() {
+	*x = Provenance{}
+	mi := &file_event_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Provenance) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Provenance) ProtoMessage() {}
+
+func (x *Provenance) ProtoReflect() protoreflect.Message {
+	mi := &file_event_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Provenance.ProtoReflect.Descriptor instead.
+func (*Provenance) Descriptor() ([]byte, []int) {
+	return file_event_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *Provenance) GetStrategy() string {
+	if x != nil {
+		return x.Strategy
+	}
+	return ""
+}
+
+func (x *Provenance) GetModelVersion() string {
+	if x != nil {
+		return x.ModelVersion
+	}
+	return ""
+}
+
+func (x *Provenance) GetCatalogVersion() int64 {
+	if x != nil {
+		return x.CatalogVersion
+	}
+	return 0
+}
+
+func (x *Provenance) GetTemplateVersion() int32 {
+	if x != nil {
+		return x.TemplateVersion
+	}
+	return 0
+}
+
 // Recipient is one customer of the audience as the planner read them.
 type Recipient struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -161,7 +404,7 @@ type Recipient struct {
 
 func (x *Recipient) Reset() {
 	*x = Recipient{}
-	mi := &file_event_proto_msgTypes[1]
+	mi := &file_event_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -173,7 +416,7 @@ func (x *Recipient) String() string {
 func (*Recipient) ProtoMessage() {}
 
 func (x *Recipient) ProtoReflect() protoreflect.Message {
-	mi := &file_event_proto_msgTypes[1]
+	mi := &file_event_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -186,7 +429,7 @@ func (x *Recipient) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Recipient.ProtoReflect.Descriptor instead.
 func (*Recipient) Descriptor() ([]byte, []int) {
-	return file_event_proto_rawDescGZIP(), []int{1}
+	return file_event_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *Recipient) GetCustomerId() string {
@@ -235,7 +478,7 @@ type RecommendBatch struct {
 
 func (x *RecommendBatch) Reset() {
 	*x = RecommendBatch{}
-	mi := &file_event_proto_msgTypes[2]
+	mi := &file_event_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -247,7 +490,7 @@ func (x *RecommendBatch) String() string {
 func (*RecommendBatch) ProtoMessage() {}
 
 func (x *RecommendBatch) ProtoReflect() protoreflect.Message {
-	mi := &file_event_proto_msgTypes[2]
+	mi := &file_event_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -260,7 +503,7 @@ func (x *RecommendBatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecommendBatch.ProtoReflect.Descriptor instead.
 func (*RecommendBatch) Descriptor() ([]byte, []int) {
-	return file_event_proto_rawDescGZIP(), []int{2}
+	return file_event_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *RecommendBatch) GetJob() *Job {
@@ -297,7 +540,7 @@ type Product struct {
 
 func (x *Product) Reset() {
 	*x = Product{}
-	mi := &file_event_proto_msgTypes[3]
+	mi := &file_event_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -309,7 +552,7 @@ func (x *Product) String() string {
 func (*Product) ProtoMessage() {}
 
 func (x *Product) ProtoReflect() protoreflect.Message {
-	mi := &file_event_proto_msgTypes[3]
+	mi := &file_event_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -322,7 +565,7 @@ func (x *Product) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Product.ProtoReflect.Descriptor instead.
 func (*Product) Descriptor() ([]byte, []int) {
-	return file_event_proto_rawDescGZIP(), []int{3}
+	return file_event_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *Product) GetId() string {
@@ -401,16 +644,25 @@ type Picked struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
 	Recipient *Recipient             `protobuf:"bytes,1,opt,name=recipient,proto3" json:"recipient,omitempty"`
 	Products  []int32                `protobuf:"varint,2,rep,packed,name=products,proto3" json:"products,omitempty"`
-	// Source says where the products came from: "recommendations",
-	// "best_sellers" or "none".
-	Source        string `protobuf:"bytes,3,opt,name=source,proto3" json:"source,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// Source says where the products came from: the strategies that
+	// supplied them joined by "+" (e.g. "partner_rankings+catalog_best_sellers"),
+	// or "none".
+	Source string `protobuf:"bytes,3,opt,name=source,proto3" json:"source,omitempty"`
+	// Provenance of the pick (template_version is left to render).
+	Provenance *Provenance `protobuf:"bytes,4,opt,name=provenance,proto3" json:"provenance,omitempty"`
+	// SkipReason is set when the picking chain decided not to message this
+	// recipient ("on_short": "skip"); products is then empty.
+	SkipReason string `protobuf:"bytes,5,opt,name=skip_reason,json=skipReason,proto3" json:"skip_reason,omitempty"`
+	// For each of products, the index into RenderBatch.strategies of the
+	// strategy that supplied it (a message's cards can say why they are there).
+	ProductStrategies []int32 `protobuf:"varint,6,rep,packed,name=product_strategies,json=productStrategies,proto3" json:"product_strategies,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *Picked) Reset() {
 	*x = Picked{}
-	mi := &file_event_proto_msgTypes[4]
+	mi := &file_event_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -422,7 +674,7 @@ func (x *Picked) String() string {
 func (*Picked) ProtoMessage() {}
 
 func (x *Picked) ProtoReflect() protoreflect.Message {
-	mi := &file_event_proto_msgTypes[4]
+	mi := &file_event_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -435,7 +687,7 @@ func (x *Picked) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Picked.ProtoReflect.Descriptor instead.
 func (*Picked) Descriptor() ([]byte, []int) {
-	return file_event_proto_rawDescGZIP(), []int{4}
+	return file_event_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *Picked) GetRecipient() *Recipient {
@@ -459,19 +711,42 @@ func (x *Picked) GetSource() string {
 	return ""
 }
 
+func (x *Picked) GetProvenance() *Provenance {
+	if x != nil {
+		return x.Provenance
+	}
+	return nil
+}
+
+func (x *Picked) GetSkipReason() string {
+	if x != nil {
+		return x.SkipReason
+	}
+	return ""
+}
+
+func (x *Picked) GetProductStrategies() []int32 {
+	if x != nil {
+		return x.ProductStrategies
+	}
+	return nil
+}
+
 // RenderBatch goes from recommend to render.
 type RenderBatch struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Job           *Job                   `protobuf:"bytes,1,opt,name=job,proto3" json:"job,omitempty"`
-	Products      []*Product             `protobuf:"bytes,2,rep,name=products,proto3" json:"products,omitempty"`
-	Recipients    []*Picked              `protobuf:"bytes,3,rep,name=recipients,proto3" json:"recipients,omitempty"`
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Job        *Job                   `protobuf:"bytes,1,opt,name=job,proto3" json:"job,omitempty"`
+	Products   []*Product             `protobuf:"bytes,2,rep,name=products,proto3" json:"products,omitempty"`
+	Recipients []*Picked              `protobuf:"bytes,3,rep,name=recipients,proto3" json:"recipients,omitempty"`
+	// The strategy names Picked.product_strategies index.
+	Strategies    []string `protobuf:"bytes,4,rep,name=strategies,proto3" json:"strategies,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *RenderBatch) Reset() {
 	*x = RenderBatch{}
-	mi := &file_event_proto_msgTypes[5]
+	mi := &file_event_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -483,7 +758,7 @@ func (x *RenderBatch) String() string {
 func (*RenderBatch) ProtoMessage() {}
 
 func (x *RenderBatch) ProtoReflect() protoreflect.Message {
-	mi := &file_event_proto_msgTypes[5]
+	mi := &file_event_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -496,7 +771,7 @@ func (x *RenderBatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenderBatch.ProtoReflect.Descriptor instead.
 func (*RenderBatch) Descriptor() ([]byte, []int) {
-	return file_event_proto_rawDescGZIP(), []int{5}
+	return file_event_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *RenderBatch) GetJob() *Job {
@@ -520,6 +795,13 @@ func (x *RenderBatch) GetRecipients() []*Picked {
 	return nil
 }
 
+func (x *RenderBatch) GetStrategies() []string {
+	if x != nil {
+		return x.Strategies
+	}
+	return nil
+}
+
 // Rendered is one recipient's finished message, or the reason there is none.
 type Rendered struct {
 	state      protoimpl.MessageState `protogen:"open.v1"`
@@ -532,14 +814,27 @@ type Rendered struct {
 	Mime []byte `protobuf:"bytes,4,opt,name=mime,proto3" json:"mime,omitempty"`
 	// Error is set instead of mime when rendering this recipient failed; the
 	// delivery is recorded as failed with this reason.
-	Error         string `protobuf:"bytes,5,opt,name=error,proto3" json:"error,omitempty"`
+	Error string `protobuf:"bytes,5,opt,name=error,proto3" json:"error,omitempty"`
+	// SkipReason is set when the recipient is deliberately not messaged (the
+	// job's picking chain ended in "skip"): dispatch records the delivery as
+	// skipped with this reason and sends nothing. Error is then set too
+	// ("skipped: " + reason), so that a dispatch unaware of this field fails
+	// the recipient instead of sending an empty message; dispatch checks
+	// skip_reason first.
+	SkipReason string `protobuf:"bytes,6,opt,name=skip_reason,json=skipReason,proto3" json:"skip_reason,omitempty"`
+	// Provenance of the message, recorded in the ledger.
+	Provenance *Provenance `protobuf:"bytes,7,opt,name=provenance,proto3" json:"provenance,omitempty"`
+	// Payload is the rendered content for channels other than email (mime is
+	// then empty): for "onsite" the JSON document of render's OnsiteMessage,
+	// for "ad" the JSON of render's AdCreative (render/internal/renderer).
+	Payload       []byte `protobuf:"bytes,8,opt,name=payload,proto3" json:"payload,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Rendered) Reset() {
 	*x = Rendered{}
-	mi := &file_event_proto_msgTypes[6]
+	mi := &file_event_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -551,7 +846,7 @@ func (x *Rendered) String() string {
 func (*Rendered) ProtoMessage() {}
 
 func (x *Rendered) ProtoReflect() protoreflect.Message {
-	mi := &file_event_proto_msgTypes[6]
+	mi := &file_event_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -564,7 +859,7 @@ func (x *Rendered) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Rendered.ProtoReflect.Descriptor instead.
 func (*Rendered) Descriptor() ([]byte, []int) {
-	return file_event_proto_rawDescGZIP(), []int{6}
+	return file_event_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *Rendered) GetCustomerId() string {
@@ -602,6 +897,27 @@ func (x *Rendered) GetError() string {
 	return ""
 }
 
+func (x *Rendered) GetSkipReason() string {
+	if x != nil {
+		return x.SkipReason
+	}
+	return ""
+}
+
+func (x *Rendered) GetProvenance() *Provenance {
+	if x != nil {
+		return x.Provenance
+	}
+	return nil
+}
+
+func (x *Rendered) GetPayload() []byte {
+	if x != nil {
+		return x.Payload
+	}
+	return nil
+}
+
 // DispatchBatch goes from render to dispatch. It is compressed on the wire.
 type DispatchBatch struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -614,7 +930,7 @@ type DispatchBatch struct {
 
 func (x *DispatchBatch) Reset() {
 	*x = DispatchBatch{}
-	mi := &file_event_proto_msgTypes[7]
+	mi := &file_event_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -626,7 +942,7 @@ func (x *DispatchBatch) String() string {
 func (*DispatchBatch) ProtoMessage() {}
 
 func (x *DispatchBatch) ProtoReflect() protoreflect.Message {
-	mi := &file_event_proto_msgTypes[7]
+	mi := &file_event_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -639,7 +955,7 @@ func (x *DispatchBatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DispatchBatch.ProtoReflect.Descriptor instead.
 func (*DispatchBatch) Descriptor() ([]byte, []int) {
-	return file_event_proto_rawDescGZIP(), []int{7}
+	return file_event_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *DispatchBatch) GetJob() *Job {
@@ -667,7 +983,7 @@ var File_event_proto protoreflect.FileDescriptor
 
 const file_event_proto_rawDesc = "" +
 	"\n" +
-	"\vevent.proto\x12\x0fherald.event.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xf6\x02\n" +
+	"\vevent.proto\x12\x0fherald.event.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xaa\x03\n" +
 	"\x03Job\x12\x1b\n" +
 	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x15\n" +
 	"\x06job_id\x18\x02 \x01(\tR\x05jobId\x12\x10\n" +
@@ -680,7 +996,26 @@ const file_event_proto_rawDesc = "" +
 	"\x10template_version\x18\b \x01(\x05R\x0ftemplateVersion\x120\n" +
 	"\x14products_per_message\x18\t \x01(\x05R\x12productsPerMessage\x12\x1a\n" +
 	"\bcampaign\x18\n" +
-	" \x01(\tR\bcampaign\"\x96\x01\n" +
+	" \x01(\tR\bcampaign\x122\n" +
+	"\apicking\x18\v \x01(\v2\x18.herald.event.v1.PickingR\apicking\"\xec\x01\n" +
+	"\aPicking\x129\n" +
+	"\n" +
+	"strategies\x18\x01 \x03(\v2\x19.herald.event.v1.StrategyR\n" +
+	"strategies\x12!\n" +
+	"\fmin_products\x18\x02 \x01(\x05R\vminProducts\x12\x19\n" +
+	"\bon_short\x18\x03 \x01(\tR\aonShort\x12!\n" +
+	"\fcategory_cap\x18\x04 \x01(\x05R\vcategoryCap\x12*\n" +
+	"\x11price_floor_cents\x18\x05 \x01(\x03R\x0fpriceFloorCents\x12\x19\n" +
+	"\bitem_ids\x18\x06 \x03(\tR\aitemIds\"E\n" +
+	"\bStrategy\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12%\n" +
+	"\x0elookback_hours\x18\x02 \x01(\x05R\rlookbackHours\"\xa1\x01\n" +
+	"\n" +
+	"Provenance\x12\x1a\n" +
+	"\bstrategy\x18\x01 \x01(\tR\bstrategy\x12#\n" +
+	"\rmodel_version\x18\x02 \x01(\tR\fmodelVersion\x12'\n" +
+	"\x0fcatalog_version\x18\x03 \x01(\x03R\x0ecatalogVersion\x12)\n" +
+	"\x10template_version\x18\x04 \x01(\x05R\x0ftemplateVersion\"\x96\x01\n" +
 	"\tRecipient\x12\x1f\n" +
 	"\vcustomer_id\x18\x01 \x01(\tR\n" +
 	"customerId\x12\x14\n" +
@@ -706,17 +1041,26 @@ const file_event_proto_rawDesc = "" +
 	"\x10compare_at_cents\x18\b \x01(\x03R\x0ecompareAtCents\x12\x16\n" +
 	"\x06rating\x18\t \x01(\x02R\x06rating\x12\x18\n" +
 	"\areviews\x18\n" +
-	" \x01(\x05R\areviews\"v\n" +
+	" \x01(\x05R\areviews\"\x83\x02\n" +
 	"\x06Picked\x128\n" +
 	"\trecipient\x18\x01 \x01(\v2\x1a.herald.event.v1.RecipientR\trecipient\x12\x1a\n" +
 	"\bproducts\x18\x02 \x03(\x05R\bproducts\x12\x16\n" +
-	"\x06source\x18\x03 \x01(\tR\x06source\"\xa4\x01\n" +
+	"\x06source\x18\x03 \x01(\tR\x06source\x12;\n" +
+	"\n" +
+	"provenance\x18\x04 \x01(\v2\x1b.herald.event.v1.ProvenanceR\n" +
+	"provenance\x12\x1f\n" +
+	"\vskip_reason\x18\x05 \x01(\tR\n" +
+	"skipReason\x12-\n" +
+	"\x12product_strategies\x18\x06 \x03(\x05R\x11productStrategies\"\xc4\x01\n" +
 	"\vRenderBatch\x12&\n" +
 	"\x03job\x18\x01 \x01(\v2\x14.herald.event.v1.JobR\x03job\x124\n" +
 	"\bproducts\x18\x02 \x03(\v2\x18.herald.event.v1.ProductR\bproducts\x127\n" +
 	"\n" +
 	"recipients\x18\x03 \x03(\v2\x17.herald.event.v1.PickedR\n" +
-	"recipients\"\x8a\x01\n" +
+	"recipients\x12\x1e\n" +
+	"\n" +
+	"strategies\x18\x04 \x03(\tR\n" +
+	"strategies\"\x82\x02\n" +
 	"\bRendered\x12\x1f\n" +
 	"\vcustomer_id\x18\x01 \x01(\tR\n" +
 	"customerId\x12\x14\n" +
@@ -724,7 +1068,13 @@ const file_event_proto_rawDesc = "" +
 	"\n" +
 	"message_id\x18\x03 \x01(\tR\tmessageId\x12\x12\n" +
 	"\x04mime\x18\x04 \x01(\fR\x04mime\x12\x14\n" +
-	"\x05error\x18\x05 \x01(\tR\x05error\"\x82\x01\n" +
+	"\x05error\x18\x05 \x01(\tR\x05error\x12\x1f\n" +
+	"\vskip_reason\x18\x06 \x01(\tR\n" +
+	"skipReason\x12;\n" +
+	"\n" +
+	"provenance\x18\a \x01(\v2\x1b.herald.event.v1.ProvenanceR\n" +
+	"provenance\x12\x18\n" +
+	"\apayload\x18\b \x01(\fR\apayload\"\x82\x01\n" +
 	"\rDispatchBatch\x12&\n" +
 	"\x03job\x18\x01 \x01(\v2\x14.herald.event.v1.JobR\x03job\x12\x12\n" +
 	"\x04from\x18\x02 \x01(\tR\x04from\x125\n" +
@@ -742,34 +1092,41 @@ func file_event_proto_rawDescGZIP() []byte {
 	return file_event_proto_rawDescData
 }
 
-var file_event_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
+var file_event_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
 var file_event_proto_goTypes = []any{
 	(*Job)(nil),                   // 0: herald.event.v1.Job
-	(*Recipient)(nil),             // 1: herald.event.v1.Recipient
-	(*RecommendBatch)(nil),        // 2: herald.event.v1.RecommendBatch
-	(*Product)(nil),               // 3: herald.event.v1.Product
-	(*Picked)(nil),                // 4: herald.event.v1.Picked
-	(*RenderBatch)(nil),           // 5: herald.event.v1.RenderBatch
-	(*Rendered)(nil),              // 6: herald.event.v1.Rendered
-	(*DispatchBatch)(nil),         // 7: herald.event.v1.DispatchBatch
-	(*timestamppb.Timestamp)(nil), // 8: google.protobuf.Timestamp
+	(*Picking)(nil),               // 1: herald.event.v1.Picking
+	(*Strategy)(nil),              // 2: herald.event.v1.Strategy
+	(*Provenance)(nil),            // 3: herald.event.v1.Provenance
+	(*Recipient)(nil),             // 4: herald.event.v1.Recipient
+	(*RecommendBatch)(nil),        // 5: herald.event.v1.RecommendBatch
+	(*Product)(nil),               // 6: herald.event.v1.Product
+	(*Picked)(nil),                // 7: herald.event.v1.Picked
+	(*RenderBatch)(nil),           // 8: herald.event.v1.RenderBatch
+	(*Rendered)(nil),              // 9: herald.event.v1.Rendered
+	(*DispatchBatch)(nil),         // 10: herald.event.v1.DispatchBatch
+	(*timestamppb.Timestamp)(nil), // 11: google.protobuf.Timestamp
 }
 var file_event_proto_depIdxs = []int32{
-	8,  // 0: herald.event.v1.Job.submitted_at:type_name -> google.protobuf.Timestamp
-	8,  // 1: herald.event.v1.Job.deadline:type_name -> google.protobuf.Timestamp
-	0,  // 2: herald.event.v1.RecommendBatch.job:type_name -> herald.event.v1.Job
-	1,  // 3: herald.event.v1.RecommendBatch.recipients:type_name -> herald.event.v1.Recipient
-	1,  // 4: herald.event.v1.Picked.recipient:type_name -> herald.event.v1.Recipient
-	0,  // 5: herald.event.v1.RenderBatch.job:type_name -> herald.event.v1.Job
-	3,  // 6: herald.event.v1.RenderBatch.products:type_name -> herald.event.v1.Product
-	4,  // 7: herald.event.v1.RenderBatch.recipients:type_name -> herald.event.v1.Picked
-	0,  // 8: herald.event.v1.DispatchBatch.job:type_name -> herald.event.v1.Job
-	6,  // 9: herald.event.v1.DispatchBatch.messages:type_name -> herald.event.v1.Rendered
-	10, // [10:10] is the sub-list for method output_type
-	10, // [10:10] is the sub-list for method input_type
-	10, // [10:10] is the sub-list for extension type_name
-	10, // [10:10] is the sub-list for extension extendee
-	0,  // [0:10] is the sub-list for field type_name
+	11, // 0: herald.event.v1.Job.submitted_at:type_name -> google.protobuf.Timestamp
+	11, // 1: herald.event.v1.Job.deadline:type_name -> google.protobuf.Timestamp
+	1,  // 2: herald.event.v1.Job.picking:type_name -> herald.event.v1.Picking
+	2,  // 3: herald.event.v1.Picking.strategies:type_name -> herald.event.v1.Strategy
+	0,  // 4: herald.event.v1.RecommendBatch.job:type_name -> herald.event.v1.Job
+	4,  // 5: herald.event.v1.RecommendBatch.recipients:type_name -> herald.event.v1.Recipient
+	4,  // 6: herald.event.v1.Picked.recipient:type_name -> herald.event.v1.Recipient
+	3,  // 7: herald.event.v1.Picked.provenance:type_name -> herald.event.v1.Provenance
+	0,  // 8: herald.event.v1.RenderBatch.job:type_name -> herald.event.v1.Job
+	6,  // 9: herald.event.v1.RenderBatch.products:type_name -> herald.event.v1.Product
+	7,  // 10: herald.event.v1.RenderBatch.recipients:type_name -> herald.event.v1.Picked
+	3,  // 11: herald.event.v1.Rendered.provenance:type_name -> herald.event.v1.Provenance
+	0,  // 12: herald.event.v1.DispatchBatch.job:type_name -> herald.event.v1.Job
+	9,  // 13: herald.event.v1.DispatchBatch.messages:type_name -> herald.event.v1.Rendered
+	14, // [14:14] is the sub-list for method output_type
+	14, // [14:14] is the sub-list for method input_type
+	14, // [14:14] is the sub-list for extension type_name
+	14, // [14:14] is the sub-list for extension extendee
+	0,  // [0:14] is the sub-list for field type_name
 }
 
 func init() { file_event_proto_init() }
@@ -783,7 +1140,7 @@ func file_event_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_event_proto_rawDesc), len(file_event_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   8,
+			NumMessages:   11,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -1,7 +1,7 @@
--- The tenant's best-selling in-stock items: the fallback for customers
--- without (enough) recommendations.
-SELECT id, title, brand, url, image_url, price_cents, compare_at_cents, currency, rating, reviews
-FROM catalog_items
-WHERE tenant_id = $1 AND in_stock
-ORDER BY sales_30d DESC, id
-LIMIT $2
+-- The tenant's items by units bought since $2, best first.
+SELECT item_id
+FROM events
+WHERE tenant_id = $1 AND kind = 'purchase' AND occurred_at >= $2
+GROUP BY item_id
+ORDER BY sum(quantity) DESC, item_id
+LIMIT $3
