@@ -15,6 +15,7 @@ package mailcatch
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -70,6 +71,10 @@ type Options struct {
 	Domain string
 	// Log receives start, stop and error messages. Nil discards them.
 	Log *slog.Logger
+	// TLSConfig, when set, makes the server offer STARTTLS (RFC 3207) with
+	// it, so that senders can be tested over TLS. Plain connections are
+	// still accepted.
+	TLSConfig *tls.Config
 }
 
 // Stats counts what the server accepted. Messages and recipients refused by
@@ -136,6 +141,7 @@ type record struct {
 // Server is a running mail catcher.
 type Server struct {
 	smtp    *smtp.Server
+	ln      net.Listener
 	addr    string
 	maildir string // absolute, or empty in sink mode
 	host    string // Domain made safe for file names
@@ -207,6 +213,7 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	srv.ReadTimeout = readTimeout
 	srv.WriteTimeout = writeTimeout
 	srv.EnableSMTPUTF8 = true
+	srv.TLSConfig = opts.TLSConfig
 	srv.ErrorLog = slog.NewLogLogger(log.Handler(), slog.LevelWarn)
 	s.smtp = srv
 
@@ -215,6 +222,7 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("start mailcatch: listen: %w", err)
 	}
+	s.ln = ln
 	s.addr = ln.Addr().String()
 	s.handler = s.newHandler()
 	go func() {
@@ -295,6 +303,9 @@ func (s *Server) Close() error {
 	s.mu.Unlock()
 
 	err := s.smtp.Close()
+	// go-smtp closes only the listeners Serve has registered; one that Serve
+	// has not reached yet would keep it accepting forever.
+	_ = s.ln.Close()
 	<-s.serveDone
 	s.mu.Lock()
 	for s.active > 0 {

@@ -1,0 +1,96 @@
+package smtpout
+
+import (
+	"bufio"
+	"bytes"
+	"net"
+)
+
+// wireReady reports whether msg can go out as DATA content unchanged: every
+// line ends in CRLF (CR and LF appear only together, the last line may lack
+// its end) and no line starts with a dot. Rendered messages are, so the
+// check is two vectorised scans and the message is then written without
+// being copied.
+func wireReady(msg []byte) bool {
+	if len(msg) == 0 || msg[0] == '.' {
+		return false
+	}
+	lines := 0
+	for i := 0; ; {
+		j := bytes.IndexByte(msg[i:], '\n')
+		if j < 0 {
+			break
+		}
+		k := i + j
+		if k == 0 || msg[k-1] != '\r' || (k+1 < len(msg) && msg[k+1] == '.') {
+			return false
+		}
+		lines++
+		i = k + 1
+	}
+	// Every LF follows a CR, so equal counts mean every CR precedes an LF.
+	return bytes.Count(msg, []byte{'\r'}) == lines
+}
+
+// endOfData is the line that ends DATA content (RFC 5321 section 4.1.1.4).
+const endOfData = ".\r\n"
+
+// writeData buffers msg as DATA content followed by the end-of-data line;
+// the caller flushes. Line ends are made CRLF (a lone CR or LF counts as a
+// line end, as the RFC forbids them bare), a missing last line end is
+// added, and a dot is doubled at the start of a line (section 4.5.2).
+//
+// An error means the end-of-data line was not completely handed to the
+// connection, so the server cannot have taken the message.
+func writeData(bw *bufio.Writer, cw *countingWriter, msg []byte) error {
+	if !wireReady(msg) {
+		stuff(bw, msg)
+		_, err := bw.WriteString(endOfData)
+		return err
+	}
+	end := endOfData
+	if !bytes.HasSuffix(msg, []byte("\r\n")) {
+		end = "\r\n" + endOfData
+	}
+	if len(msg)+len(end) <= bw.Available() {
+		_, _ = bw.Write(msg)
+		_, err := bw.WriteString(end)
+		return err
+	}
+	if err := bw.Flush(); err != nil {
+		return err
+	}
+	// A large message goes out at once, without a copy: in one writev on
+	// TCP.
+	bufs := net.Buffers{msg, []byte(end)}
+	tcp, ok := cw.w.(*net.TCPConn)
+	if !ok {
+		_, err := bufs.WriteTo(cw)
+		return err
+	}
+	n, err := bufs.WriteTo(tcp)
+	cw.n += n
+	return err
+}
+
+// stuff writes msg with CRLF line ends and leading dots doubled. The
+// writer's errors stick; the caller sees them at its next write.
+func stuff(bw *bufio.Writer, msg []byte) {
+	for len(msg) > 0 {
+		line := msg
+		next := len(msg)
+		if i := bytes.IndexAny(msg, "\r\n"); i >= 0 {
+			line = msg[:i]
+			next = i + 1
+			if msg[i] == '\r' && i+1 < len(msg) && msg[i+1] == '\n' {
+				next++
+			}
+		}
+		if len(line) > 0 && line[0] == '.' {
+			_ = bw.WriteByte('.')
+		}
+		_, _ = bw.Write(line)
+		_, _ = bw.WriteString("\r\n")
+		msg = msg[next:]
+	}
+}
