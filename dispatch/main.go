@@ -1,6 +1,6 @@
 // Command dispatch sends the rendered messages on the dispatch topic
-// through the provider, exactly once per recipient, and records every
-// outcome in the delivery ledger.
+// through each channel's provider, exactly once per recipient, and records
+// every outcome in the delivery ledger.
 //
 //	dispatch [flags]           serve
 //	dispatch migrate [flags]   apply the database schema and exit
@@ -13,14 +13,20 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
+	"herald/dispatch/internal/adsout"
 	"herald/dispatch/internal/deliver"
+	"herald/dispatch/internal/dkimsign"
+	"herald/dispatch/internal/espout"
 	"herald/dispatch/internal/ledger"
 	"herald/dispatch/internal/mailbox"
+	"herald/dispatch/internal/onsite"
 	"herald/dispatch/internal/provider"
 	"herald/dispatch/internal/ratelimit"
+	"herald/dispatch/internal/route"
 	"herald/dispatch/internal/smtpout"
 	"herald/shared/config"
 	"herald/shared/messaging"
@@ -44,6 +50,12 @@ type settings struct {
 	Receive        messaging.ReceiveConfig
 	SMTP           smtpout.Config
 	LookupURL      string
+	ESP            espout.Config
+	Ads            adsout.Config
+	EmailProviders string
+	DKIM           dkimsign.Config
+	DKIMKeyFile    string
+	Breaker        route.BreakerConfig
 	Deliver        deliver.Config
 	ProviderRate   float64
 	MailboxRates   string
@@ -60,14 +72,24 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	cfg.Define(set, ":8083")
 	set.Int(&cfg.Receive.Streams, "streams", "HERALD_STREAMS", 4, "Pub/Sub streaming pulls")
 	set.Int(&cfg.Receive.MaxInFlight, "in-flight", "HERALD_IN_FLIGHT", 2, "batches handled at once per stream (each holds a database connection)")
+	set.String(&cfg.EmailProviders, "email-providers", "HERALD_EMAIL_PROVIDERS", "smtp", "email providers in order of preference (smtp, esp): the next takes over while the one before has its breaker open")
 	set.String(&cfg.SMTP.Addr, "smtp-addr", "HERALD_SMTP_ADDR", "", "host:port of the SMTP server that relays the mail")
 	set.String(&cfg.SMTP.HeloName, "smtp-helo", "HERALD_SMTP_HELO", "localhost", "name given in EHLO")
 	set.Int(&cfg.SMTP.Conns, "smtp-conns", "HERALD_SMTP_CONNS", 16, "SMTP connections kept open at most")
 	set.Int(&cfg.SMTP.MaxPerConn, "smtp-max-per-conn", "HERALD_SMTP_MAX_PER_CONN", 1000, "messages per SMTP connection before it is recycled")
 	set.Duration(&cfg.SMTP.Timeout, "smtp-timeout", "HERALD_SMTP_TIMEOUT", 30*time.Second, "timeout of each SMTP command and of the final reply")
-	set.String(&cfg.LookupURL, "smtp-lookup-url", "HERALD_SMTP_LOOKUP_URL", "", "the provider's message lookup endpoint, used to reconcile sends with unknown outcome; empty: such sends are recorded ambiguous")
+	set.String(&cfg.LookupURL, "smtp-lookup-url", "HERALD_SMTP_LOOKUP_URL", "", "the SMTP provider's message lookup endpoint, used to reconcile sends with unknown outcome; empty: such sends are recorded ambiguous")
+	set.String(&cfg.ESP.BaseURL, "esp-url", "HERALD_ESP_URL", "", "base URL of the HTTP email API (provider \"esp\")")
+	set.Secret(&cfg.ESP.APIKey, "esp-key", "HERALD_ESP_KEY", "", "API key of the HTTP email API")
+	set.String(&cfg.Ads.BaseURL, "ads-url", "HERALD_ADS_URL", "", "base URL of the ad platform's audience API (channel \"ad\"); empty: no ad channel")
+	set.Secret(&cfg.Ads.APIKey, "ads-key", "HERALD_ADS_KEY", "", "API key of the ad platform")
+	set.String(&cfg.DKIM.Domain, "dkim-domain", "HERALD_DKIM_DOMAIN", "", "DKIM signing domain (d=); empty: SMTP mail is not signed here")
+	set.String(&cfg.DKIM.Selector, "dkim-selector", "HERALD_DKIM_SELECTOR", "herald", "DKIM selector (s=)")
+	set.String(&cfg.DKIMKeyFile, "dkim-key-file", "HERALD_DKIM_KEY_FILE", "", "PEM file of the DKIM private key (RSA or Ed25519)")
+	set.Int(&cfg.Breaker.Failures, "breaker-failures", "HERALD_BREAKER_FAILURES", 5, "consecutive failed calls that open a provider's circuit breaker")
+	set.Duration(&cfg.Breaker.Cooloff, "breaker-cooloff", "HERALD_BREAKER_COOLOFF", 30*time.Second, "how long an open breaker waits before probing its provider again")
 	set.Int(&cfg.Deliver.Chunk, "claim-chunk", "HERALD_CLAIM_CHUNK", 100, "recipients claimed at a time; bounds the sends left in doubt if the process dies")
-	set.Float(&cfg.ProviderRate, "provider-rate", "HERALD_PROVIDER_RATE", 0, "sends per second the provider account allows across all replicas; 0: unlimited")
+	set.Float(&cfg.ProviderRate, "provider-rate", "HERALD_PROVIDER_RATE", 0, "sends per second each email provider account allows across all replicas; 0: unlimited")
 	set.String(&cfg.MailboxRates, "mailbox-rates", "HERALD_MAILBOX_RATES", "", "sends per second per receiving mailbox provider across all replicas, e.g. gmail=500,yahoo=300")
 	set.String(&cfg.MailboxDomains, "mailbox-domains", "HERALD_MAILBOX_DOMAINS", "", "extra recipient domains per receiver, e.g. gmail=workspace.example;corp=.corp.example")
 	set.Duration(&cfg.Deliver.MaxWait, "rate-wait", "HERALD_RATE_WAIT", 2*time.Second, "how long recipients wait for their receiver's rate before being deferred")
@@ -94,27 +116,65 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		return err
 	}
 	defer p.Close()
+	cfg.Receive.Registry = p.Registry
 	if err := messaging.EnsureTopology(ctx, p.Pubsub, messaging.Dispatch); err != nil {
 		return err
 	}
-	pool := smtpout.NewPool(cfg.SMTP)
-	defer pool.Close()
-	var reconcile provider.Reconciler
-	if cfg.LookupURL != "" {
-		reconcile = smtpout.NewLookup(cfg.LookupURL)
+	router := route.New(p.Registry)
+	var emailNames []string
+	for _, name := range strings.Split(cfg.EmailProviders, ",") {
+		var sender provider.Sender
+		var reconcile provider.Reconciler
+		switch name = strings.TrimSpace(name); name {
+		case "smtp":
+			pool := smtpout.NewPool(cfg.SMTP)
+			defer pool.Close()
+			sender = pool
+			if cfg.LookupURL != "" {
+				reconcile = smtpout.NewLookup(cfg.LookupURL)
+			}
+			if cfg.DKIM.Domain != "" {
+				if cfg.DKIM.KeyPEM, err = os.ReadFile(cfg.DKIMKeyFile); err != nil {
+					return fmt.Errorf("read DKIM key: %w", err)
+				}
+				signer, err := dkimsign.New(cfg.DKIM)
+				if err != nil {
+					return err
+				}
+				sender = signer.Wrap(pool)
+			}
+		case "esp":
+			esp, err := espout.New(cfg.ESP)
+			if err != nil {
+				return err
+			}
+			sender = esp
+		}
+		router.Add("email", sender, reconcile, cfg.Breaker, p.Registry)
+		emailNames = append(emailNames, sender.Name())
+	}
+	router.Add("onsite", onsite.New(p.DB), nil, cfg.Breaker, p.Registry)
+	if cfg.Ads.BaseURL != "" {
+		ads, err := adsout.New(cfg.Ads)
+		if err != nil {
+			return err
+		}
+		router.Add("ad", ads, nil, cfg.Breaker, p.Registry)
 	}
 	limits := ratelimit.New(p.DB, cfg.RateCooldown, p.Registry)
 	var buckets []ratelimit.Bucket
-	if cfg.ProviderRate > 0 {
-		buckets = append(buckets, ratelimit.Bucket{Name: "account:" + pool.Name(), Rate: cfg.ProviderRate})
-	}
-	for recv, rate := range receiverRates {
-		buckets = append(buckets, ratelimit.Bucket{Name: "mailbox:" + pool.Name() + ":" + recv, Rate: rate})
+	for _, name := range emailNames {
+		if cfg.ProviderRate > 0 {
+			buckets = append(buckets, ratelimit.Bucket{Name: "account:" + name, Rate: cfg.ProviderRate})
+		}
+		for recv, rate := range receiverRates {
+			buckets = append(buckets, ratelimit.Bucket{Name: "mailbox:" + name + ":" + recv, Rate: rate})
+		}
 	}
 	if err := limits.Ensure(ctx, buckets...); err != nil {
 		return err
 	}
-	d := deliver.New(ledger.New(p.DB), pool, reconcile, limits, mailbox.New(rules), p.Log, p.Registry, cfg.Deliver)
+	d := deliver.New(ledger.New(p.DB), router, limits, mailbox.New(rules), p.Log, p.Registry, cfg.Deliver)
 	return p.Run(ctx, nil, func(ctx, workCtx context.Context) error {
 		return messaging.Receive(ctx, workCtx, p.Pubsub, messaging.Dispatch, cfg.Receive, p.Log, d.Handle)
 	})
@@ -128,14 +188,32 @@ func validate(cfg settings) error {
 	if held := cfg.Receive.Streams * cfg.Receive.MaxInFlight; cfg.DBMaxConns < held+2 {
 		errs = append(errs, fmt.Errorf("-db-max-conns must be at least streams×in-flight+2 = %d: every batch in flight holds a connection", held+2))
 	}
-	if cfg.SMTP.Addr == "" {
-		errs = append(errs, errors.New("-smtp-addr (HERALD_SMTP_ADDR) is required"))
+	seen := map[string]bool{}
+	for _, name := range strings.Split(cfg.EmailProviders, ",") {
+		name = strings.TrimSpace(name)
+		switch {
+		case seen[name]:
+			errs = append(errs, fmt.Errorf("-email-providers names %q twice", name))
+		case name == "smtp" && cfg.SMTP.Addr == "":
+			errs = append(errs, errors.New("-email-providers has smtp: -smtp-addr (HERALD_SMTP_ADDR) is required"))
+		case name == "esp" && cfg.ESP.BaseURL == "":
+			errs = append(errs, errors.New("-email-providers has esp: -esp-url (HERALD_ESP_URL) is required"))
+		case name != "smtp" && name != "esp":
+			errs = append(errs, fmt.Errorf("-email-providers: unknown provider %q (want smtp or esp)", name))
+		}
+		seen[name] = true
+	}
+	if cfg.DKIM.Domain != "" && cfg.DKIMKeyFile == "" {
+		errs = append(errs, errors.New("-dkim-domain needs -dkim-key-file"))
 	}
 	if cfg.SMTP.Conns < 1 {
 		errs = append(errs, errors.New("-smtp-conns must be positive"))
 	}
 	if cfg.SMTP.Timeout <= 0 {
 		errs = append(errs, errors.New("-smtp-timeout must be positive"))
+	}
+	if cfg.Breaker.Failures < 1 || cfg.Breaker.Cooloff <= 0 {
+		errs = append(errs, errors.New("-breaker-failures and -breaker-cooloff must be positive"))
 	}
 	if cfg.ProviderRate < 0 {
 		errs = append(errs, errors.New("-provider-rate must not be negative"))

@@ -68,6 +68,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		return err
 	}
 	defer p.Close()
+	cfg.Receive.Registry = p.Registry
 	if err := messaging.EnsureTopology(ctx, p.Pubsub, messaging.Render, messaging.Dispatch); err != nil {
 		return err
 	}

@@ -123,6 +123,7 @@ type Job struct {
 		Expired    int64 `json:"expired"`
 		Ambiguous  int64 `json:"ambiguous"`
 		Capped     int64 `json:"capped"`
+		Skipped    int64 `json:"skipped"`
 	} `json:"counts"`
 	SubmittedAt time.Time  `json:"submitted_at"`
 	Deadline    time.Time  `json:"deadline"`
@@ -133,7 +134,7 @@ type Job struct {
 
 // Done counts recipients with a final outcome.
 func (j Job) Done() int64 {
-	return j.Counts.Sent + j.Counts.Failed + j.Counts.Suppressed + j.Counts.Expired + j.Counts.Ambiguous + j.Counts.Capped
+	return j.Counts.Sent + j.Counts.Failed + j.Counts.Suppressed + j.Counts.Expired + j.Counts.Ambiguous + j.Counts.Capped + j.Counts.Skipped
 }
 
 // SubmitJob posts a job request with an idempotency key.

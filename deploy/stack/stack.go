@@ -22,8 +22,10 @@ import (
 	"syscall"
 	"time"
 
+	"herald/shared/adcatch"
 	"herald/shared/devpg"
 	"herald/shared/devpubsub"
+	"herald/shared/espcatch"
 	"herald/shared/mailcatch"
 )
 
@@ -71,6 +73,13 @@ type Options struct {
 	// NoLookup leaves dispatch without the provider lookup, so sends with
 	// unknown outcome are recorded ambiguous instead of reconciled.
 	NoLookup bool
+	// ESP starts an HTTP email API (shared/espcatch) and lists it as an email
+	// provider of dispatch: after SMTP, or alone with EmailProviders "esp".
+	ESP bool
+	// EmailProviders overrides dispatch's -email-providers.
+	EmailProviders string
+	// Ads starts an ad platform (shared/adcatch) for the ad channel.
+	Ads bool
 	// Replicas runs more than one process of a service; the extra ones are
 	// named "<service>-2", "<service>-3", … and take Flags of the service.
 	Replicas map[string]int
@@ -85,6 +94,9 @@ type Stack struct {
 	PubsubKind  string
 	Project     string
 	Mail        *mailcatch.Server
+	// ESP and Ads are the local HTTP email API and ad platform, when asked for.
+	ESP *espcatch.Server
+	Ads *adcatch.Server
 	// MailAPI is the base URL of the mail catcher's HTTP API.
 	MailAPI string
 	// IngestURL is the base URL of the partner API as partners and
@@ -291,8 +303,24 @@ func (s *Stack) startServers(ctx context.Context) error {
 	s.mailHTTP = &http.Server{Handler: mail.Handler(), ReadHeaderTimeout: 10 * time.Second}
 	go func() { _ = s.mailHTTP.Serve(ln) }()
 	s.log.Info("mail catcher started", "smtp", mail.SMTPAddr(), "api", s.MailAPI)
+	if s.opts.ESP {
+		if s.ESP, err = espcatch.Start(ctx, espcatch.Options{APIKey: espKey, Log: s.log}); err != nil {
+			return err
+		}
+	}
+	if s.opts.Ads {
+		if s.Ads, err = adcatch.Start(ctx, adcatch.Options{APIKey: adsKey, Log: s.log}); err != nil {
+			return err
+		}
+	}
 	return nil
 }
+
+// Keys of the local ESP and ad platform.
+const (
+	espKey = "local-esp-key"
+	adsKey = "local-ads-key"
+)
 
 func (s *Stack) env(name string) []string {
 	svc := serviceOf(name)
@@ -308,7 +336,11 @@ func (s *Stack) env(name string) []string {
 	}
 	switch svc {
 	case "ingest":
-		env = append(env, "HERALD_UNSUBSCRIBE_SECRET="+unsubscribeSecret)
+		var stages []string
+		for _, svc := range Services[1:] {
+			stages = append(stages, svc+"=http://"+s.addrs[svc]+"/metrics")
+		}
+		env = append(env, "HERALD_UNSUBSCRIBE_SECRET="+unsubscribeSecret, "HERALD_OPS_METRICS="+strings.Join(stages, ","))
 	case "render":
 		env = append(env, "HERALD_PUBLIC_URL="+s.IngestURL, "HERALD_UNSUBSCRIBE_SECRET="+unsubscribeSecret)
 	case Edge:
@@ -321,6 +353,19 @@ func (s *Stack) env(name string) []string {
 		)
 	case "dispatch":
 		env = append(env, "HERALD_SMTP_ADDR="+s.Mail.SMTPAddr(), "HERALD_DB_MAX_CONNS=24")
+		providers := s.opts.EmailProviders
+		if s.ESP != nil {
+			env = append(env, "HERALD_ESP_URL="+s.ESP.URL(), "HERALD_ESP_KEY="+espKey)
+			if providers == "" {
+				providers = "smtp,esp"
+			}
+		}
+		if providers != "" {
+			env = append(env, "HERALD_EMAIL_PROVIDERS="+providers)
+		}
+		if s.Ads != nil {
+			env = append(env, "HERALD_ADS_URL="+s.Ads.URL(), "HERALD_ADS_KEY="+adsKey)
+		}
 		if !s.opts.NoLookup {
 			env = append(env, "HERALD_SMTP_LOOKUP_URL="+s.MailAPI+"/api/lookup")
 		}
@@ -485,6 +530,12 @@ func (s *Stack) Stop() error {
 		}
 		if s.Mail != nil {
 			_ = s.Mail.Close()
+		}
+		if s.ESP != nil {
+			_ = s.ESP.Close()
+		}
+		if s.Ads != nil {
+			_ = s.Ads.Close()
 		}
 		if s.pubsub != nil {
 			errs = append(errs, s.pubsub.Stop())

@@ -122,20 +122,34 @@ func EnsureTopology(ctx context.Context, c *pubsub.Client, stages ...Stage) erro
 	return nil
 }
 
+// ensureTopic creates a topic unless it exists. A service running with
+// publish/subscribe roles only may not create: then the topic must exist
+// already (created by the deployment), which is checked instead.
 func ensureTopic(ctx context.Context, c *pubsub.Client, id string) error {
-	_, err := c.TopicAdminClient.CreateTopic(ctx, &pubsubpb.Topic{Name: topicName(c, id)})
-	if err != nil && status.Code(err) != codes.AlreadyExists {
-		return fmt.Errorf("create topic %s: %w", id, err)
+	name := topicName(c, id)
+	_, err := c.TopicAdminClient.CreateTopic(ctx, &pubsubpb.Topic{Name: name})
+	switch status.Code(err) {
+	case codes.OK, codes.AlreadyExists:
+		return nil
+	case codes.PermissionDenied:
+		if _, gerr := c.TopicAdminClient.GetTopic(ctx, &pubsubpb.GetTopicRequest{Topic: name}); gerr == nil {
+			return nil
+		}
 	}
-	return nil
+	return fmt.Errorf("create topic %s: %w", id, err)
 }
 
 func ensureSubscription(ctx context.Context, c *pubsub.Client, sub *pubsubpb.Subscription) error {
 	_, err := c.SubscriptionAdminClient.CreateSubscription(ctx, sub)
-	if err != nil && status.Code(err) != codes.AlreadyExists {
-		return fmt.Errorf("create subscription %s: %w", sub.Name, err)
+	switch status.Code(err) {
+	case codes.OK, codes.AlreadyExists:
+		return nil
+	case codes.PermissionDenied:
+		if _, gerr := c.SubscriptionAdminClient.GetSubscription(ctx, &pubsubpb.GetSubscriptionRequest{Subscription: sub.Name}); gerr == nil {
+			return nil
+		}
 	}
-	return nil
+	return fmt.Errorf("create subscription %s: %w", sub.Name, err)
 }
 
 func topicName(c *pubsub.Client, id string) string {
@@ -238,7 +252,7 @@ func newStageMetrics(reg prometheus.Registerer, stage Stage) *stageMetrics {
 	}
 	f := promauto.With(reg)
 	labels := prometheus.Labels{"stage": string(stage)}
-	return &stageMetrics{
+	m := &stageMetrics{
 		messages: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "herald_stage_messages_total", ConstLabels: labels,
 			Help: "Batch messages a stage finished, by outcome: acked, nacked (redelivered later), dead_lettered.",
@@ -262,6 +276,12 @@ func newStageMetrics(reg prometheus.Registerer, stage Stage) *stageMetrics {
 			Help: "Batch messages being handled now.",
 		}),
 	}
+	// Every outcome exists from the start at 0, so that the first dead
+	// letter is an increase an alert can see.
+	for _, outcome := range []string{"acked", "nacked", "dead_lettered"} {
+		m.messages.WithLabelValues(outcome)
+	}
+	return m
 }
 
 // Handler processes one message. It returns nil once the stage's result is

@@ -1,10 +1,11 @@
 // Package deliver works off dispatch batches: for each chunk of recipients
-// it claims the ledger rows (re-checking suppression and the deadline in
-// the same statement), sends what it claimed through the provider, records
-// every answer, and only then lets the message be acked. A batch whose
-// earlier attempt was interrupted is finished, not redone: rows already
-// sent are skipped, and rows whose send may have reached the provider are
-// reconciled with it rather than sent again.
+// it picks the channel's provider (the first whose circuit breaker is
+// closed), claims the ledger rows for it (re-checking suppression, the
+// deadline, the daily cap and the job's state in the same statement), sends
+// what it claimed, records every answer, and only then lets the message be
+// acked. A batch whose earlier attempt was interrupted is finished, not
+// redone: rows already final are skipped, and rows whose send may have
+// reached a provider are settled with that provider rather than sent again.
 package deliver
 
 import (
@@ -20,10 +21,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
 
+	"herald/dispatch/internal/adsout"
 	"herald/dispatch/internal/ledger"
 	"herald/dispatch/internal/mailbox"
 	"herald/dispatch/internal/provider"
 	"herald/dispatch/internal/ratelimit"
+	"herald/dispatch/internal/route"
 	"herald/shared/event"
 	eventv1 "herald/shared/event/v1"
 )
@@ -43,17 +46,21 @@ type Config struct {
 
 // Limits is the shared rate limiter (ratelimit.Limiter in production).
 type Limits interface {
-	Known(bucket string) bool
 	Ensure(ctx context.Context, buckets ...ratelimit.Bucket) error
 	Take(ctx context.Context, buckets []string, n int, maxWait time.Duration) (int, error)
 	Throttled(ctx context.Context, bucket string) error
 }
 
+// Remover takes people out of an ad audience; ad providers implement it, so
+// a recipient suppressed since the last sync is removed, not just skipped.
+type Remover interface {
+	Remove(ctx context.Context, audience string, emails []string) error
+}
+
 // Dispatcher handles dispatch batches.
 type Dispatcher struct {
 	ledger    *ledger.Ledger
-	send      provider.Sender
-	reconcile provider.Reconciler
+	router    *route.Router
 	limits    Limits
 	receivers *mailbox.Classifier
 	tenants   *tenantRates
@@ -61,41 +68,46 @@ type Dispatcher struct {
 	cfg       Config
 	now       func() time.Time
 	outcomes  *prometheus.CounterVec
-	latency   prometheus.Histogram
+	latency   *prometheus.HistogramVec
+	sla       *prometheus.CounterVec
 	sendTime  prometheus.Histogram
 }
 
-// New returns a dispatcher. reconcile may be nil.
-func New(l *ledger.Ledger, send provider.Sender, reconcile provider.Reconciler, limits Limits, receivers *mailbox.Classifier,
+// New returns a dispatcher.
+func New(l *ledger.Ledger, router *route.Router, limits Limits, receivers *mailbox.Classifier,
 	log *slog.Logger, reg prometheus.Registerer, cfg Config) *Dispatcher {
 	f := promauto.With(reg)
 	return &Dispatcher{
-		ledger: l, send: send, reconcile: reconcile, limits: limits, receivers: receivers,
+		ledger: l, router: router, limits: limits, receivers: receivers,
 		tenants: &tenantRates{ttl: cfg.TenantRateTTL, seen: map[string]time.Time{}},
 		log:     log, cfg: cfg, now: time.Now,
 		outcomes: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "herald_dispatch_outcomes_total",
 			Help: "Recipients by the state dispatch recorded for them and their receiving mailbox provider.",
 		}, []string{"state", "receiver"}),
-		latency: f.NewHistogram(prometheus.HistogramOpts{
+		latency: f.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "herald_delivery_latency_seconds",
 			Help:    "Time from job submission to the provider accepting the message (the SLA histogram).",
 			Buckets: []float64{0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200, 14400, 28800},
-		}),
+		}, []string{"tenant", "channel"}),
+		sla: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "herald_sla_deliveries_total",
+			Help: "Deliveries against their job's deadline: in_time, late (accepted after it) or expired (never sent).",
+		}, []string{"tenant", "channel", "result"}),
 		sendTime: f.NewHistogram(prometheus.HistogramOpts{
 			Name:    "herald_dispatch_send_duration_seconds",
-			Help:    "Provider time per message, averaged over each batch of sends.",
+			Help:    "Provider time per message, averaged over each call.",
 			Buckets: prometheus.ExponentialBuckets(0.0001, 4, 10),
 		}),
 	}
 }
 
-// errPending nacks a batch that still has deferred recipients, so Pub/Sub
+// errPending nacks a batch that still has recipients to retry, so Pub/Sub
 // redelivers it after its retry backoff.
 var errPending = errors.New("batch has deferred recipients")
 
 // Handle delivers one batch; nil means every recipient this batch owns has
-// a final outcome in the ledger.
+// a final outcome in the ledger (or the job is not active).
 func (d *Dispatcher) Handle(ctx context.Context, m *pubsub.Message) error {
 	var in eventv1.DispatchBatch
 	if err := event.Decode(m.Data, m.Attributes, &in); err != nil {
@@ -116,6 +128,16 @@ func (d *Dispatcher) Handle(ctx context.Context, m *pubsub.Message) error {
 		return err
 	}
 	defer held.Release(ctx)
+	// A paused or cancelled job's batch is acked without work and stays
+	// not done in the plan: resuming publishes it again.
+	switch state, err := held.JobState(ctx); {
+	case err != nil:
+		return err
+	case state != "active":
+		d.log.InfoContext(ctx, "batch of a job that is not active left alone", "tenant_id", b.Tenant, "job_id", job.JobId,
+			"batch_seq", b.Seq, "job_state", state)
+		return nil
+	}
 	pending := false
 	for start := 0; start < len(in.Messages); start += d.cfg.Chunk {
 		chunk := in.Messages[start:min(start+d.cfg.Chunk, len(in.Messages))]
@@ -134,17 +156,39 @@ func (d *Dispatcher) Handle(ctx context.Context, m *pubsub.Message) error {
 // chunk claims, sends and records one chunk; it reports whether every
 // recipient of the chunk that this batch owns is final.
 func (d *Dispatcher) chunk(ctx context.Context, held *ledger.Held, in *eventv1.DispatchBatch, chunk []*eventv1.Rendered) (bool, error) {
+	job := in.GetJob()
+	p, pickErr := d.router.Pick(job.Channel)
+	name := ""
+	if p != nil {
+		name = p.Name()
+	}
 	items := make([]ledger.Item, len(chunk))
 	byID := make(map[string]*eventv1.Rendered, len(chunk))
 	for i, r := range chunk {
-		items[i] = ledger.Item{CustomerID: r.CustomerId, Email: r.Email, MessageID: r.MessageId, RenderError: r.Error}
+		pv := r.GetProvenance()
+		items[i] = ledger.Item{CustomerID: r.CustomerId, Email: r.Email, MessageID: r.MessageId, RenderError: r.Error,
+			SkipReason: r.SkipReason, Strategy: pv.GetStrategy(), ModelVersion: pv.GetModelVersion(),
+			CatalogVersion: pv.GetCatalogVersion(), TemplateVersion: pv.GetTemplateVersion()}
 		byID[r.CustomerId] = r
 	}
-	claims, err := held.Claim(ctx, items)
+	emails := make([]string, len(chunk))
+	for i, r := range chunk {
+		emails[i] = r.Email
+	}
+	if err := held.LockAddresses(ctx, emails); err != nil {
+		return false, err
+	}
+	defer func() {
+		if err := held.UnlockAddresses(ctx, emails); err != nil {
+			d.log.WarnContext(ctx, "unlock addresses", "error", err)
+		}
+	}()
+	claims, err := held.Claim(ctx, items, name)
 	if err != nil {
 		return false, err
 	}
-	var send, interrupted []*eventv1.Rendered
+	var send, suppressed []*eventv1.Rendered
+	interrupted := map[string][]*eventv1.Rendered{} // by the provider that got them
 	var deferred []string
 	for _, c := range claims {
 		r := byID[c.CustomerID]
@@ -152,23 +196,32 @@ func (d *Dispatcher) chunk(ctx context.Context, held *ledger.Held, in *eventv1.D
 		case c.State == ledger.Sending && c.Fresh:
 			send = append(send, r)
 		case c.State == ledger.Sending:
-			interrupted = append(interrupted, r)
+			interrupted[c.Provider] = append(interrupted[c.Provider], r)
 		case c.State == ledger.Deferred:
 			deferred = append(deferred, c.CustomerID)
 		case c.Fresh:
-			d.outcomes.WithLabelValues(c.State, d.receivers.Of(r.Email)).Inc()
+			d.count(job, c.State, r)
+			if c.State == ledger.Suppressed {
+				suppressed = append(suppressed, r)
+			}
 		}
 	}
 	var outcomes []ledger.Outcome
 	done := true
-	if len(interrupted) > 0 {
-		again, settled, ok := d.settle(ctx, interrupted, "an earlier attempt was interrupted")
-		send = append(send, again...)
+	for prov, rs := range interrupted {
+		again, settled, ok := d.settle(ctx, prov, rs, "an earlier attempt was interrupted")
 		outcomes = append(outcomes, settled...)
 		done = done && ok
+		if len(again) > 0 {
+			// The provider that had them does not: they go out afresh, later.
+			for _, r := range again {
+				outcomes = append(outcomes, ledger.Outcome{CustomerID: r.CustomerId, State: ledger.Deferred,
+					Reason: "an earlier attempt was interrupted and " + prov + " does not have the message"})
+			}
+		}
 	}
-	if len(deferred) > 0 {
-		states, err := held.Retry(ctx, deferred)
+	if len(deferred) > 0 && p != nil {
+		states, err := held.Retry(ctx, deferred, name)
 		if err != nil {
 			return false, err
 		}
@@ -176,24 +229,35 @@ func (d *Dispatcher) chunk(ctx context.Context, held *ledger.Held, in *eventv1.D
 			if s == ledger.Sending {
 				send = append(send, byID[id])
 			} else {
-				d.outcomes.WithLabelValues(s, d.receivers.Of(byID[id].Email)).Inc()
+				d.count(job, s, byID[id])
 			}
 		}
+	} else if len(deferred) > 0 {
+		done = false
 	}
-	sent, ok, err := d.sendByReceiver(ctx, in, send)
-	if err != nil {
-		return false, err
+	if len(suppressed) > 0 && p != nil {
+		d.removeFromAudience(ctx, p, in, suppressed)
 	}
-	outcomes = append(outcomes, sent...)
-	done = done && ok
+	if len(send) > 0 {
+		if p == nil {
+			// Claimed for no provider: nothing was sent, so they wait.
+			for _, r := range send {
+				outcomes = append(outcomes, ledger.Outcome{CustomerID: r.CustomerId, State: ledger.Deferred, Reason: pickErr.Error()})
+			}
+		} else {
+			sent, ok, err := d.sendByReceiver(ctx, p, in, send)
+			if err != nil {
+				return false, err
+			}
+			outcomes = append(outcomes, sent...)
+			done = done && ok
+		}
+	}
 	if err := held.Record(ctx, outcomes); err != nil {
 		return false, err
 	}
 	for _, o := range outcomes {
-		d.outcomes.WithLabelValues(o.State, d.receivers.Of(byID[o.CustomerID].Email)).Inc()
-		if o.State == ledger.Sent {
-			d.latency.Observe(d.now().Sub(in.Job.SubmittedAt.AsTime()).Seconds())
-		}
+		d.count(job, o.State, byID[o.CustomerID])
 		if o.State == ledger.Deferred {
 			done = false
 		}
@@ -201,16 +265,47 @@ func (d *Dispatcher) chunk(ctx context.Context, held *ledger.Held, in *eventv1.D
 	return done, nil
 }
 
-// settle decides recipients whose send may have reached the provider: with
-// a reconciler, the ones the provider has are sent and the rest may be sent
-// again; without one they are ambiguous — counted, never re-sent blindly.
-// If the provider cannot be asked right now, nothing is decided: the rows
-// stay in sending, ok is false, and a later attempt asks again.
-func (d *Dispatcher) settle(ctx context.Context, rs []*eventv1.Rendered, why string) (again []*eventv1.Rendered, outcomes []ledger.Outcome, ok bool) {
-	if d.reconcile == nil {
+// count records one final (or deferred) outcome in the metrics.
+func (d *Dispatcher) count(job *eventv1.Job, state string, r *eventv1.Rendered) {
+	d.outcomes.WithLabelValues(state, d.receiver(job.Channel, r.Email)).Inc()
+	switch state {
+	case ledger.Sent:
+		now := d.now()
+		d.latency.WithLabelValues(job.TenantId, job.Channel).Observe(now.Sub(job.SubmittedAt.AsTime()).Seconds())
+		result := "in_time"
+		if now.After(job.Deadline.AsTime()) {
+			result = "late"
+		}
+		d.sla.WithLabelValues(job.TenantId, job.Channel, result).Inc()
+	case ledger.Expired:
+		d.sla.WithLabelValues(job.TenantId, job.Channel, "expired").Inc()
+	}
+}
+
+// receiver is the queue a recipient waits in: their mailbox provider for
+// email, the channel itself otherwise.
+func (d *Dispatcher) receiver(channel, email string) string {
+	if channel != "email" {
+		return channel
+	}
+	return d.receivers.Of(email)
+}
+
+// settle decides recipients whose send may have reached provider prov: if
+// prov is idempotent they may simply be sent again (by it); with a
+// reconciler, the ones prov has are sent and the rest may be sent again;
+// otherwise they are ambiguous — counted, never re-sent blindly. If prov
+// cannot be asked right now, nothing is decided: the rows stay in sending,
+// ok is false, and a later attempt asks again.
+func (d *Dispatcher) settle(ctx context.Context, prov string, rs []*eventv1.Rendered, why string) (again []*eventv1.Rendered, outcomes []ledger.Outcome, ok bool) {
+	p := d.router.Find(prov)
+	switch {
+	case p != nil && p.Idempotent():
+		return rs, nil, true
+	case p == nil || p.Reconciler == nil:
 		for _, r := range rs {
 			outcomes = append(outcomes, ledger.Outcome{CustomerID: r.CustomerId, State: ledger.Ambiguous,
-				Reason: why + "; the provider cannot be asked whether it accepted the message"})
+				Reason: why + "; " + prov + " cannot be asked whether it accepted the message"})
 		}
 		return nil, outcomes, true
 	}
@@ -218,15 +313,15 @@ func (d *Dispatcher) settle(ctx context.Context, rs []*eventv1.Rendered, why str
 	for i, r := range rs {
 		ids[i] = r.MessageId
 	}
-	found, err := d.reconcile.Found(ctx, ids)
+	found, err := p.Reconciler.Found(ctx, ids)
 	if err != nil {
-		d.log.WarnContext(ctx, "reconcile with provider", "error", err)
+		d.log.WarnContext(ctx, "reconcile with provider", "provider", prov, "error", err)
 		return nil, nil, false
 	}
 	for _, r := range rs {
 		if found[r.MessageId] {
 			outcomes = append(outcomes, ledger.Outcome{CustomerID: r.CustomerId, State: ledger.Sent,
-				Reason: why + "; the provider confirmed it has the message"})
+				Reason: why + "; " + prov + " confirmed it has the message"})
 		} else {
 			again = append(again, r)
 		}
@@ -234,15 +329,15 @@ func (d *Dispatcher) settle(ctx context.Context, rs []*eventv1.Rendered, why str
 	return again, outcomes, true
 }
 
-// sendByReceiver sends rs grouped by receiving mailbox provider, each group
-// paced by its buckets (tenant, provider account, receiver) and all groups at
+// sendByReceiver sends rs through p grouped by receiver, each group paced
+// by its buckets (tenant, provider account, receiver) and all groups at
 // once. Recipients whose receiver has no tokens within MaxWait are deferred
 // without being sent, so a receiver that slowed us down holds back only its
 // own recipients.
-func (d *Dispatcher) sendByReceiver(ctx context.Context, in *eventv1.DispatchBatch, rs []*eventv1.Rendered) ([]ledger.Outcome, bool, error) {
+func (d *Dispatcher) sendByReceiver(ctx context.Context, p *route.Provider, in *eventv1.DispatchBatch, rs []*eventv1.Rendered) ([]ledger.Outcome, bool, error) {
 	groups := map[string][]*eventv1.Rendered{}
 	for _, r := range rs {
-		recv := d.receivers.Of(r.Email)
+		recv := d.receiver(in.Job.Channel, r.Email)
 		groups[recv] = append(groups[recv], r)
 	}
 	type result struct {
@@ -253,7 +348,7 @@ func (d *Dispatcher) sendByReceiver(ctx context.Context, in *eventv1.DispatchBat
 	results := make(chan result, len(groups))
 	for recv, group := range groups {
 		go func() {
-			outcomes, ok, err := d.sendGroup(ctx, in, recv, group)
+			outcomes, ok, err := d.sendGroup(ctx, p, in, recv, group)
 			results <- result{outcomes, ok, err}
 		}()
 	}
@@ -272,14 +367,14 @@ func (d *Dispatcher) sendByReceiver(ctx context.Context, in *eventv1.DispatchBat
 	return all, allOK, errors.Join(errs...)
 }
 
-func (d *Dispatcher) sendGroup(ctx context.Context, in *eventv1.DispatchBatch, recv string, rs []*eventv1.Rendered) ([]ledger.Outcome, bool, error) {
-	account := "account:" + d.send.Name()
-	receiver := "mailbox:" + d.send.Name() + ":" + recv
+func (d *Dispatcher) sendGroup(ctx context.Context, p *route.Provider, in *eventv1.DispatchBatch, recv string, rs []*eventv1.Rendered) ([]ledger.Outcome, bool, error) {
+	account := "account:" + p.Name()
+	receiver := "mailbox:" + p.Name() + ":" + recv
 	n, err := d.limits.Take(ctx, []string{"tenant:" + in.Job.TenantId, account, receiver}, len(rs), d.cfg.MaxWait)
 	if err != nil {
 		return nil, false, err
 	}
-	outcomes, ok, throttle := d.sendAll(ctx, in, rs[:n])
+	outcomes, ok, throttle := d.sendAll(ctx, p, in, rs[:n])
 	for _, r := range rs[n:] {
 		outcomes = append(outcomes, ledger.Outcome{CustomerID: r.CustomerId, State: ledger.Deferred,
 			Reason: "waiting for the send rate of " + recv})
@@ -296,10 +391,10 @@ func (d *Dispatcher) sendGroup(ctx context.Context, in *eventv1.DispatchBatch, r
 	return outcomes, ok && n == len(rs), nil
 }
 
-// sendAll sends rs through the provider and returns the outcomes it could
-// decide; ok is false if some sends stay in doubt. throttle is the status
-// of the first throttling answer (421, 429), 0 if there was none.
-func (d *Dispatcher) sendAll(ctx context.Context, in *eventv1.DispatchBatch, rs []*eventv1.Rendered) (outcomes []ledger.Outcome, ok bool, throttle int) {
+// sendAll sends rs through p and returns the outcomes it could decide; ok
+// is false if some sends stay in doubt. throttle is the status of the first
+// throttling answer (421, 429), 0 if there was none.
+func (d *Dispatcher) sendAll(ctx context.Context, p *route.Provider, in *eventv1.DispatchBatch, rs []*eventv1.Rendered) (outcomes []ledger.Outcome, ok bool, throttle int) {
 	if len(rs) == 0 {
 		return nil, true, 0
 	}
@@ -308,12 +403,14 @@ func (d *Dispatcher) sendAll(ctx context.Context, in *eventv1.DispatchBatch, rs 
 	for i, r := range rs {
 		msgs[i] = &provider.Message{
 			Key:       job.TenantId + "/" + job.JobId + "/" + job.Channel + "/" + r.CustomerId,
-			MessageID: r.MessageId, From: in.From, To: r.Email, Body: r.Mime,
+			MessageID: r.MessageId, From: in.From, To: r.Email, Body: body(job, r),
+			Tenant: job.TenantId, CustomerID: r.CustomerId, JobID: job.JobId, ExpiresAt: job.Deadline.AsTime(),
 		}
 	}
 	start := d.now()
-	results := d.send.Send(ctx, msgs)
+	results := p.Send(ctx, msgs)
 	d.sendTime.Observe(d.now().Sub(start).Seconds() / float64(len(rs)))
+	d.router.Report(p, results)
 	outcomes = make([]ledger.Outcome, 0, len(rs))
 	var doubtful []*eventv1.Rendered
 	for i, res := range results {
@@ -335,7 +432,7 @@ func (d *Dispatcher) sendAll(ctx context.Context, in *eventv1.DispatchBatch, rs 
 				throttle = max(res.Code, 1)
 			}
 		case provider.Unknown:
-			if d.send.Idempotent() {
+			if p.Idempotent() {
 				// The provider drops a repeat of the same key: retrying is safe.
 				o.State = ledger.Deferred
 			} else {
@@ -348,7 +445,7 @@ func (d *Dispatcher) sendAll(ctx context.Context, in *eventv1.DispatchBatch, rs 
 	if len(doubtful) == 0 {
 		return outcomes, true, throttle
 	}
-	again, settled, ok := d.settle(ctx, doubtful, "no reply after the message was sent")
+	again, settled, ok := d.settle(ctx, p.Name(), doubtful, "no reply after the message was sent")
 	outcomes = append(outcomes, settled...)
 	for _, r := range again {
 		// The provider does not have it, so sending it again is safe.
@@ -356,6 +453,45 @@ func (d *Dispatcher) sendAll(ctx context.Context, in *eventv1.DispatchBatch, rs 
 			Reason: "no reply after the message was sent; the provider does not have it"})
 	}
 	return outcomes, ok, throttle
+}
+
+// body is what the provider gets: the MIME message for email, the
+// audience and creative for ads, the rendered payload for onsite.
+func body(job *eventv1.Job, r *eventv1.Rendered) []byte {
+	switch job.Channel {
+	case "email":
+		return r.Mime
+	case "ad":
+		return adsout.Body(adsout.Payload{Audience: Audience(job), Creative: job.JobId})
+	default:
+		return r.Payload
+	}
+}
+
+// removeFromAudience takes suppressed recipients of an ad job out of the
+// job's audience at the ad platform.
+func (d *Dispatcher) removeFromAudience(ctx context.Context, p *route.Provider, in *eventv1.DispatchBatch, rs []*eventv1.Rendered) {
+	rm, ok := p.Sender.(Remover)
+	if !ok || in.Job.Channel != "ad" {
+		return
+	}
+	emails := make([]string, len(rs))
+	for i, r := range rs {
+		emails[i] = r.Email
+	}
+	if err := rm.Remove(ctx, Audience(in.Job), emails); err != nil {
+		d.log.WarnContext(ctx, "remove suppressed people from the ad audience", "job_id", in.Job.JobId, "error", err)
+	}
+}
+
+// Audience names the ad platform audience of a job: one per tenant and
+// campaign, so a campaign's jobs build one audience.
+func Audience(job *eventv1.Job) string {
+	campaign := job.Campaign
+	if campaign == "" {
+		campaign = job.JobId
+	}
+	return "herald-" + job.TenantId + "-" + campaign
 }
 
 // tenantRates remembers which tenants' configured send rates were loaded

@@ -43,7 +43,7 @@ func BenchmarkClaimAndRecord(b *testing.B) {
 					items[i] = ledger.Item{CustomerID: id, Email: id + "@example.com", MessageID: id}
 					outcomes[i] = ledger.Outcome{CustomerID: id, State: ledger.Sent, Reason: "250 2.0.0 ok"}
 				}
-				if _, err := h.Claim(ctx, items); err != nil {
+				if _, err := h.Claim(ctx, items, "smtp:test"); err != nil {
 					b.Error(err)
 					return
 				}

@@ -38,6 +38,12 @@ var (
 	lockSQL string
 	//go:embed sql/unlock.sql
 	unlockSQL string
+	//go:embed sql/job_state.sql
+	jobStateSQL string
+	//go:embed sql/lock_addresses.sql
+	lockAddressesSQL string
+	//go:embed sql/unlock_addresses.sql
+	unlockAddressesSQL string
 )
 
 // States of a ledger row.
@@ -50,6 +56,7 @@ const (
 	Expired    = "expired"
 	Ambiguous  = "ambiguous"
 	Capped     = "capped"
+	Skipped    = "skipped"
 )
 
 // Final reports whether a row in state s is done.
@@ -80,6 +87,9 @@ type Held struct {
 	key   int64
 	b     Batch
 	shard int16
+	// broken means the session may hold locks it should not: Release
+	// closes it instead of returning it to the pool.
+	broken bool
 }
 
 // Lock waits for b's lock and returns it held. The caller must Release it.
@@ -116,6 +126,10 @@ func lockKey(b Batch) int64 {
 // Release drops the lock and returns the connection.
 func (h *Held) Release(ctx context.Context) {
 	ctx = context.WithoutCancel(ctx)
+	if h.broken {
+		_ = h.conn.Hijack().Close(ctx)
+		return
+	}
 	if _, err := h.conn.Exec(ctx, unlockSQL, h.key); err != nil {
 		_ = h.conn.Hijack().Close(ctx)
 		return
@@ -129,6 +143,14 @@ type Item struct {
 	Email       string
 	MessageID   string
 	RenderError string
+	// SkipReason is set when the job's picking rules chose not to message
+	// the recipient.
+	SkipReason string
+	// Provenance answers "why did this customer get this message".
+	Strategy        string
+	ModelVersion    string
+	CatalogVersion  int64
+	TemplateVersion int32
 }
 
 // Claim is a recipient's ledger state after claiming. Fresh rows were
@@ -138,22 +160,25 @@ type Claim struct {
 	CustomerID string
 	State      string
 	Fresh      bool
+	// Provider is the provider the row was handed to ("" if none yet).
+	Provider string
 }
 
-// Claim claims items (see sql/claim.sql).
-func (h *Held) Claim(ctx context.Context, items []Item) ([]Claim, error) {
-	ids := make([]string, len(items))
-	emails := make([]string, len(items))
-	msgIDs := make([]string, len(items))
-	errs := make([]string, len(items))
+// Claim claims items for provider (see sql/claim.sql).
+func (h *Held) Claim(ctx context.Context, items []Item, provider string) ([]Claim, error) {
+	n := len(items)
+	ids, emails, msgIDs, errs, skips := make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+	strategies, models := make([]string, n), make([]string, n)
+	catalogs, templates := make([]int64, n), make([]int32, n)
 	for i, it := range items {
-		ids[i], emails[i], msgIDs[i], errs[i] = it.CustomerID, it.Email, it.MessageID, it.RenderError
+		ids[i], emails[i], msgIDs[i], errs[i], skips[i] = it.CustomerID, it.Email, it.MessageID, it.RenderError, it.SkipReason
+		strategies[i], models[i], catalogs[i], templates[i] = it.Strategy, it.ModelVersion, it.CatalogVersion, it.TemplateVersion
 	}
 	rows, _ := h.conn.Query(ctx, claimSQL, h.b.Tenant, h.b.Job, h.b.Channel, h.b.SubmittedAt, h.b.Seq, h.b.Deadline,
-		h.shard, ids, emails, msgIDs, errs)
+		h.shard, ids, emails, msgIDs, errs, skips, strategies, models, catalogs, templates, provider)
 	claims, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Claim, error) {
 		var c Claim
-		err := r.Scan(&c.CustomerID, &c.State, &c.Fresh)
+		err := r.Scan(&c.CustomerID, &c.State, &c.Fresh, &c.Provider)
 		return c, err
 	})
 	if err != nil {
@@ -162,10 +187,10 @@ func (h *Held) Claim(ctx context.Context, items []Item) ([]Claim, error) {
 	return claims, nil
 }
 
-// Retry takes this batch's deferred rows among ids back into sending (or
-// expires them past the deadline) and returns their new states.
-func (h *Held) Retry(ctx context.Context, ids []string) (map[string]string, error) {
-	rows, _ := h.conn.Query(ctx, retrySQL, h.b.Tenant, h.b.Job, h.b.Channel, h.b.SubmittedAt, h.b.Seq, h.b.Deadline, h.shard, ids)
+// Retry takes this batch's deferred rows among ids back into sending for
+// provider (or expires them past the deadline) and returns their new states.
+func (h *Held) Retry(ctx context.Context, ids []string, provider string) (map[string]string, error) {
+	rows, _ := h.conn.Query(ctx, retrySQL, h.b.Tenant, h.b.Job, h.b.Channel, h.b.SubmittedAt, h.b.Seq, h.b.Deadline, h.shard, ids, provider)
 	out := map[string]string{}
 	var id, state string
 	_, err := pgx.ForEachRow(rows, []any{&id, &state}, func() error {
@@ -237,4 +262,33 @@ func (l *Ledger) TenantRate(ctx context.Context, tenant string) (float64, error)
 		return 0, nil
 	}
 	return *rate, nil
+}
+
+// JobState says whether the batch's job may send: "active", "paused" or
+// "cancelled" (see the claim, which re-checks it for every chunk).
+func (h *Held) JobState(ctx context.Context) (string, error) {
+	var state string
+	if err := h.conn.QueryRow(ctx, jobStateSQL, h.b.Tenant, h.b.Job).Scan(&state); err != nil {
+		return "", fmt.Errorf("read job state: %w", err)
+	}
+	return state, nil
+}
+
+// LockAddresses marks sends to emails as under way until UnlockAddresses
+// (see sql/lock_addresses.sql). Call it before claiming them.
+func (h *Held) LockAddresses(ctx context.Context, emails []string) error {
+	if _, err := h.conn.Exec(ctx, lockAddressesSQL, h.b.Tenant, emails); err != nil {
+		return fmt.Errorf("lock addresses: %w", err)
+	}
+	return nil
+}
+
+// UnlockAddresses ends what LockAddresses began. If it fails, the
+// connection is closed on Release, which drops the locks with it.
+func (h *Held) UnlockAddresses(ctx context.Context, emails []string) error {
+	if _, err := h.conn.Exec(context.WithoutCancel(ctx), unlockAddressesSQL, h.b.Tenant, emails); err != nil {
+		h.broken = true
+		return fmt.Errorf("unlock addresses: %w", err)
+	}
+	return nil
 }

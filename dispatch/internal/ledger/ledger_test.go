@@ -26,7 +26,21 @@ func setup(t testing.TB) (*pgxpool.Pool, ledger.Batch) {
 	if _, err := db.Exec(context.Background(), `INSERT INTO suppressions (tenant_id, email, reason) VALUES ('acme', 'gone@example.com', 'hard bounce')`); err != nil {
 		t.Fatal(err)
 	}
-	return db, ledger.Batch{Tenant: "acme", Job: uuid.New(), Channel: "email", SubmittedAt: now, Deadline: now.Add(time.Hour), Seq: 3}
+	b := ledger.Batch{Tenant: "acme", Job: uuid.New(), Channel: "email", SubmittedAt: now, Deadline: now.Add(time.Hour), Seq: 3}
+	addJob(t, db, b)
+	return db, b
+}
+
+// addJob stores b's job, active, as ingest would have: the claim sends
+// only for active jobs.
+func addJob(t testing.TB, db *pgxpool.Pool, b ledger.Batch) {
+	t.Helper()
+	_, err := db.Exec(context.Background(), `INSERT INTO jobs (tenant_id, id, idempotency_key, request_sha256, channel,
+		template_id, template_version, audience, products_per_message, submitted_at, deadline)
+		VALUES ($1, $2, $3, '', 'email', 't', 1, '{}', 6, $4, $5)`, b.Tenant, b.Job, b.Job.String(), b.SubmittedAt, b.SubmittedAt.Add(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
 }
 
 func progress(t *testing.T, db *pgxpool.Pool, job uuid.UUID) map[string]int64 {
@@ -56,21 +70,22 @@ func TestClaimOncePerRecipient(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	claims, err := h.Claim(ctx, items)
+	defer h.Release(ctx)
+	claims, err := h.Claim(ctx, items, "smtp:test")
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []ledger.Claim{{"c1", ledger.Sending, true}, {"c2", ledger.Suppressed, true}, {"c3", ledger.Failed, true}}
+	want := []ledger.Claim{{"c1", ledger.Sending, true, "smtp:test"}, {"c2", ledger.Suppressed, true, ""}, {"c3", ledger.Failed, true, ""}}
 	if diff := cmp.Diff(want, claims, byCustomer); diff != "" {
 		t.Fatalf("first claim (-want +got):\n%s", diff)
 	}
 	// A second claim of the same batch (a redelivered message) creates
 	// nothing and reports what the first one left.
-	again, err := h.Claim(ctx, items)
+	again, err := h.Claim(ctx, items, "smtp:test")
 	if err != nil {
 		t.Fatal(err)
 	}
-	want = []ledger.Claim{{"c1", ledger.Sending, false}, {"c2", ledger.Suppressed, false}, {"c3", ledger.Failed, false}}
+	want = []ledger.Claim{{"c1", ledger.Sending, false, "smtp:test"}, {"c2", ledger.Suppressed, false, ""}, {"c3", ledger.Failed, false, ""}}
 	if diff := cmp.Diff(want, again, byCustomer); diff != "" {
 		t.Fatalf("second claim (-want +got):\n%s", diff)
 	}
@@ -81,7 +96,6 @@ func TestClaimOncePerRecipient(t *testing.T) {
 	if err := h.Record(ctx, []ledger.Outcome{{CustomerID: "c1", State: ledger.Sent, Reason: "250 ok"}}); err != nil {
 		t.Fatal(err)
 	}
-	h.Release(ctx)
 	if diff := cmp.Diff(map[string]int64{"sent": 1, "failed": 1, "suppressed": 1, "expired": 0, "ambiguous": 0, "capped": 0}, progress(t, db, b.Job)); diff != "" {
 		t.Fatalf("progress (-want +got):\n%s", diff)
 	}
@@ -93,7 +107,7 @@ func TestClaimOncePerRecipient(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer h2.Release(ctx)
-	if claims, err := h2.Claim(ctx, items); err != nil || len(claims) != 0 {
+	if claims, err := h2.Claim(ctx, items, "smtp:test"); err != nil || len(claims) != 0 {
 		t.Fatalf("other batch claimed %v, %v; want nothing", claims, err)
 	}
 }
@@ -137,11 +151,11 @@ func TestPastTheDeadlineRecipientsExpire(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer h.Release(ctx)
-	claims, err := h.Claim(ctx, []ledger.Item{{CustomerID: "c1", Email: "ada@example.com", MessageID: "m1"}})
+	claims, err := h.Claim(ctx, []ledger.Item{{CustomerID: "c1", Email: "ada@example.com", MessageID: "m1"}}, "smtp:test")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if diff := cmp.Diff([]ledger.Claim{{"c1", ledger.Expired, true}}, claims); diff != "" {
+	if diff := cmp.Diff([]ledger.Claim{{"c1", ledger.Expired, true, ""}}, claims); diff != "" {
 		t.Fatalf("claim past the deadline (-want +got):\n%s", diff)
 	}
 	if p := progress(t, db, b.Job); p["expired"] != 1 {
@@ -157,13 +171,13 @@ func TestDeferredAreRetriedByTheirBatch(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer h.Release(ctx)
-	if _, err := h.Claim(ctx, []ledger.Item{{CustomerID: "c1", Email: "ada@example.com", MessageID: "m1"}}); err != nil {
+	if _, err := h.Claim(ctx, []ledger.Item{{CustomerID: "c1", Email: "ada@example.com", MessageID: "m1"}}, "smtp:test"); err != nil {
 		t.Fatal(err)
 	}
 	if err := h.Record(ctx, []ledger.Outcome{{CustomerID: "c1", State: ledger.Deferred, Reason: "421 try later"}}); err != nil {
 		t.Fatal(err)
 	}
-	states, err := h.Retry(ctx, []string{"c1"})
+	states, err := h.Retry(ctx, []string{"c1"}, "smtp:test")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -192,18 +206,19 @@ func TestDailyCapHoldsAcrossJobs(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer h.Release(ctx)
-		claims, err := h.Claim(ctx, item)
+		claims, err := h.Claim(ctx, item, "smtp:test")
 		if err != nil {
 			t.Fatal(err)
 		}
 		return claims
 	}
-	if diff := cmp.Diff([]ledger.Claim{{"c1", ledger.Sending, true}}, claim(b)); diff != "" {
+	if diff := cmp.Diff([]ledger.Claim{{"c1", ledger.Sending, true, "smtp:test"}}, claim(b)); diff != "" {
 		t.Fatalf("first job (-want +got):\n%s", diff)
 	}
 	second := b
 	second.Job = uuid.New()
-	if diff := cmp.Diff([]ledger.Claim{{"c1", ledger.Capped, true}}, claim(second)); diff != "" {
+	addJob(t, db, second)
+	if diff := cmp.Diff([]ledger.Claim{{"c1", ledger.Capped, true, ""}}, claim(second)); diff != "" {
 		t.Fatalf("second job the same day (-want +got):\n%s", diff)
 	}
 	// The day is the recipient's own: Kiritimati is 14 hours ahead of UTC.
@@ -225,4 +240,24 @@ func mustLoad(t *testing.T, name string) *time.Location {
 		t.Fatal(err)
 	}
 	return loc
+}
+
+func TestPausedJobsClaimNobody(t *testing.T) {
+	db, b := setup(t)
+	ctx := context.Background()
+	if _, err := db.Exec(ctx, `UPDATE jobs SET state = 'paused' WHERE id = $1`, b.Job); err != nil {
+		t.Fatal(err)
+	}
+	h, err := ledger.New(db).Lock(ctx, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Release(ctx)
+	if state, err := h.JobState(ctx); err != nil || state != "paused" {
+		t.Fatalf("job state %q, %v", state, err)
+	}
+	claims, err := h.Claim(ctx, []ledger.Item{{CustomerID: "c1", Email: "ada@example.com", MessageID: "m1"}}, "smtp:test")
+	if err != nil || len(claims) != 0 {
+		t.Fatalf("claims for a paused job: %v, %v", claims, err)
+	}
 }

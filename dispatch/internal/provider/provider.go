@@ -7,6 +7,7 @@ package provider
 import (
 	"context"
 	"fmt"
+	"time"
 )
 
 // Outcome classifies one delivery attempt.
@@ -72,8 +73,17 @@ type Message struct {
 	// From is the envelope sender, To the recipient address.
 	From string
 	To   string
-	// Body is the complete message (RFC 5322 for email).
+	// Body is the complete message (RFC 5322 for email), or the channel's
+	// payload (JSON for onsite and ads).
 	Body []byte
+	// Tenant, CustomerID and JobID name the delivery for providers that
+	// store per customer (onsite).
+	Tenant     string
+	CustomerID string
+	JobID      string
+	// ExpiresAt is when the message stops being worth showing (the job's
+	// deadline unless the job says otherwise).
+	ExpiresAt time.Time
 }
 
 // Sender delivers through one provider.

@@ -15,8 +15,11 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"google.golang.org/protobuf/encoding/protojson"
 
 	"herald/ingest/internal/store"
+	"herald/shared/event"
+	eventv1 "herald/shared/event/v1"
 )
 
 type jobRequest struct {
@@ -30,11 +33,14 @@ type jobRequest struct {
 		CustomerIDs   []string `json:"customer_ids,omitempty"`
 		Segment       *Segment `json:"segment,omitempty"`
 	} `json:"audience"`
-	Strategy string     `json:"strategy,omitempty"`
-	Products *int       `json:"products,omitempty"`
-	Campaign string     `json:"campaign,omitempty"`
-	SendAt   *time.Time `json:"send_at,omitempty"`
-	Deadline *time.Time `json:"deadline,omitempty"`
+	Strategy string `json:"strategy,omitempty"`
+	// Picking chooses the recommendation strategies, their fallbacks and
+	// the business rules (the eventv1.Picking message in its JSON form).
+	Picking  json.RawMessage `json:"picking,omitempty"`
+	Products *int            `json:"products,omitempty"`
+	Campaign string          `json:"campaign,omitempty"`
+	SendAt   *time.Time      `json:"send_at,omitempty"`
+	Deadline *time.Time      `json:"deadline,omitempty"`
 }
 
 // Defaults and bounds of a job request.
@@ -46,6 +52,9 @@ const (
 	// running behind); it then means "now".
 	sendAtSkew = time.Minute
 )
+
+// channels are the channels a job can send on.
+var channels = []string{"email", "onsite", "ad"}
 
 // strategies are the recommendation strategies recommend implements.
 var strategies = []string{"personalized"}
@@ -65,8 +74,8 @@ func (a *API) createJob(w http.ResponseWriter, r *http.Request, tenant string) {
 	}
 	now := a.now().UTC()
 	var f fieldErrors
-	if req.Channel != "email" {
-		f.add("channel", "must be \"email\"")
+	if !slices.Contains(channels, req.Channel) {
+		f.add("channel", "must be one of %s", strings.Join(channels, ", "))
 	}
 	if !templateIDPattern.MatchString(req.Template.ID) {
 		f.add("template.id", "must name a template")
@@ -110,6 +119,17 @@ func (a *API) createJob(w http.ResponseWriter, r *http.Request, tenant string) {
 		products = *req.Products
 		if products < 0 || products > maxProducts {
 			f.add("products", "must be between 0 and %d", maxProducts)
+		}
+	}
+	var picking []byte
+	if len(req.Picking) > 0 && string(req.Picking) != "null" {
+		p := &eventv1.Picking{}
+		if err := protojson.Unmarshal(req.Picking, p); err != nil {
+			f.add("picking", "%v", err)
+		} else if err := event.ValidatePicking(p, products); err != nil {
+			f.add("picking", "%v", err)
+		} else {
+			picking, _ = protojson.Marshal(p)
 		}
 	}
 	switch {
@@ -173,6 +193,7 @@ func (a *API) createJob(w http.ResponseWriter, r *http.Request, tenant string) {
 			SegmentPath: segmentPath},
 		ProductsPerMessage: products,
 		Strategy:           req.Strategy,
+		Picking:            picking,
 		Campaign:           req.Campaign,
 		SubmittedAt:        now,
 		Deadline:           deadline,
@@ -387,6 +408,7 @@ type Counts struct {
 	Expired    int64 `json:"expired"`
 	Ambiguous  int64 `json:"ambiguous"`
 	Capped     int64 `json:"capped"`
+	Skipped    int64 `json:"skipped"`
 }
 
 func jobView(j store.JobStatus, now time.Time) JobView {
@@ -394,7 +416,7 @@ func jobView(j store.JobStatus, now time.Time) JobView {
 		ID: j.ID.String(), State: j.State(now), Channel: j.Channel, Strategy: j.Strategy, Products: j.ProductsPerMessage,
 		Campaign: j.Campaign, SubmittedAt: j.SubmittedAt.UTC(), Deadline: j.Deadline.UTC(), Planned: j.Planned,
 		PlanningDone: j.PlannedAt != nil, FirstSentAt: j.FirstSentAt, LastDoneAt: j.LastDoneAt, StateChangedAt: j.StateChangedAt,
-		Counts: Counts{Sent: j.Sent, Failed: j.Failed, Suppressed: j.Suppressed, Expired: j.Expired, Ambiguous: j.Ambiguous, Capped: j.Capped,
+		Counts: Counts{Sent: j.Sent, Failed: j.Failed, Suppressed: j.Suppressed, Expired: j.Expired, Ambiguous: j.Ambiguous, Capped: j.Capped, Skipped: j.Skipped,
 			Pending: max(j.Planned-j.Done(), 0)},
 	}
 	if j.SendAt != nil {

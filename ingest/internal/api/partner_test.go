@@ -153,13 +153,13 @@ var pathParam = regexp.MustCompile(`\{[a-z]+\}`)
 func TestEveryRouteHidesOtherTenants(t *testing.T) {
 	f := newFixture(t, api.DefaultLimits)
 	f.template("globex")
-	f.do("POST", "/v1/customers", "globex", ndjson, `{"id":"c1","email":"g@example.com"}`+"\n")
+	f.do("POST", "/v1/customers", "globex", ndjson, `{"id":"c1","email":"g@example.com"}`+"\n"+`{"id":"c2","email":"h@example.com"}`+"\n")
 	f.do("POST", "/v1/catalog/items", "globex", ndjson, `{"id":"i1","title":"T","url":"https://s.example/i1","price_cents":1}`+"\n")
 	f.do("POST", "/v1/suppressions", "globex", ndjson, `{"email":"s@example.com"}`+"\n")
 	r := f.do("POST", "/v1/jobs", "globex", "application/json", job(""), "Idempotency-Key", "k")
 	jobID := r.body["id"].(string)
 	ids := map[string]string{"/v1/jobs/{id}": jobID, "/v1/templates/{id}": "bf", "/v1/customers/{id}": "c1",
-		"/v1/catalog/items/{id}": "i1", "{email}": "s@example.com", "{version}": "1"}
+		"/v1/catalog/items/{id}": "i1", "{email}": "s@example.com", "{version}": "1", "{customer}": "c2"}
 	// Routes that name no object of a tenant: lists and uploads are scoped
 	// to the caller by construction, and the tests above cover them. A
 	// template id is a name in the caller's own namespace: adding a version

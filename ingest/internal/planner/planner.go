@@ -23,6 +23,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
+	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -307,11 +308,18 @@ func (p *Planner) loadJob(ctx context.Context, t task) (*jobPlan, error) {
 	j := &jobPlan{header: &eventv1.Job{TenantId: t.tenant, JobId: t.job.String()}}
 	var audience []byte
 	var submitted, deadline time.Time
+	var picking []byte
 	var tv, products int32
 	err := p.db.QueryRow(ctx, loadJobSQL, t.tenant, t.job).Scan(&j.header.Channel, &j.header.TemplateId, &tv,
-		&audience, &products, &j.header.Campaign, &submitted, &deadline, &j.traceparent, &j.cursor, &j.nextSeq, &j.planned)
+		&audience, &products, &j.header.Campaign, &submitted, &deadline, &j.traceparent, &j.cursor, &j.nextSeq, &j.planned, &picking)
 	if err != nil {
 		return nil, fmt.Errorf("load job: %w", err)
+	}
+	if picking != nil {
+		j.header.Picking = &eventv1.Picking{}
+		if err := protojson.Unmarshal(picking, j.header.Picking); err != nil {
+			return nil, fmt.Errorf("decode picking: %w", err)
+		}
 	}
 	if err := json.Unmarshal(audience, &j.audience); err != nil {
 		return nil, fmt.Errorf("decode audience: %w", err)

@@ -27,6 +27,8 @@ var (
 	deleteSuppressionSQL string
 	//go:embed sql/suppress.sql
 	suppressSQL string
+	//go:embed sql/await_sends.sql
+	awaitSendsSQL string
 )
 
 // ErrProtected is returned for a suppression that the partner may not lift:
@@ -154,9 +156,17 @@ func (s *Store) DeleteSuppression(ctx context.Context, tenant, email string) err
 
 // Suppress adds email to tenant's suppression list for reason
 // ("unsubscribed", "bounce", "complaint"); repeating it changes nothing.
+// It returns once no send to the address is under way, so that nothing is
+// sent to it after Suppress returns: every later claim sees the
+// suppression, and every send claimed before it has finished.
 func (s *Store) Suppress(ctx context.Context, tenant, email, reason string) error {
 	if _, err := s.db.Exec(ctx, suppressSQL, tenant, email, reason); err != nil {
 		return fmt.Errorf("suppress: %w", err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	if _, err := s.db.Exec(ctx, awaitSendsSQL, tenant, email); err != nil {
+		return fmt.Errorf("wait for sends under way: %w", err)
 	}
 	return nil
 }

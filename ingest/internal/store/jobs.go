@@ -75,11 +75,14 @@ type NewJob struct {
 	Audience           Audience
 	ProductsPerMessage int
 	Strategy           string
-	Campaign           string
-	SubmittedAt        time.Time
-	SendAt             *time.Time
-	Deadline           time.Time
-	Traceparent        string
+	// Picking is the job's eventv1.Picking in protojson form; nil for the
+	// default chain.
+	Picking     []byte
+	Campaign    string
+	SubmittedAt time.Time
+	SendAt      *time.Time
+	Deadline    time.Time
+	Traceparent string
 }
 
 // Status is the job as accepted, before any progress.
@@ -170,7 +173,7 @@ func (s *Store) CreateJob(ctx context.Context, tenant string, j NewJob, respond 
 		}
 		tag, err := tx.Exec(ctx, insertJobSQL, tenant, j.ID, j.IdempotencyKey, j.RequestHash, j.Channel, j.TemplateID,
 			j.TemplateVersion, audience, j.ProductsPerMessage, j.Campaign, j.SubmittedAt, j.Deadline, j.Traceparent,
-			j.SendAt, j.Strategy, response)
+			j.SendAt, j.Strategy, response, j.Picking)
 		if err != nil {
 			return fmt.Errorf("insert job: %w", err)
 		}
@@ -239,6 +242,8 @@ type JobStatus struct {
 	Ambiguous  int64
 	// Capped recipients had reached the tenant's daily cap.
 	Capped int64
+	// Skipped recipients were left out by the job's picking rules.
+	Skipped int64
 	// FirstSentAt and LastDoneAt bound the job's deliveries in time.
 	FirstSentAt *time.Time
 	LastDoneAt  *time.Time
@@ -246,7 +251,7 @@ type JobStatus struct {
 
 // Done counts recipients with a final outcome.
 func (j JobStatus) Done() int64 {
-	return j.Sent + j.Failed + j.Suppressed + j.Expired + j.Ambiguous + j.Capped
+	return j.Sent + j.Failed + j.Suppressed + j.Expired + j.Ambiguous + j.Capped + j.Skipped
 }
 
 // Complete reports whether every recipient of the job has an outcome.
@@ -279,7 +284,7 @@ func scanJob(row pgx.CollectableRow) (JobStatus, error) {
 	err := row.Scan(&j.ID, &j.Channel, &j.TemplateID, &j.TemplateVersion,
 		&audience, &j.ProductsPerMessage, &j.Campaign, &j.SubmittedAt, &j.Deadline, &j.Planned, &j.PlannedAt,
 		&j.JobState, &j.StateChangedAt, &j.SendAt, &j.Strategy,
-		&j.Sent, &j.Failed, &j.Suppressed, &j.Expired, &j.Ambiguous, &j.Capped, &j.FirstSentAt, &j.LastDoneAt)
+		&j.Sent, &j.Failed, &j.Suppressed, &j.Expired, &j.Ambiguous, &j.Capped, &j.Skipped, &j.FirstSentAt, &j.LastDoneAt)
 	if err != nil {
 		return JobStatus{}, err
 	}

@@ -62,13 +62,21 @@ ALTER TABLE customers ADD COLUMN IF NOT EXISTS timezone text NOT NULL DEFAULT 'U
 ALTER TABLE tenants ADD COLUMN send_rate double precision CHECK (send_rate > 0);
 ALTER TABLE tenants ADD COLUMN daily_cap integer CHECK (daily_cap > 0);
 
--- capped: the recipient reached the tenant's daily cap.
+-- capped: the recipient reached the tenant's daily cap; skipped: the job's
+-- picking rules chose not to message them (too few products).
 ALTER TABLE deliveries DROP CONSTRAINT deliveries_state_check;
 ALTER TABLE deliveries ADD CONSTRAINT deliveries_state_check
-    CHECK (state IN ('sending', 'deferred', 'sent', 'failed', 'suppressed', 'expired', 'ambiguous', 'capped'));
+    CHECK (state IN ('sending', 'deferred', 'sent', 'failed', 'suppressed', 'expired', 'ambiguous', 'capped', 'skipped'));
 ALTER TABLE job_progress ADD COLUMN capped bigint NOT NULL DEFAULT 0;
+ALTER TABLE job_progress ADD COLUMN skipped bigint NOT NULL DEFAULT 0;
+
+-- The provider a claimed delivery was handed to: a send whose outcome is
+-- unknown can only be settled with the provider that got it.
+ALTER TABLE deliveries ADD COLUMN provider text NOT NULL DEFAULT '';
 
 -- +goose Down
+ALTER TABLE deliveries DROP COLUMN provider;
+ALTER TABLE job_progress DROP COLUMN skipped;
 ALTER TABLE job_progress DROP COLUMN capped;
 ALTER TABLE deliveries DROP CONSTRAINT deliveries_state_check;
 ALTER TABLE deliveries ADD CONSTRAINT deliveries_state_check

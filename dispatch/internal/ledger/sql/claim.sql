@@ -1,6 +1,7 @@
 -- Claims a chunk of one batch's recipients in the ledger, in one statement:
--- each recipient without a row gets one, decided here and now: failed (it
--- did not render), suppressed (re-checked against the suppression list at
+-- each recipient without a row gets one, decided here and now: skipped (the
+-- job's picking rules chose not to message them), failed (it did not
+-- render), suppressed (re-checked against the suppression list at
 -- this very moment), expired (past the job's deadline), capped (the tenant's
 -- daily cap for this recipient, counted in their own time zone across all
 -- channels and jobs, is used up) or sending (claimed: the caller may now
@@ -8,20 +9,25 @@
 -- makes a second claim impossible) and, if this batch owns them, returned
 -- with fresh = false so the caller can finish what an earlier attempt
 -- started. Final outcomes count toward the job's progress in the same
--- statement.
+-- statement. Nobody is claimed unless the job is active: a pause or cancel
+-- that commits before this statement stops every later send.
 --
 -- $1 tenant, $2 job, $3 channel, $4 job submitted_at, $5 batch seq,
--- $6 deadline, $7 progress shard, $8.. parallel arrays of the chunk.
+-- $6 deadline, $7 progress shard, $8.. parallel arrays of the chunk,
+-- $13.. its provenance, $17 the provider the claimed rows go to.
 WITH input AS (
     SELECT *
-    FROM unnest($8::text[], $9::text[], $10::text[], $11::text[]) AS t(customer_id, email, message_id, render_error)
+    FROM unnest($8::text[], $9::text[], $10::text[], $11::text[], $12::text[],
+                $13::text[], $14::text[], $15::bigint[], $16::integer[])
+         AS t(customer_id, email, message_id, render_error, skip_reason,
+              strategy, model_version, catalog_version, template_version)
 ), existing AS (
     -- One key lookup per recipient (see Ledger.Lock on why it is spelled
     -- out this way).
-    SELECT d.customer_id, d.state, d.batch_seq
+    SELECT d.customer_id, d.state, d.batch_seq, d.provider
     FROM input i
     CROSS JOIN LATERAL (
-        SELECT x.customer_id, x.state, x.batch_seq
+        SELECT x.customer_id, x.state, x.batch_seq, x.provider
         FROM deliveries x
         WHERE x.tenant_id = $1 AND x.job_id = $2 AND x.channel = $3
           AND x.customer_id = i.customer_id AND x.job_submitted_at = $4
@@ -30,15 +36,17 @@ WITH input AS (
 ), tenant AS (
     SELECT (SELECT daily_cap FROM tenants WHERE id = $1) AS daily_cap
 ), decided AS (
-    SELECT i.customer_id, i.email, i.message_id,
+    SELECT i.customer_id, i.email, i.message_id, i.strategy, i.model_version, i.catalog_version, i.template_version,
            (now() AT TIME ZONE coalesce(c.timezone, 'UTC'))::date AS local_day,
            CASE
+               WHEN i.skip_reason <> '' THEN 'skipped'
                WHEN i.render_error <> '' THEN 'failed'
                WHEN s.email IS NOT NULL THEN 'suppressed'
                WHEN now() > $6 THEN 'expired'
                ELSE 'sending'
            END AS state,
            CASE
+               WHEN i.skip_reason <> '' THEN i.skip_reason
                WHEN i.render_error <> '' THEN 'render: ' || i.render_error
                WHEN s.email IS NOT NULL THEN s.reason
                WHEN now() > $6 THEN 'deadline passed before sending'
@@ -48,6 +56,7 @@ WITH input AS (
     LEFT JOIN suppressions s ON s.tenant_id = $1 AND s.email = lower(i.email)
     LEFT JOIN customers c ON c.tenant_id = $1 AND c.id = i.customer_id
     WHERE NOT EXISTS (SELECT 1 FROM existing e WHERE e.customer_id = i.customer_id)
+      AND EXISTS (SELECT 1 FROM jobs j WHERE j.tenant_id = $1 AND j.id = $2 AND j.state = 'active')
 ), day_used AS (
     -- Takes one send of each recipient's local day, unless the cap is
     -- reached; the row lock on conflict makes concurrent jobs count right.
@@ -59,7 +68,7 @@ WITH input AS (
     WHERE rc.sends < (SELECT daily_cap FROM tenant)
     RETURNING customer_id
 ), final AS (
-    SELECT d.customer_id, d.email, d.message_id,
+    SELECT d.customer_id, d.email, d.message_id, d.strategy, d.model_version, d.catalog_version, d.template_version,
            CASE WHEN d.state = 'sending' AND t.daily_cap IS NOT NULL
                      AND NOT EXISTS (SELECT 1 FROM day_used u WHERE u.customer_id = d.customer_id)
                 THEN 'capped' ELSE d.state END AS state,
@@ -69,20 +78,24 @@ WITH input AS (
     FROM decided d, tenant t
 ), claimed AS (
     INSERT INTO deliveries (tenant_id, job_id, channel, customer_id, job_submitted_at, batch_seq,
-                            state, email, message_id, attempts, reason, done_at)
+                            state, email, message_id, attempts, reason, done_at,
+                            strategy, model_version, catalog_version, template_version, provider)
     SELECT $1, $2, $3, f.customer_id, $4, $5, f.state, f.email, f.message_id,
            CASE WHEN f.state = 'sending' THEN 1 ELSE 0 END, f.reason,
-           CASE WHEN f.state <> 'sending' THEN now() END
+           CASE WHEN f.state <> 'sending' THEN now() END,
+           f.strategy, f.model_version, f.catalog_version, f.template_version,
+           CASE WHEN f.state = 'sending' THEN $17 ELSE '' END
     FROM final f
     ON CONFLICT DO NOTHING
-    RETURNING customer_id, state
+    RETURNING customer_id, state, provider
 ), counted AS (
-    INSERT INTO job_progress AS p (tenant_id, job_id, shard, failed, suppressed, expired, capped, last_done_at)
+    INSERT INTO job_progress AS p (tenant_id, job_id, shard, failed, suppressed, expired, capped, skipped, last_done_at)
     SELECT $1, $2, $7,
            count(*) FILTER (WHERE state = 'failed'),
            count(*) FILTER (WHERE state = 'suppressed'),
            count(*) FILTER (WHERE state = 'expired'),
            count(*) FILTER (WHERE state = 'capped'),
+           count(*) FILTER (WHERE state = 'skipped'),
            now()
     FROM claimed
     HAVING count(*) FILTER (WHERE state <> 'sending') > 0
@@ -91,8 +104,9 @@ WITH input AS (
         suppressed = p.suppressed + excluded.suppressed,
         expired = p.expired + excluded.expired,
         capped = p.capped + excluded.capped,
+        skipped = p.skipped + excluded.skipped,
         last_done_at = greatest(p.last_done_at, excluded.last_done_at)
 )
-SELECT customer_id, state, true AS fresh FROM claimed
+SELECT customer_id, state, true AS fresh, provider FROM claimed
 UNION ALL
-SELECT customer_id, state, false FROM existing WHERE batch_seq = $5
+SELECT customer_id, state, false, provider FROM existing WHERE batch_seq = $5

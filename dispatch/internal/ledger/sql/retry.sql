@@ -1,7 +1,8 @@
 -- Takes back into sending the rows of this batch that the provider
 -- deferred on an earlier attempt, or expires them once past the deadline.
 -- $1 tenant, $2 job, $3 channel, $4 job submitted_at, $5 batch seq,
--- $6 deadline, $7 progress shard, $8 customer ids.
+-- $6 deadline, $7 progress shard, $8 customer ids, $9 the provider they go
+-- to now (nothing was accepted by the last one, so any may take them).
 WITH targets AS (
     SELECT x.tableoid AS part, x.ctid AS tid
     FROM unnest($8::text[]) AS i(customer_id)
@@ -17,7 +18,8 @@ WITH targets AS (
     SET state = CASE WHEN now() > $6 THEN 'expired' ELSE 'sending' END,
         attempts = d.attempts + CASE WHEN now() > $6 THEN 0 ELSE 1 END,
         reason = CASE WHEN now() > $6 THEN 'deadline passed while deferred: ' || d.reason ELSE d.reason END,
-        done_at = CASE WHEN now() > $6 THEN now() END
+        done_at = CASE WHEN now() > $6 THEN now() END,
+        provider = $9
     FROM targets t
     WHERE d.tableoid = t.part AND d.ctid = t.tid AND d.state = 'deferred'
     RETURNING d.customer_id, d.state
