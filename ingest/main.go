@@ -10,13 +10,17 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
+	"net/url"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 	_ "time/tzdata" // customers' time zones are checked against it
 
 	"herald/ingest/internal/api"
+	"herald/ingest/internal/ops"
 	"herald/ingest/internal/planner"
 	"herald/ingest/internal/store"
 	"herald/shared/config"
@@ -44,6 +48,7 @@ type settings struct {
 	Limits            api.Limits
 	UnsubscribeSecret string
 	WebhookSecret     string
+	OpsMetrics        string
 }
 
 func run(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
@@ -64,6 +69,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	set.Float(&cfg.Limits.TenantRate, "tenant-rate", "HERALD_TENANT_RATE", api.DefaultLimits.TenantRate, "partner API requests a second per tenant and replica (0: unlimited)")
 	set.Int(&cfg.Limits.TenantBurst, "tenant-burst", "HERALD_TENANT_BURST", api.DefaultLimits.TenantBurst, "partner API requests a tenant may make at once above its rate")
 	set.Secret(&cfg.UnsubscribeSecret, "unsubscribe-secret", "HERALD_UNSUBSCRIBE_SECRET", "", "key that signs unsubscribe links, as render has it (at least 16 bytes)")
+	set.String(&cfg.OpsMetrics, "ops-metrics", "HERALD_OPS_METRICS", "", "metrics URL of each stage for the ops page, e.g. recommend=http://recommend:8080/metrics,...")
 	set.Secret(&cfg.WebhookSecret, "webhook-secret", "HERALD_WEBHOOK_SECRET", "", "shared secret of the ESP's bounce and complaint webhook (empty: webhook off)")
 	if err := set.Parse(args); err != nil {
 		return err
@@ -87,7 +93,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	pub := messaging.NewPublisher(p.Pubsub, messaging.Recommend, event.Identity, p.Registry)
 	defer pub.Stop()
 	plan := planner.New(p.DB, pub, p.Log, p.Registry, cfg.Planner)
-	routes := api.New(st, p.Log, p.Registry, api.Config{Limits: cfg.Limits, Unsubscribe: signer, WebhookSecret: cfg.WebhookSecret}).Handler()
+	stages, err := parseStages(cfg.OpsMetrics)
+	if err != nil {
+		return err
+	}
+	routes := http.NewServeMux()
+	routes.Handle("/", api.New(st, p.Log, p.Registry, api.Config{Limits: cfg.Limits, Unsubscribe: signer, WebhookSecret: cfg.WebhookSecret}).Handler())
+	routes.Handle("/ops", ops.New(p.DB, stages, p.Log).Handler())
+	routes.Handle("/ops/", ops.New(p.DB, stages, p.Log).Handler())
 	return p.Run(ctx, routes, plan.Run, plan.Redrive, func(ctx, _ context.Context) error {
 		// The ledger partition for a day must exist before its first job.
 		t := time.NewTicker(time.Hour)
@@ -139,4 +152,21 @@ func validate(cfg settings) (*unsubscribe.Signer, error) {
 		errs = append(errs, fmt.Errorf("-unsubscribe-secret (HERALD_UNSUBSCRIBE_SECRET): %w", err))
 	}
 	return signer, errors.Join(errs...)
+}
+
+// parseStages reads "recommend=http://recommend:8080/metrics,..." into the
+// metrics URL of each stage the ops page shows.
+func parseStages(spec string) (map[string]string, error) {
+	stages := map[string]string{}
+	for _, part := range strings.Split(spec, ",") {
+		if part = strings.TrimSpace(part); part == "" {
+			continue
+		}
+		name, u, ok := strings.Cut(part, "=")
+		if parsed, err := url.Parse(u); !ok || err != nil || parsed.Host == "" {
+			return nil, fmt.Errorf("-ops-metrics %q: want stage=http://host:port/metrics", part)
+		}
+		stages[strings.TrimSpace(name)] = u
+	}
+	return stages, nil
 }

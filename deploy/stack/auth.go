@@ -60,6 +60,22 @@ func MintToken(tenant string, ttl time.Duration) (string, error) {
 	return t.SignedString(key)
 }
 
+// MintOpsToken signs a dev token for an operator: role "ops", no tenant.
+// It opens /ops, and nothing of any tenant's partner API.
+func MintOpsToken(ttl time.Duration) (string, error) {
+	key, err := devKey()
+	if err != nil {
+		return "", err
+	}
+	now := time.Now()
+	t := jwt.NewWithClaims(jwt.SigningMethodRS256, jwt.MapClaims{
+		"iss": DevIssuer, "sub": "operator:local", "aud": []string{DevAudience},
+		"role": "ops", "iat": now.Unix(), "exp": now.Add(ttl).Unix(),
+	})
+	t.Header["kid"] = DevKeyID
+	return t.SignedString(key)
+}
+
 // JWKS is the JSON Web Key Set publishing the public halves of keys by id.
 func JWKS(keys map[string]*rsa.PublicKey) ([]byte, error) {
 	var set struct {

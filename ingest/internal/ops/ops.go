@@ -52,7 +52,11 @@ func New(db *pgxpool.Pool, stages map[string]string, log *slog.Logger) *Page {
 	return &Page{db: db, stages: stages, log: log, client: &http.Client{Timeout: 2 * time.Second}, now: time.Now}
 }
 
-// Handler serves GET /ops and GET /ops/api/overview.
+// RoleHeader carries the caller's role claim from the edge; only "ops"
+// may see the page, whatever the edge's policy says.
+const RoleHeader = "X-Herald-Role"
+
+// Handler serves GET /ops and GET /ops/api/overview to operators.
 func (p *Page) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /ops", func(w http.ResponseWriter, r *http.Request) {
@@ -73,7 +77,15 @@ func (p *Page) Handler() http.Handler {
 		w.Header().Set("Cache-Control", "no-store")
 		_ = json.NewEncoder(w).Encode(o)
 	})
-	return mux
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get(RoleHeader) != "ops" {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusForbidden)
+			_, _ = w.Write([]byte(`{"error":{"code":"forbidden","message":"the ops page is for operators: it needs a token with role ops"}}` + "\n"))
+			return
+		}
+		mux.ServeHTTP(w, r)
+	})
 }
 
 // Overview is everything the page shows.

@@ -98,7 +98,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		principal = verified.Principal()
 	}
-	if err := g.cfg.Authz.Authorize(policy.Request{Method: r.Method, Path: clean, Principal: principal}); err != nil {
+	if err := g.cfg.Authz.Authorize(policy.Request{Method: r.Method, Path: clean, Principal: principal, Claims: verified.Claims}); err != nil {
 		g.outcomes.WithLabelValues("denied").Inc()
 		msg := err.Error()
 		if !present {

@@ -81,6 +81,55 @@ type Rule struct {
 	To []struct {
 		Operation Operation `json:"operation"`
 	} `json:"to,omitempty"`
+	When []Condition `json:"when,omitempty"`
+}
+
+// Condition is an Istio "when" clause. The local edge implements the keys
+// request.auth.claims[NAME] (a string claim, or a list of strings of which
+// one must match).
+type Condition struct {
+	Key       string   `json:"key"`
+	Values    []string `json:"values,omitempty"`
+	NotValues []string `json:"notValues,omitempty"`
+}
+
+// claimName returns NAME of a request.auth.claims[NAME] key.
+func (c Condition) claimName() (string, bool) {
+	name, ok := strings.CutPrefix(c.Key, "request.auth.claims[")
+	if !ok || !strings.HasSuffix(name, "]") || len(name) < 2 {
+		return "", false
+	}
+	return strings.TrimSuffix(name, "]"), true
+}
+
+func (c Condition) matches(r Request) bool {
+	name, _ := c.claimName()
+	var have []string
+	switch v := r.Claims[name].(type) {
+	case string:
+		have = []string{v}
+	case []any:
+		for _, x := range v {
+			if s, ok := x.(string); ok {
+				have = append(have, s)
+			}
+		}
+	}
+	found := func(patterns []string) bool {
+		for _, h := range have {
+			if anyMatch(patterns, h) {
+				return true
+			}
+		}
+		return false
+	}
+	if len(c.Values) > 0 && !found(c.Values) {
+		return false
+	}
+	if len(c.NotValues) > 0 && found(c.NotValues) {
+		return false
+	}
+	return true
 }
 
 // Source is who sends the request.
@@ -123,6 +172,13 @@ func Load(requestAuthnPath, authzPath string) (*RequestAuthentication, *Authoriz
 	default:
 		return nil, nil, fmt.Errorf("%s: action %q is not implemented by the local edge", authzPath, ap.Spec.Action)
 	}
+	for i, rule := range ap.Spec.Rules {
+		for _, c := range rule.When {
+			if _, ok := c.claimName(); !ok {
+				return nil, nil, fmt.Errorf("%s: rules[%d]: condition key %q is not implemented by the local edge", authzPath, i, c.Key)
+			}
+		}
+	}
 	return &ra, &ap, nil
 }
 
@@ -149,6 +205,8 @@ type Request struct {
 	Path   string // normalized, without the query
 	// Principal is "<iss>/<sub>" of a verified token, or "" without one.
 	Principal string
+	// Claims are the verified token's claims, nil without one.
+	Claims map[string]any
 }
 
 // ErrDenied is returned for a request the policy does not allow.
@@ -178,6 +236,9 @@ func (p *AuthorizationPolicy) Authorize(r Request) error {
 }
 
 func (rule Rule) matches(r Request) bool {
+	if !rule.conditionsHold(r) {
+		return false
+	}
 	if len(rule.From) > 0 {
 		ok := false
 		for _, f := range rule.From {
@@ -199,6 +260,15 @@ func (rule Rule) matches(r Request) bool {
 			}
 		}
 		if !ok {
+			return false
+		}
+	}
+	return true
+}
+
+func (rule Rule) conditionsHold(r Request) bool {
+	for _, c := range rule.When {
+		if !c.matches(r) {
 			return false
 		}
 	}
