@@ -42,9 +42,9 @@ const (
 	AuthorizationPolicyFile   = "deploy/k8s/components/istio/authorization-policy.yaml"
 )
 
-// unsubscribeSecret signs the local stack's unsubscribe links; render
+// UnsubscribeSecret signs the local stack's unsubscribe links; render
 // signs with it and ingest verifies.
-const unsubscribeSecret = "local-stack-unsubscribe-secret"
+const UnsubscribeSecret = "local-stack-unsubscribe-secret"
 
 // Options configure a stack.
 type Options struct {
@@ -340,9 +340,9 @@ func (s *Stack) env(name string) []string {
 		for _, svc := range Services[1:] {
 			stages = append(stages, svc+"=http://"+s.addrs[svc]+"/metrics")
 		}
-		env = append(env, "HERALD_UNSUBSCRIBE_SECRET="+unsubscribeSecret, "HERALD_OPS_METRICS="+strings.Join(stages, ","))
+		env = append(env, "HERALD_UNSUBSCRIBE_SECRET="+UnsubscribeSecret, "HERALD_OPS_METRICS="+strings.Join(stages, ","))
 	case "render":
-		env = append(env, "HERALD_PUBLIC_URL="+s.IngestURL, "HERALD_UNSUBSCRIBE_SECRET="+unsubscribeSecret)
+		env = append(env, "HERALD_PUBLIC_URL="+s.IngestURL, "HERALD_UNSUBSCRIBE_SECRET="+UnsubscribeSecret)
 	case Edge:
 		env = append(env,
 			"HERALD_EDGE_LISTEN="+s.edgeAddr,

@@ -261,3 +261,34 @@ func TestPausedJobsClaimNobody(t *testing.T) {
 		t.Fatalf("claims for a paused job: %v, %v", claims, err)
 	}
 }
+
+// TestRetryRechecksSuppression: a recipient deferred before they
+// unsubscribed is not sent when the batch comes back.
+func TestRetryRechecksSuppression(t *testing.T) {
+	db, b := setup(t)
+	ctx := context.Background()
+	h, err := ledger.New(db).Lock(ctx, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Release(ctx)
+	if _, err := h.Claim(ctx, []ledger.Item{{CustomerID: "c1", Email: "Ada@example.com", MessageID: "m1"}}, "smtp:test"); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.Record(ctx, []ledger.Outcome{{CustomerID: "c1", State: ledger.Deferred, Reason: "waiting for the send rate"}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec(ctx, `INSERT INTO suppressions (tenant_id, email, reason) VALUES ('acme', 'ada@example.com', 'unsubscribed')`); err != nil {
+		t.Fatal(err)
+	}
+	states, err := h.Retry(ctx, []string{"c1"}, "smtp:test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(map[string]string{"c1": ledger.Suppressed}, states); diff != "" {
+		t.Fatalf("retry after an unsubscribe (-want +got):\n%s", diff)
+	}
+	if p := progress(t, db, b.Job); p["suppressed"] != 1 {
+		t.Fatalf("progress %v, want one suppressed", p)
+	}
+}
