@@ -3,7 +3,7 @@ SHELL := /bin/bash
 GO ?= go
 PROTOC ?= protoc
 
-.PHONY: demo test bench bench-micro generate check-generate lint
+.PHONY: demo test bench bench-micro generate check-generate lint k8s-check
 
 ## demo: start everything and send a Black Friday job to 100,000 customers
 demo:
@@ -21,14 +21,21 @@ bench:
 bench-micro:
 	$(GO) run ./deploy/local env -- $(GO) test -run='^$$' -bench=. -benchmem ./...
 
-## generate: regenerate the wire contract's Go code from its .proto
+## generate: regenerate the wire contract's Go code from its .proto and the Grafana dashboard
 generate:
 	$(PROTOC) --plugin=protoc-gen-go="$$($(GO) tool -n protoc-gen-go)" -I shared/event/v1 \
 		--go_out=shared/event/v1 --go_opt=paths=source_relative shared/event/v1/event.proto
+	$(GO) generate ./deploy/monitoring/...
 
 ## check-generate: fail if generated code differs from what `make generate` makes
 check-generate: generate
-	@git diff --exit-code -- shared/event/v1 || { echo "generated code is stale: run make generate and commit"; exit 1; }
+	@git diff --exit-code -- shared/event/v1 deploy/monitoring/dashboards || { echo "generated code is stale: run make generate and commit"; exit 1; }
+
+## k8s-check: istioctl validate/analyze of the overlays and offline ko image builds
+## (istioctl, ko and crane are built from the Go module proxy once per machine and cached)
+k8s-check:
+	deploy/k8s/istioctl.sh
+	deploy/k8s/ko-offline.sh
 
 ## lint: formatting and vet
 lint:
