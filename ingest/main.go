@@ -19,6 +19,8 @@ import (
 	"time"
 	_ "time/tzdata" // customers' time zones are checked against it
 
+	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
+
 	"herald/ingest/internal/api"
 	"herald/ingest/internal/ops"
 	"herald/ingest/internal/planner"
@@ -64,6 +66,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	set.Duration(&cfg.Planner.Lease, "plan-lease", "HERALD_PLAN_LEASE", 30*time.Second, "how long a planning task stays with a planner between checkpoints")
 	set.Duration(&cfg.Planner.Poll, "plan-poll", "HERALD_PLAN_POLL", time.Second, "planner poll interval when no notification arrives")
 	set.Duration(&cfg.Planner.Stall, "stall-after", "HERALD_STALL_AFTER", time.Minute, "how long a job may make no progress before its unfinished batches are published again")
+	set.Int(&cfg.Planner.Window, "window", "HERALD_WINDOW", 64, "batches in flight in the whole pipeline at most")
+	set.Int(&cfg.Planner.JobWindow, "job-window", "HERALD_JOB_WINDOW", 48, "batches in flight of one job at most (less than -window, so a new job always has room)")
+	set.Duration(&cfg.Planner.ReleaseEvery, "release-every", "HERALD_RELEASE_EVERY", 100*time.Millisecond, "how often batches are released when no completion wakes the releaser")
 	set.Int(&cfg.Planner.MaxPublishes, "max-publishes", "HERALD_MAX_PUBLISHES", 10, "how often one batch is published at most")
 	cfg.Limits = api.DefaultLimits
 	set.Float(&cfg.Limits.TenantRate, "tenant-rate", "HERALD_TENANT_RATE", api.DefaultLimits.TenantRate, "partner API requests a second per tenant and replica (0: unlimited)")
@@ -101,7 +106,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	routes.Handle("/", api.New(st, p.Log, p.Registry, api.Config{Limits: cfg.Limits, Unsubscribe: signer, WebhookSecret: cfg.WebhookSecret}).Handler())
 	routes.Handle("/ops", ops.New(p.DB, stages, p.Log).Handler())
 	routes.Handle("/ops/", ops.New(p.DB, stages, p.Log).Handler())
-	return p.Run(ctx, routes, plan.Run, plan.Redrive, func(ctx, _ context.Context) error {
+	traced := otelhttp.NewHandler(routes, "ingest", otelhttp.WithSpanNameFormatter(func(_ string, r *http.Request) string {
+		return r.Pattern // "POST /v1/jobs": the route, not the ids in the path
+	}))
+	return p.Run(ctx, traced, plan.Run, plan.Release, plan.Redrive, func(ctx, _ context.Context) error {
 		// The ledger partition for a day must exist before its first job.
 		t := time.NewTicker(time.Hour)
 		defer t.Stop()
@@ -137,6 +145,12 @@ func validate(cfg settings) (*unsubscribe.Signer, error) {
 	}
 	if cfg.Planner.Stall < 5*time.Second {
 		errs = append(errs, errors.New("-stall-after must be at least 5s"))
+	}
+	if cfg.Planner.JobWindow < 1 || cfg.Planner.JobWindow >= cfg.Planner.Window {
+		errs = append(errs, errors.New("-job-window must be positive and less than -window"))
+	}
+	if cfg.Planner.ReleaseEvery <= 0 {
+		errs = append(errs, errors.New("-release-every must be positive"))
 	}
 	if cfg.Planner.MaxPublishes < 1 {
 		errs = append(errs, errors.New("-max-publishes must be positive"))

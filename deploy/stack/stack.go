@@ -80,6 +80,9 @@ type Options struct {
 	EmailProviders string
 	// Ads starts an ad platform (shared/adcatch) for the ad channel.
 	Ads bool
+	// TraceEndpoint, when set, is the OTLP/HTTP endpoint every service
+	// exports its spans to.
+	TraceEndpoint string
 	// Replicas runs more than one process of a service; the extra ones are
 	// named "<service>-2", "<service>-3", … and take Flags of the service.
 	Replicas map[string]int
@@ -331,6 +334,9 @@ func (s *Stack) env(name string) []string {
 		"HERALD_LOG_LEVEL=info",
 		"HERALD_SHUTDOWN_GRACE=10s",
 	)
+	if s.opts.TraceEndpoint != "" {
+		env = append(env, "HERALD_OTLP_ENDPOINT="+s.opts.TraceEndpoint, "HERALD_TRACE_FLUSH=300ms")
+	}
 	if addr, ok := s.addrs[name]; ok {
 		env = append(env, "HERALD_HTTP_ADDR="+addr)
 	}

@@ -14,14 +14,18 @@ import (
 	"cloud.google.com/go/pubsub/v2/apiv1/pubsubpb"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/api/option"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
+	grpccodes "google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"herald/shared/event"
+	"herald/shared/telemetry"
 )
 
 // Config says where Pub/Sub is.
@@ -47,7 +51,9 @@ func Connect(ctx context.Context, cfg Config) (*pubsub.Client, error) {
 			option.WithTelemetryDisabled(),
 		)
 	}
-	c, err := pubsub.NewClient(ctx, cfg.Project, opts...)
+	// The client's own tracing adds publish and receive spans to a batch's
+	// trace, through the process's tracer provider.
+	c, err := pubsub.NewClientWithConfig(ctx, cfg.Project, &pubsub.ClientConfig{EnableOpenTelemetryTracing: true}, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("connect pubsub: %w", err)
 	}
@@ -129,9 +135,9 @@ func ensureTopic(ctx context.Context, c *pubsub.Client, id string) error {
 	name := topicName(c, id)
 	_, err := c.TopicAdminClient.CreateTopic(ctx, &pubsubpb.Topic{Name: name})
 	switch status.Code(err) {
-	case codes.OK, codes.AlreadyExists:
+	case grpccodes.OK, grpccodes.AlreadyExists:
 		return nil
-	case codes.PermissionDenied:
+	case grpccodes.PermissionDenied:
 		if _, gerr := c.TopicAdminClient.GetTopic(ctx, &pubsubpb.GetTopicRequest{Topic: name}); gerr == nil {
 			return nil
 		}
@@ -142,9 +148,9 @@ func ensureTopic(ctx context.Context, c *pubsub.Client, id string) error {
 func ensureSubscription(ctx context.Context, c *pubsub.Client, sub *pubsubpb.Subscription) error {
 	_, err := c.SubscriptionAdminClient.CreateSubscription(ctx, sub)
 	switch status.Code(err) {
-	case codes.OK, codes.AlreadyExists:
+	case grpccodes.OK, grpccodes.AlreadyExists:
 		return nil
-	case codes.PermissionDenied:
+	case grpccodes.PermissionDenied:
 		if _, gerr := c.SubscriptionAdminClient.GetSubscription(ctx, &pubsubpb.GetSubscriptionRequest{Subscription: sub.Name}); gerr == nil {
 			return nil
 		}
@@ -195,8 +201,12 @@ func NewPublisher(c *pubsub.Client, stage Stage, encoding string, reg prometheus
 }
 
 // Publish queues b and returns a result to wait on; the message is durable in
-// Pub/Sub only once the result's Get returns without error.
+// Pub/Sub only once the result's Get returns without error. The message
+// carries the trace context of ctx's span, or traceparent if ctx has none.
 func (p *Publisher) Publish(ctx context.Context, b event.Batch, traceparent string) (*pubsub.PublishResult, error) {
+	if tp := telemetry.Traceparent(ctx); tp != "" {
+		traceparent = tp
+	}
 	body, attrs, err := event.Encode(b, p.encoding, traceparent)
 	if err != nil {
 		return nil, err
@@ -311,16 +321,28 @@ func Receive(ctx, workCtx context.Context, c *pubsub.Client, stage Stage, cfg Re
 	dead := c.Publisher(stage.DeadTopic())
 	defer dead.Stop()
 	metrics := newStageMetrics(cfg.Registry, stage)
+	tracer := telemetry.Tracer()
 	err := sub.Receive(ctx, func(_ context.Context, m *pubsub.Message) {
 		start := time.Now()
+		// The batch's span joins its job's trace, carried in the message.
+		deadline, _ := time.Parse(time.RFC3339Nano, m.Attributes[event.AttrDeadline])
+		spanCtx, span := tracer.Start(telemetry.WithTraceparent(workCtx, m.Attributes[event.AttrTraceparent]),
+			string(stage)+" batch", trace.WithSpanKind(trace.SpanKindConsumer),
+			trace.WithAttributes(append(telemetry.JobAttributes(m.Attributes[event.AttrTenant], m.Attributes[event.AttrJob], deadline),
+				attribute.String("herald.batch_seq", m.Attributes[event.AttrSeq]),
+				attribute.String("messaging.message.id", m.ID))...))
+		defer span.End()
 		if !m.PublishTime.IsZero() {
 			waited := start.Sub(m.PublishTime).Seconds()
 			metrics.lag.Set(waited)
 			metrics.wait.Observe(waited)
 		}
 		metrics.inFlight.Inc()
-		err := handler(workCtx, m)
+		err := handler(spanCtx, m)
 		metrics.inFlight.Dec()
+		if err != nil {
+			span.SetStatus(codes.Error, err.Error())
+		}
 		metrics.handle.Observe(time.Since(start).Seconds())
 		switch {
 		case err == nil:

@@ -16,6 +16,7 @@ import (
 	"cloud.google.com/go/pubsub/v2"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"golang.org/x/sync/errgroup"
 
 	"herald/shared/config"
@@ -34,6 +35,7 @@ type Common struct {
 	LogLevel     string
 	Grace        time.Duration
 	MigrateOnRun bool
+	Trace        telemetry.TraceConfig
 }
 
 // Define declares the common flags on s.
@@ -46,6 +48,9 @@ func (c *Common) Define(s *config.Set, defaultAddr string) {
 	s.String(&c.LogLevel, "log-level", "HERALD_LOG_LEVEL", "info", "debug, info, warn or error")
 	s.Duration(&c.Grace, "shutdown-grace", "HERALD_SHUTDOWN_GRACE", 20*time.Second, "how long a shutdown waits for in-flight work before abandoning it")
 	s.Bool(&c.MigrateOnRun, "migrate", "HERALD_MIGRATE", false, "apply schema migrations at start (otherwise run the migrate command once per release)")
+	s.String(&c.Trace.Endpoint, "otlp-endpoint", "HERALD_OTLP_ENDPOINT", "", "OTLP/HTTP endpoint for traces, e.g. http://collector:4318; empty: trace context flows but spans are not exported")
+	s.Float(&c.Trace.Sample, "trace-sample", "HERALD_TRACE_SAMPLE", 1, "share of new traces kept (0 to 1)")
+	s.Duration(&c.Trace.FlushEvery, "trace-flush", "HERALD_TRACE_FLUSH", 5*time.Second, "how often buffered spans are exported")
 }
 
 func (c *Common) validate() error {
@@ -59,6 +64,9 @@ func (c *Common) validate() error {
 	if c.DBMaxConns < 2 {
 		errs = append(errs, errors.New("-db-max-conns must be at least 2"))
 	}
+	if c.Trace.Sample < 0 || c.Trace.Sample > 1 {
+		errs = append(errs, errors.New("-trace-sample must be between 0 and 1"))
+	}
 	return errors.Join(errs...)
 }
 
@@ -69,6 +77,7 @@ type Process struct {
 	Registry *prometheus.Registry
 	DB       *pgxpool.Pool
 	Pubsub   *pubsub.Client
+	tracing  *sdktrace.TracerProvider
 	common   Common
 }
 
@@ -85,6 +94,9 @@ func Start(ctx context.Context, name string, c Common, set *config.Set, stdout i
 	}
 	log.InfoContext(ctx, "starting", "config", set.LogValue())
 	p := &Process{Name: name, Log: log, Registry: telemetry.NewRegistry(), common: c}
+	if p.tracing, err = telemetry.NewTracing(ctx, name, c.Trace); err != nil {
+		return nil, err
+	}
 	p.DB, err = pgdb.Connect(ctx, c.DatabaseURL, c.DBMaxConns)
 	if err != nil {
 		return nil, err
@@ -105,13 +117,20 @@ func Start(ctx context.Context, name string, c Common, set *config.Set, stdout i
 	return p, nil
 }
 
-// Close releases the dependencies.
+// Close releases the dependencies and flushes telemetry, last.
 func (p *Process) Close() {
 	if p.Pubsub != nil {
 		_ = p.Pubsub.Close()
 	}
 	if p.DB != nil {
 		p.DB.Close()
+	}
+	if p.tracing != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := p.tracing.Shutdown(ctx); err != nil {
+			p.Log.Warn("flush traces", "error", err)
+		}
 	}
 }
 

@@ -20,6 +20,8 @@ import (
 	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 
 	"herald/dispatch/internal/adsout"
 	"herald/dispatch/internal/ledger"
@@ -29,6 +31,7 @@ import (
 	"herald/dispatch/internal/route"
 	"herald/shared/event"
 	eventv1 "herald/shared/event/v1"
+	"herald/shared/telemetry"
 )
 
 // Config tunes delivery.
@@ -120,6 +123,9 @@ func (d *Dispatcher) Handle(ctx context.Context, m *pubsub.Message) error {
 	}
 	b := ledger.Batch{Tenant: job.TenantId, Job: jobID, Channel: job.Channel,
 		SubmittedAt: job.SubmittedAt.AsTime(), Deadline: job.Deadline.AsTime(), Seq: job.Seq}
+	if q := job.GetQuietHours(); q != nil {
+		b.Quiet = &ledger.Quiet{StartMinute: int(q.StartMinute), EndMinute: int(q.EndMinute), Mode: q.Mode}
+	}
 	if err := d.tenantLimit(ctx, b.Tenant); err != nil {
 		return err
 	}
@@ -139,23 +145,50 @@ func (d *Dispatcher) Handle(ctx context.Context, m *pubsub.Message) error {
 		return nil
 	}
 	pending := false
+	var hold *time.Time // the earliest quiet-hours hold of the batch
 	for start := 0; start < len(in.Messages); start += d.cfg.Chunk {
 		chunk := in.Messages[start:min(start+d.cfg.Chunk, len(in.Messages))]
-		done, err := d.chunk(ctx, held, &in, chunk)
+		res, err := d.chunk(ctx, held, &in, chunk)
 		if err != nil {
 			return err
 		}
-		pending = pending || !done
+		pending = pending || res.pending
+		hold = earliest(hold, res.hold)
 	}
-	if pending {
+	switch {
+	case pending:
+		// Pub/Sub redelivers it after its retry backoff.
+		if err := held.Park(ctx, hold); err != nil {
+			return err
+		}
 		return errPending
+	case hold != nil:
+		// Only quiet-hours holds left: ack, and let the releaser publish
+		// the batch again when the first of them may be sent.
+		return held.Park(ctx, hold)
+	default:
+		return held.Finish(ctx)
 	}
-	return held.Finish(ctx)
 }
 
-// chunk claims, sends and records one chunk; it reports whether every
-// recipient of the chunk that this batch owns is final.
-func (d *Dispatcher) chunk(ctx context.Context, held *ledger.Held, in *eventv1.DispatchBatch, chunk []*eventv1.Rendered) (bool, error) {
+// chunkResult says what is left of a chunk: recipients to retry soon
+// (pending), and the earliest quiet-hours hold.
+type chunkResult struct {
+	pending bool
+	hold    *time.Time
+}
+
+func earliest(a, b *time.Time) *time.Time {
+	if a == nil || (b != nil && b.Before(*a)) {
+		return b
+	}
+	return a
+}
+
+// chunk claims, sends and records one chunk; it reports what of it is not
+// final yet.
+func (d *Dispatcher) chunk(ctx context.Context, held *ledger.Held, in *eventv1.DispatchBatch, chunk []*eventv1.Rendered) (chunkResult, error) {
+	var res chunkResult
 	job := in.GetJob()
 	p, pickErr := d.router.Pick(job.Channel)
 	name := ""
@@ -176,7 +209,7 @@ func (d *Dispatcher) chunk(ctx context.Context, held *ledger.Held, in *eventv1.D
 		emails[i] = r.Email
 	}
 	if err := held.LockAddresses(ctx, emails); err != nil {
-		return false, err
+		return res, err
 	}
 	defer func() {
 		if err := held.UnlockAddresses(ctx, emails); err != nil {
@@ -185,7 +218,7 @@ func (d *Dispatcher) chunk(ctx context.Context, held *ledger.Held, in *eventv1.D
 	}()
 	claims, err := held.Claim(ctx, items, name)
 	if err != nil {
-		return false, err
+		return res, err
 	}
 	var send, suppressed []*eventv1.Rendered
 	interrupted := map[string][]*eventv1.Rendered{} // by the provider that got them
@@ -197,6 +230,9 @@ func (d *Dispatcher) chunk(ctx context.Context, held *ledger.Held, in *eventv1.D
 			send = append(send, r)
 		case c.State == ledger.Sending:
 			interrupted[c.Provider] = append(interrupted[c.Provider], r)
+		case c.State == ledger.Deferred && c.Fresh:
+			// Claimed straight into a quiet-hours hold.
+			res.hold = earliest(res.hold, c.NotBefore)
 		case c.State == ledger.Deferred:
 			deferred = append(deferred, c.CustomerID)
 		case c.Fresh:
@@ -223,13 +259,19 @@ func (d *Dispatcher) chunk(ctx context.Context, held *ledger.Held, in *eventv1.D
 	if len(deferred) > 0 && p != nil {
 		states, err := held.Retry(ctx, deferred, name)
 		if err != nil {
-			return false, err
+			return res, err
 		}
-		for id, s := range states {
-			if s == ledger.Sending {
+		for _, id := range deferred {
+			st, ok := states[id]
+			switch {
+			case !ok:
+				done = false // left alone: the job is not active
+			case st.State == ledger.Sending:
 				send = append(send, byID[id])
-			} else {
-				d.count(job, s, byID[id])
+			case st.State == ledger.Deferred:
+				res.hold = earliest(res.hold, st.NotBefore)
+			default:
+				d.count(job, st.State, byID[id])
 			}
 		}
 	} else if len(deferred) > 0 {
@@ -247,14 +289,14 @@ func (d *Dispatcher) chunk(ctx context.Context, held *ledger.Held, in *eventv1.D
 		} else {
 			sent, ok, err := d.sendByReceiver(ctx, p, in, send)
 			if err != nil {
-				return false, err
+				return res, err
 			}
 			outcomes = append(outcomes, sent...)
 			done = done && ok
 		}
 	}
 	if err := held.Record(ctx, outcomes); err != nil {
-		return false, err
+		return res, err
 	}
 	for _, o := range outcomes {
 		d.count(job, o.State, byID[o.CustomerID])
@@ -262,7 +304,8 @@ func (d *Dispatcher) chunk(ctx context.Context, held *ledger.Held, in *eventv1.D
 			done = false
 		}
 	}
-	return done, nil
+	res.pending = !done
+	return res, nil
 }
 
 // count records one final (or deferred) outcome in the metrics.
@@ -407,6 +450,9 @@ func (d *Dispatcher) sendAll(ctx context.Context, p *route.Provider, in *eventv1
 			Tenant: job.TenantId, CustomerID: r.CustomerId, JobID: job.JobId, ExpiresAt: job.Deadline.AsTime(),
 		}
 	}
+	ctx, span := telemetry.Tracer().Start(ctx, "provider send", trace.WithSpanKind(trace.SpanKindClient),
+		trace.WithAttributes(attribute.String("herald.provider", p.Name()), attribute.Int("herald.messages", len(msgs))))
+	defer span.End()
 	start := d.now()
 	results := p.Send(ctx, msgs)
 	d.sendTime.Observe(d.now().Sub(start).Seconds() / float64(len(rs)))

@@ -40,6 +40,8 @@ var (
 	unlockSQL string
 	//go:embed sql/job_state.sql
 	jobStateSQL string
+	//go:embed sql/park.sql
+	parkSQL string
 	//go:embed sql/lock_addresses.sql
 	lockAddressesSQL string
 	//go:embed sql/unlock_addresses.sql
@@ -73,6 +75,22 @@ type Batch struct {
 	SubmittedAt time.Time
 	Deadline    time.Time
 	Seq         int64
+	// Quiet is the job's quiet hours, nil for none.
+	Quiet *Quiet
+}
+
+// Quiet hours: minutes after local midnight, and "hold" or "skip".
+type Quiet struct {
+	StartMinute int
+	EndMinute   int
+	Mode        string
+}
+
+func (b Batch) quiet() (start, end int, mode string) {
+	if b.Quiet == nil {
+		return -1, -1, ""
+	}
+	return b.Quiet.StartMinute, b.Quiet.EndMinute, b.Quiet.Mode
 }
 
 // Ledger is the ledger on a pool.
@@ -162,6 +180,9 @@ type Claim struct {
 	Fresh      bool
 	// Provider is the provider the row was handed to ("" if none yet).
 	Provider string
+	// NotBefore, for a row deferred to the recipient's quiet hours, is
+	// when it may be sent.
+	NotBefore *time.Time
 }
 
 // Claim claims items for provider (see sql/claim.sql).
@@ -174,11 +195,12 @@ func (h *Held) Claim(ctx context.Context, items []Item, provider string) ([]Clai
 		ids[i], emails[i], msgIDs[i], errs[i], skips[i] = it.CustomerID, it.Email, it.MessageID, it.RenderError, it.SkipReason
 		strategies[i], models[i], catalogs[i], templates[i] = it.Strategy, it.ModelVersion, it.CatalogVersion, it.TemplateVersion
 	}
+	qs, qe, qm := h.b.quiet()
 	rows, _ := h.conn.Query(ctx, claimSQL, h.b.Tenant, h.b.Job, h.b.Channel, h.b.SubmittedAt, h.b.Seq, h.b.Deadline,
-		h.shard, ids, emails, msgIDs, errs, skips, strategies, models, catalogs, templates, provider)
+		h.shard, ids, emails, msgIDs, errs, skips, strategies, models, catalogs, templates, provider, qs, qe, qm)
 	claims, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Claim, error) {
 		var c Claim
-		err := r.Scan(&c.CustomerID, &c.State, &c.Fresh, &c.Provider)
+		err := r.Scan(&c.CustomerID, &c.State, &c.Fresh, &c.Provider, &c.NotBefore)
 		return c, err
 	})
 	if err != nil {
@@ -187,14 +209,25 @@ func (h *Held) Claim(ctx context.Context, items []Item, provider string) ([]Clai
 	return claims, nil
 }
 
-// Retry takes this batch's deferred rows among ids back into sending for
-// provider (or expires them past the deadline) and returns their new states.
-func (h *Held) Retry(ctx context.Context, ids []string, provider string) (map[string]string, error) {
-	rows, _ := h.conn.Query(ctx, retrySQL, h.b.Tenant, h.b.Job, h.b.Channel, h.b.SubmittedAt, h.b.Seq, h.b.Deadline, h.shard, ids, provider)
-	out := map[string]string{}
-	var id, state string
-	_, err := pgx.ForEachRow(rows, []any{&id, &state}, func() error {
-		out[id] = state
+// Retried is a deferred row after Retry.
+type Retried struct {
+	State string
+	// NotBefore is set while the row is held for quiet hours.
+	NotBefore *time.Time
+}
+
+// Retry decides this batch's deferred rows among ids again (see
+// sql/retry.sql) and returns their states; rows it leaves alone (the job is
+// not active) are missing.
+func (h *Held) Retry(ctx context.Context, ids []string, provider string) (map[string]Retried, error) {
+	qs, qe, qm := h.b.quiet()
+	rows, _ := h.conn.Query(ctx, retrySQL, h.b.Tenant, h.b.Job, h.b.Channel, h.b.SubmittedAt, h.b.Seq, h.b.Deadline,
+		h.shard, ids, provider, qs, qe, qm)
+	out := map[string]Retried{}
+	var id string
+	var r Retried
+	_, err := pgx.ForEachRow(rows, []any{&id, &r.State, &r.NotBefore}, func() error {
+		out[id] = r
 		return nil
 	})
 	if err != nil {
@@ -289,6 +322,17 @@ func (h *Held) UnlockAddresses(ctx context.Context, emails []string) error {
 	if _, err := h.conn.Exec(context.WithoutCancel(ctx), unlockAddressesSQL, h.b.Tenant, emails); err != nil {
 		h.broken = true
 		return fmt.Errorf("unlock addresses: %w", err)
+	}
+	return nil
+}
+
+// Park sets the batch aside while only retries are left in it, so it does
+// not hold a place in the window of batches in flight. If resume is set,
+// the releaser publishes the batch again at that time (recipients held for
+// their quiet hours).
+func (h *Held) Park(ctx context.Context, resume *time.Time) error {
+	if _, err := h.conn.Exec(ctx, parkSQL, h.b.Tenant, h.b.Job, h.b.Seq, resume); err != nil {
+		return fmt.Errorf("park batch: %w", err)
 	}
 	return nil
 }

@@ -75,7 +75,7 @@ func TestClaimOncePerRecipient(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []ledger.Claim{{"c1", ledger.Sending, true, "smtp:test"}, {"c2", ledger.Suppressed, true, ""}, {"c3", ledger.Failed, true, ""}}
+	want := []ledger.Claim{{CustomerID: "c1", State: ledger.Sending, Fresh: true, Provider: "smtp:test"}, {CustomerID: "c2", State: ledger.Suppressed, Fresh: true, Provider: ""}, {CustomerID: "c3", State: ledger.Failed, Fresh: true, Provider: ""}}
 	if diff := cmp.Diff(want, claims, byCustomer); diff != "" {
 		t.Fatalf("first claim (-want +got):\n%s", diff)
 	}
@@ -85,7 +85,7 @@ func TestClaimOncePerRecipient(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want = []ledger.Claim{{"c1", ledger.Sending, false, "smtp:test"}, {"c2", ledger.Suppressed, false, ""}, {"c3", ledger.Failed, false, ""}}
+	want = []ledger.Claim{{CustomerID: "c1", State: ledger.Sending, Fresh: false, Provider: "smtp:test"}, {CustomerID: "c2", State: ledger.Suppressed, Fresh: false, Provider: ""}, {CustomerID: "c3", State: ledger.Failed, Fresh: false, Provider: ""}}
 	if diff := cmp.Diff(want, again, byCustomer); diff != "" {
 		t.Fatalf("second claim (-want +got):\n%s", diff)
 	}
@@ -155,7 +155,7 @@ func TestPastTheDeadlineRecipientsExpire(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if diff := cmp.Diff([]ledger.Claim{{"c1", ledger.Expired, true, ""}}, claims); diff != "" {
+	if diff := cmp.Diff([]ledger.Claim{{CustomerID: "c1", State: ledger.Expired, Fresh: true, Provider: ""}}, claims); diff != "" {
 		t.Fatalf("claim past the deadline (-want +got):\n%s", diff)
 	}
 	if p := progress(t, db, b.Job); p["expired"] != 1 {
@@ -181,7 +181,7 @@ func TestDeferredAreRetriedByTheirBatch(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if diff := cmp.Diff(map[string]string{"c1": ledger.Sending}, states); diff != "" {
+	if diff := cmp.Diff(map[string]ledger.Retried{"c1": {State: ledger.Sending}}, states); diff != "" {
 		t.Fatalf("retry (-want +got):\n%s", diff)
 	}
 	var attempts int
@@ -212,13 +212,13 @@ func TestDailyCapHoldsAcrossJobs(t *testing.T) {
 		}
 		return claims
 	}
-	if diff := cmp.Diff([]ledger.Claim{{"c1", ledger.Sending, true, "smtp:test"}}, claim(b)); diff != "" {
+	if diff := cmp.Diff([]ledger.Claim{{CustomerID: "c1", State: ledger.Sending, Fresh: true, Provider: "smtp:test"}}, claim(b)); diff != "" {
 		t.Fatalf("first job (-want +got):\n%s", diff)
 	}
 	second := b
 	second.Job = uuid.New()
 	addJob(t, db, second)
-	if diff := cmp.Diff([]ledger.Claim{{"c1", ledger.Capped, true, ""}}, claim(second)); diff != "" {
+	if diff := cmp.Diff([]ledger.Claim{{CustomerID: "c1", State: ledger.Capped, Fresh: true, Provider: ""}}, claim(second)); diff != "" {
 		t.Fatalf("second job the same day (-want +got):\n%s", diff)
 	}
 	// The day is the recipient's own: Kiritimati is 14 hours ahead of UTC.
@@ -285,10 +285,61 @@ func TestRetryRechecksSuppression(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if diff := cmp.Diff(map[string]string{"c1": ledger.Suppressed}, states); diff != "" {
+	if diff := cmp.Diff(map[string]ledger.Retried{"c1": {State: ledger.Suppressed}}, states); diff != "" {
 		t.Fatalf("retry after an unsubscribe (-want +got):\n%s", diff)
 	}
 	if p := progress(t, db, b.Job); p["suppressed"] != 1 {
 		t.Fatalf("progress %v, want one suppressed", p)
+	}
+}
+
+// TestQuietHoursHoldOrSkip puts a recipient inside the job's quiet hours
+// (the whole day but one minute, in their time zone): with hold, the claim
+// defers them until the window ends; with skip, it skips them.
+func TestQuietHoursHoldOrSkip(t *testing.T) {
+	for _, mode := range []string{"hold", "skip"} {
+		t.Run(mode, func(t *testing.T) {
+			db, b := setup(t)
+			ctx := context.Background()
+			if _, err := db.Exec(ctx, `INSERT INTO customers (tenant_id, id, email, timezone) VALUES ('acme', 'c1', 'ada@example.com', 'America/New_York')`); err != nil {
+				t.Fatal(err)
+			}
+			ny := mustLoad(t, "America/New_York")
+			local := time.Now().In(ny)
+			now := local.Hour()*60 + local.Minute()
+			// A window that ends two minutes from now, local time.
+			b.Quiet = &ledger.Quiet{StartMinute: (now + 3) % 1440, EndMinute: (now + 2) % 1440, Mode: mode}
+			h, err := ledger.New(db).Lock(ctx, b)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer h.Release(ctx)
+			claims, err := h.Claim(ctx, []ledger.Item{{CustomerID: "c1", Email: "ada@example.com", MessageID: "m1"}}, "smtp:test")
+			if err != nil || len(claims) != 1 {
+				t.Fatalf("claim: %v, %v", claims, err)
+			}
+			c := claims[0]
+			if mode == "skip" {
+				if c.State != ledger.Skipped || c.NotBefore != nil {
+					t.Fatalf("skip mode: %+v", c)
+				}
+				return
+			}
+			end := time.Date(local.Year(), local.Month(), local.Day(), 0, 0, 0, 0, ny).Add(time.Duration((now+2)%1440) * time.Minute)
+			if !end.After(local) {
+				end = end.Add(24 * time.Hour)
+			}
+			if c.State != ledger.Deferred || c.NotBefore == nil || !c.NotBefore.Equal(end) {
+				t.Fatalf("hold mode: %+v; want deferred until %s", c, end)
+			}
+			// Coming back early changes nothing: the row is still held.
+			states, err := h.Retry(ctx, []string{"c1"}, "smtp:test")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if st := states["c1"]; st.State != ledger.Deferred || st.NotBefore == nil || !st.NotBefore.Equal(end) {
+				t.Fatalf("early retry: %+v", st)
+			}
+		})
 	}
 }

@@ -20,6 +20,7 @@ import (
 	"herald/ingest/internal/store"
 	"herald/shared/event"
 	eventv1 "herald/shared/event/v1"
+	"herald/shared/telemetry"
 )
 
 type jobRequest struct {
@@ -36,11 +37,13 @@ type jobRequest struct {
 	Strategy string `json:"strategy,omitempty"`
 	// Picking chooses the recommendation strategies, their fallbacks and
 	// the business rules (the eventv1.Picking message in its JSON form).
-	Picking  json.RawMessage `json:"picking,omitempty"`
-	Products *int            `json:"products,omitempty"`
-	Campaign string          `json:"campaign,omitempty"`
-	SendAt   *time.Time      `json:"send_at,omitempty"`
-	Deadline *time.Time      `json:"deadline,omitempty"`
+	Picking json.RawMessage `json:"picking,omitempty"`
+	// QuietHours keeps the job out of each recipient's local night.
+	QuietHours *quietHours `json:"quiet_hours,omitempty"`
+	Products   *int        `json:"products,omitempty"`
+	Campaign   string      `json:"campaign,omitempty"`
+	SendAt     *time.Time  `json:"send_at,omitempty"`
+	Deadline   *time.Time  `json:"deadline,omitempty"`
 }
 
 // Defaults and bounds of a job request.
@@ -121,6 +124,15 @@ func (a *API) createJob(w http.ResponseWriter, r *http.Request, tenant string) {
 			f.add("products", "must be between 0 and %d", maxProducts)
 		}
 	}
+	var quiet []byte
+	if req.QuietHours != nil {
+		q, err := req.QuietHours.proto()
+		if err != nil {
+			f.add("quiet_hours", "%v", err)
+		} else {
+			quiet, _ = protojson.Marshal(q)
+		}
+	}
 	var picking []byte
 	if len(req.Picking) > 0 && string(req.Picking) != "null" {
 		p := &eventv1.Picking{}
@@ -194,10 +206,11 @@ func (a *API) createJob(w http.ResponseWriter, r *http.Request, tenant string) {
 		ProductsPerMessage: products,
 		Strategy:           req.Strategy,
 		Picking:            picking,
+		QuietHours:         quiet,
 		Campaign:           req.Campaign,
 		SubmittedAt:        now,
 		Deadline:           deadline,
-		Traceparent:        r.Header.Get("Traceparent"),
+		Traceparent:        traceparent(r),
 	}
 	if req.Audience.Segment != nil {
 		job.Audience.Segment, _ = json.Marshal(req.Audience.Segment)
@@ -454,4 +467,51 @@ func jobView(j store.JobStatus, now time.Time) JobView {
 		}
 	}
 	return v
+}
+
+// traceparent is the trace context the job's work continues: the span of
+// this request (the edge's or the partner's trace, continued), or what the
+// caller sent if tracing is off.
+func traceparent(r *http.Request) string {
+	if tp := telemetry.Traceparent(r.Context()); tp != "" {
+		return tp
+	}
+	return r.Header.Get("Traceparent")
+}
+
+// quietHours is a daily window in each recipient's local time when the job
+// sends them nothing: "hold" sends when it ends, "skip" not at all.
+type quietHours struct {
+	Start string `json:"start"`
+	End   string `json:"end"`
+	Mode  string `json:"mode,omitempty"`
+}
+
+func (q *quietHours) proto() (*eventv1.QuietHours, error) {
+	minute := func(field, v string) (int32, error) {
+		t, err := time.Parse("15:04", v)
+		if err != nil {
+			return 0, fmt.Errorf("%s must be a local time like \"21:00\"", field)
+		}
+		return int32(t.Hour()*60 + t.Minute()), nil
+	}
+	start, err := minute("start", q.Start)
+	if err != nil {
+		return nil, err
+	}
+	end, err := minute("end", q.End)
+	if err != nil {
+		return nil, err
+	}
+	if start == end {
+		return nil, errors.New("start and end must differ")
+	}
+	switch q.Mode {
+	case "":
+		q.Mode = "hold"
+	case "hold", "skip":
+	default:
+		return nil, errors.New(`mode must be "hold" or "skip"`)
+	}
+	return &eventv1.QuietHours{StartMinute: start, EndMinute: end, Mode: q.Mode}, nil
 }

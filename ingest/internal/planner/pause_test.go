@@ -3,11 +3,9 @@ package planner_test
 import (
 	"context"
 	"log/slog"
-	"sync"
 	"testing"
 	"time"
 
-	"cloud.google.com/go/pubsub/v2"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"herald/ingest/internal/planner"
@@ -16,21 +14,9 @@ import (
 	"herald/shared/testenv"
 )
 
-// hookPublisher runs hook once, at the first publish.
-type hookPublisher struct {
-	planner.Publisher
-	once sync.Once
-	hook func()
-}
-
-func (h *hookPublisher) Publish(ctx context.Context, b event.Batch, traceparent string) (*pubsub.PublishResult, error) {
-	h.once.Do(h.hook)
-	return h.Publisher.Publish(ctx, b, traceparent)
-}
-
 // TestPausedAndCancelledJobsStopPlanning pauses one job and cancels
-// another while their first chunk is being published: planning stops
-// after that chunk; the paused job, once resumed, is planned from its
+// another in the very transaction that records their first chunk (a
+// trigger plays the API): planning stops after that chunk; the paused job, once resumed, is planned from its
 // cursor to the end with every recipient exactly once; the cancelled job
 // is never planned further.
 func TestPausedAndCancelledJobsStopPlanning(t *testing.T) {
@@ -64,10 +50,21 @@ func TestPausedAndCancelledJobsStopPlanning(t *testing.T) {
 		}
 		return planned, done, ids, distinct
 	}
+	// The trigger sets a job's state as its first batch is recorded, to
+	// what the test put in test_state_on_first_batch for its tenant.
+	exec(`CREATE TABLE test_state_on_first_batch (tenant_id text PRIMARY KEY, state text NOT NULL)`)
+	exec(`CREATE FUNCTION test_set_state() RETURNS trigger LANGUAGE plpgsql AS $$
+		BEGIN
+			UPDATE jobs j SET state = t.state FROM test_state_on_first_batch t
+			WHERE j.tenant_id = NEW.tenant_id AND j.id = NEW.job_id AND t.tenant_id = NEW.tenant_id AND j.state = 'active';
+			DELETE FROM test_state_on_first_batch WHERE tenant_id = NEW.tenant_id;
+			RETURN NEW;
+		END $$`)
+	exec(`CREATE TRIGGER test_set_state AFTER INSERT ON job_batches FOR EACH ROW EXECUTE FUNCTION test_set_state()`)
 	run := func(pub planner.Publisher) (stop func()) {
 		p := planner.New(db, pub, slog.New(slog.DiscardHandler), prometheus.NewRegistry(), planner.Config{
 			BatchSize: batch, ChunkBatches: chunk, Workers: 2, Lease: 30 * time.Second, Poll: 50 * time.Millisecond,
-			Stall: time.Minute, MaxPublishes: 3,
+			Stall: time.Minute, MaxPublishes: 3, Window: 64, JobWindow: 48, ReleaseEvery: 20 * time.Millisecond,
 		})
 		runCtx, cancel := context.WithCancel(ctx)
 		done := make(chan error, 1)
@@ -80,10 +77,9 @@ func TestPausedAndCancelledJobsStopPlanning(t *testing.T) {
 		}
 	}
 
+	exec(`INSERT INTO test_state_on_first_batch VALUES ('paused', 'paused'), ('cancelled', 'cancelled')`)
 	paused := seed(t, db, "paused", n)
-	stop := run(&hookPublisher{Publisher: emu, hook: func() {
-		exec(`UPDATE jobs SET state = 'paused' WHERE id = $1`, paused)
-	}})
+	stop := run(emu)
 	time.Sleep(time.Second)
 	if got, done, _, _ := planned("paused"); got != batch*chunk || done {
 		stop()
@@ -109,12 +105,10 @@ func TestPausedAndCancelledJobsStopPlanning(t *testing.T) {
 	stop()
 
 	cancelled := seed(t, db, "cancelled", n)
-	stop = run(&hookPublisher{Publisher: emu, hook: func() {
-		exec(`UPDATE jobs SET state = 'cancelled' WHERE id = $1`, cancelled)
-		exec(`DELETE FROM outbox WHERE job_id = $1`, cancelled)
-	}})
+	stop = run(emu)
 	time.Sleep(time.Second)
 	stop()
+	exec(`DELETE FROM outbox WHERE job_id = $1`, cancelled) // as the API's cancel does
 	if got, done, _, _ := planned("cancelled"); got != batch*chunk || done {
 		t.Fatalf("cancelled during its first chunk: planned %d (done %v), want %d", got, done, batch*chunk)
 	}

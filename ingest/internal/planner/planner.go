@@ -23,6 +23,8 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -30,6 +32,7 @@ import (
 	"herald/shared/event"
 	eventv1 "herald/shared/event/v1"
 	"herald/shared/pgdb"
+	"herald/shared/telemetry"
 )
 
 var (
@@ -51,8 +54,10 @@ var (
 	insertBatchSQL string
 	//go:embed sql/mark_published.sql
 	markPublishedSQL string
-	//go:embed sql/unpublished.sql
-	unpublishedSQL string
+	//go:embed sql/releasable.sql
+	releasableSQL string
+	//go:embed sql/release_lock.sql
+	releaseLockSQL string
 	//go:embed sql/recipients_by_id.sql
 	recipientsByIDSQL string
 	//go:embed sql/stalled_batches.sql
@@ -86,6 +91,15 @@ type Config struct {
 	Stall time.Duration
 	// MaxPublishes caps how often one batch is published.
 	MaxPublishes int
+	// Window is how many batches may be in flight (published, not done)
+	// in the whole pipeline, and JobWindow how many of them one job may
+	// have: short queues let a new job start within seconds, and the
+	// per-job cap leaves room for it beside a large one.
+	Window    int
+	JobWindow int
+	// ReleaseEvery is how often released batches are topped up when no
+	// batch completion wakes the releaser first.
+	ReleaseEvery time.Duration
 }
 
 // Planner plans jobs.
@@ -96,6 +110,7 @@ type Planner struct {
 	cfg     Config
 	owner   string
 	wake    chan struct{}
+	freed   chan struct{}
 	batches prometheus.Counter
 	planned prometheus.Counter
 	jobs    prometheus.Counter
@@ -109,6 +124,7 @@ func New(db *pgxpool.Pool, pub Publisher, log *slog.Logger, reg prometheus.Regis
 		db: db, pub: pub, log: log, cfg: cfg,
 		owner: uuid.NewString(),
 		wake:  make(chan struct{}, 1),
+		freed: make(chan struct{}, 1),
 		batches: f.NewCounter(prometheus.CounterOpts{
 			Name: "herald_planner_batches_published_total", Help: "Recipient batches published to the recommend topic.",
 		}),
@@ -165,20 +181,29 @@ func (p *Planner) listenOnce(ctx context.Context) error {
 	// The connection stays in LISTEN state, so it must not go back to the pool.
 	conn := pooled.Hijack()
 	defer conn.Close(context.WithoutCancel(ctx))
-	if _, err := conn.Exec(ctx, "LISTEN herald_outbox"); err != nil {
+	if _, err := conn.Exec(ctx, "LISTEN herald_outbox; LISTEN herald_batches"); err != nil {
 		return err
 	}
 	for {
-		if _, err := conn.WaitForNotification(ctx); err != nil {
+		n, err := conn.WaitForNotification(ctx)
+		if err != nil {
 			return err
 		}
-		p.poke()
+		switch n.Channel {
+		case "herald_batches":
+			signal(p.freed)
+		default:
+			p.poke()
+		}
 	}
 }
 
-func (p *Planner) poke() {
+func (p *Planner) poke() { signal(p.wake) }
+
+// signal wakes whoever waits on c, without blocking.
+func signal(c chan struct{}) {
 	select {
-	case p.wake <- struct{}{}:
+	case c <- struct{}{}:
 	default:
 	}
 }
@@ -266,10 +291,6 @@ func (p *Planner) plan(ctx, workCtx context.Context, t task) error {
 	} else {
 		log.InfoContext(workCtx, "resuming planning", "batch_seq", j.nextSeq, "planned", j.planned)
 	}
-	// A planner that crashed may have recorded batches it never published.
-	if err := p.publishRecorded(workCtx, t.tenant, j); err != nil {
-		return err
-	}
 	for {
 		if ctx.Err() != nil {
 			return errShutdown
@@ -308,10 +329,10 @@ func (p *Planner) loadJob(ctx context.Context, t task) (*jobPlan, error) {
 	j := &jobPlan{header: &eventv1.Job{TenantId: t.tenant, JobId: t.job.String()}}
 	var audience []byte
 	var submitted, deadline time.Time
-	var picking []byte
+	var picking, quiet []byte
 	var tv, products int32
 	err := p.db.QueryRow(ctx, loadJobSQL, t.tenant, t.job).Scan(&j.header.Channel, &j.header.TemplateId, &tv,
-		&audience, &products, &j.header.Campaign, &submitted, &deadline, &j.traceparent, &j.cursor, &j.nextSeq, &j.planned, &picking)
+		&audience, &products, &j.header.Campaign, &submitted, &deadline, &j.traceparent, &j.cursor, &j.nextSeq, &j.planned, &picking, &quiet)
 	if err != nil {
 		return nil, fmt.Errorf("load job: %w", err)
 	}
@@ -319,6 +340,12 @@ func (p *Planner) loadJob(ctx context.Context, t task) (*jobPlan, error) {
 		j.header.Picking = &eventv1.Picking{}
 		if err := protojson.Unmarshal(picking, j.header.Picking); err != nil {
 			return nil, fmt.Errorf("decode picking: %w", err)
+		}
+	}
+	if quiet != nil {
+		j.header.QuietHours = &eventv1.QuietHours{}
+		if err := protojson.Unmarshal(quiet, j.header.QuietHours); err != nil {
+			return nil, fmt.Errorf("decode quiet hours: %w", err)
 		}
 	}
 	if err := json.Unmarshal(audience, &j.audience); err != nil {
@@ -332,9 +359,9 @@ func (p *Planner) loadJob(ctx context.Context, t task) (*jobPlan, error) {
 }
 
 // planChunk reads up to ChunkBatches pages of the audience after j's
-// cursor, records them as batches together with the advanced cursor in one
-// transaction, and then publishes them. It reports whether the audience may
-// have more.
+// cursor and records them as batches together with the advanced cursor in
+// one transaction; the releaser publishes them. It reports whether the
+// audience may have more.
 func (p *Planner) planChunk(ctx context.Context, t task, j *jobPlan) (bool, error) {
 	var batches []*eventv1.RecommendBatch
 	cursor, seq, planned := j.cursor, j.nextSeq, j.planned
@@ -380,9 +407,7 @@ func (p *Planner) planChunk(ctx context.Context, t task, j *jobPlan) (bool, erro
 	if err != nil {
 		return false, err
 	}
-	if err := p.publish(ctx, p.db, t.tenant, j, batches); err != nil {
-		return false, err
-	}
+	signal(p.freed)
 	p.planned.Add(float64(planned - j.planned))
 	j.cursor, j.nextSeq, j.planned = cursor, seq, planned
 	return more, nil
@@ -398,8 +423,20 @@ type execer interface {
 func (p *Planner) publish(ctx context.Context, db execer, tenant string, j *jobPlan, batches []*eventv1.RecommendBatch) error {
 	results := make([]*pubsub.PublishResult, 0, len(batches))
 	seqs := make([]int64, 0, len(batches))
+	spans := make([]trace.Span, 0, len(batches))
+	defer func() {
+		for _, s := range spans {
+			s.End()
+		}
+	}()
 	for _, b := range batches {
-		res, err := p.pub.Publish(ctx, b, j.traceparent)
+		// Each batch's journey starts here, in its job's trace.
+		bctx, span := telemetry.Tracer().Start(telemetry.WithTraceparent(ctx, j.traceparent), "release batch",
+			trace.WithSpanKind(trace.SpanKindProducer),
+			trace.WithAttributes(append(telemetry.JobAttributes(tenant, b.Job.JobId, b.Job.Deadline.AsTime()),
+				attribute.Int64("herald.batch_seq", b.Job.Seq), attribute.Int("herald.recipients", len(b.Recipients)))...))
+		spans = append(spans, span)
+		res, err := p.pub.Publish(bctx, b, j.traceparent)
 		if err != nil {
 			return err
 		}
@@ -418,31 +455,76 @@ func (p *Planner) publish(ctx context.Context, db execer, tenant string, j *jobP
 	return nil
 }
 
-// publishRecorded publishes the job's batches that were recorded but
-// never confirmed published.
-func (p *Planner) publishRecorded(ctx context.Context, tenant string, j *jobPlan) error {
-	rows, _ := p.db.Query(ctx, unpublishedSQL, tenant, j.header.JobId)
-	type recorded struct {
-		seq int64
-		ids []string
-	}
-	pending, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (recorded, error) {
-		var b recorded
-		return b, r.Scan(&b.seq, &b.ids)
-	})
-	if err != nil {
-		return fmt.Errorf("read recorded batches: %w", err)
-	}
-	for _, b := range pending {
-		recipients, err := p.recipients(ctx, tenant, b.ids)
+// Release publishes recorded batches within the window (see Config),
+// earliest deadline first, whenever a batch completes, planning records
+// more, or ReleaseEvery passes.
+func (p *Planner) Release(ctx, workCtx context.Context) error {
+	t := time.NewTicker(p.cfg.ReleaseEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		case <-p.freed:
+		}
+		n, err := p.releaseOnce(workCtx)
 		if err != nil {
-			return err
+			p.log.ErrorContext(ctx, "release batches", "error", err)
+			continue
 		}
-		if err := p.publish(ctx, p.db, tenant, j, []*eventv1.RecommendBatch{j.batch(b.seq, recipients)}); err != nil {
-			return err
+		if n > 0 {
+			signal(p.freed) // there may be room for more
 		}
 	}
-	return nil
+}
+
+func (p *Planner) releaseOnce(ctx context.Context) (int, error) {
+	released := 0
+	err := pgdb.InTx(ctx, p.db, func(tx pgx.Tx) error {
+		var mine bool
+		if err := tx.QueryRow(ctx, releaseLockSQL).Scan(&mine); err != nil || !mine {
+			return err // another replica is releasing
+		}
+		rows, _ := tx.Query(ctx, releasableSQL, p.cfg.Window, p.cfg.JobWindow)
+		type recorded struct {
+			tenant string
+			job    uuid.UUID
+			seq    int64
+			ids    []string
+		}
+		batches, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (recorded, error) {
+			var b recorded
+			return b, r.Scan(&b.tenant, &b.job, &b.seq, &b.ids)
+		})
+		if err != nil {
+			return fmt.Errorf("find batches to release: %w", err)
+		}
+		jobs := map[uuid.UUID]*jobPlan{}
+		out := map[uuid.UUID][]*eventv1.RecommendBatch{}
+		for _, b := range batches {
+			j, ok := jobs[b.job]
+			if !ok {
+				if j, err = p.loadJob(ctx, task{tenant: b.tenant, job: b.job}); err != nil {
+					return err
+				}
+				jobs[b.job] = j
+			}
+			recipients, err := p.recipients(ctx, b.tenant, b.ids)
+			if err != nil {
+				return err
+			}
+			out[b.job] = append(out[b.job], j.batch(b.seq, recipients))
+		}
+		for id, bs := range out {
+			if err := p.publish(ctx, tx, jobs[id].header.TenantId, jobs[id], bs); err != nil {
+				return err
+			}
+			released += len(bs)
+		}
+		return nil
+	})
+	return released, err
 }
 
 // batch builds batch seq of j.

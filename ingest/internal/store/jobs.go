@@ -77,7 +77,9 @@ type NewJob struct {
 	Strategy           string
 	// Picking is the job's eventv1.Picking in protojson form; nil for the
 	// default chain.
-	Picking     []byte
+	Picking []byte
+	// QuietHours is the job's eventv1.QuietHours in protojson form, or nil.
+	QuietHours  []byte
 	Campaign    string
 	SubmittedAt time.Time
 	SendAt      *time.Time
@@ -173,7 +175,7 @@ func (s *Store) CreateJob(ctx context.Context, tenant string, j NewJob, respond 
 		}
 		tag, err := tx.Exec(ctx, insertJobSQL, tenant, j.ID, j.IdempotencyKey, j.RequestHash, j.Channel, j.TemplateID,
 			j.TemplateVersion, audience, j.ProductsPerMessage, j.Campaign, j.SubmittedAt, j.Deadline, j.Traceparent,
-			j.SendAt, j.Strategy, response, j.Picking)
+			j.SendAt, j.Strategy, response, j.Picking, j.QuietHours)
 		if err != nil {
 			return fmt.Errorf("insert job: %w", err)
 		}

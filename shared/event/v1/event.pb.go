@@ -46,7 +46,10 @@ type Job struct {
 	// Picking is how recommend chooses the products: the strategies, their
 	// fallback chain and the business rules. Absent, recommend uses the
 	// partner's rankings topped up with the catalog's best sellers.
-	Picking       *Picking `protobuf:"bytes,11,opt,name=picking,proto3" json:"picking,omitempty"`
+	Picking *Picking `protobuf:"bytes,11,opt,name=picking,proto3" json:"picking,omitempty"`
+	// QuietHours, when set, keeps the job's messages out of each recipient's
+	// local night (see QuietHours).
+	QuietHours    *QuietHours `protobuf:"bytes,12,opt,name=quiet_hours,json=quietHours,proto3" json:"quiet_hours,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -154,6 +157,13 @@ func (x *Job) GetCampaign() string {
 func (x *Job) GetPicking() *Picking {
 	if x != nil {
 		return x.Picking
+	}
+	return nil
+}
+
+func (x *Job) GetQuietHours() *QuietHours {
+	if x != nil {
+		return x.QuietHours
 	}
 	return nil
 }
@@ -390,6 +400,71 @@ func (x *Provenance) GetTemplateVersion() int32 {
 	return 0
 }
 
+// QuietHours is a daily window, in each recipient's own time zone, when
+// the job sends them nothing. The window may wrap midnight (start after
+// end).
+type QuietHours struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Minutes after local midnight.
+	StartMinute int32 `protobuf:"varint,1,opt,name=start_minute,json=startMinute,proto3" json:"start_minute,omitempty"`
+	EndMinute   int32 `protobuf:"varint,2,opt,name=end_minute,json=endMinute,proto3" json:"end_minute,omitempty"`
+	// "hold": send when the window ends; "skip": do not send at all.
+	Mode          string `protobuf:"bytes,3,opt,name=mode,proto3" json:"mode,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *QuietHours) Reset() {
+	*x = QuietHours{}
+	mi := &file_event_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *QuietHours) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*QuietHours) ProtoMessage() {}
+
+func (x *QuietHours) ProtoReflect() protoreflect.Message {
+	mi := &file_event_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use QuietHours.ProtoReflect.Descriptor instead.
+func (*QuietHours) Descriptor() ([]byte, []int) {
+	return file_event_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *QuietHours) GetStartMinute() int32 {
+	if x != nil {
+		return x.StartMinute
+	}
+	return 0
+}
+
+func (x *QuietHours) GetEndMinute() int32 {
+	if x != nil {
+		return x.EndMinute
+	}
+	return 0
+}
+
+func (x *QuietHours) GetMode() string {
+	if x != nil {
+		return x.Mode
+	}
+	return ""
+}
+
 // Recipient is one customer of the audience as the planner read them.
 type Recipient struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -404,7 +479,7 @@ type Recipient struct {
 
 func (x *Recipient) Reset() {
 	*x = Recipient{}
-	mi := &file_event_proto_msgTypes[4]
+	mi := &file_event_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -416,7 +491,7 @@ func (x *Recipient) String() string {
 func (*Recipient) ProtoMessage() {}
 
 func (x *Recipient) ProtoReflect() protoreflect.Message {
-	mi := &file_event_proto_msgTypes[4]
+	mi := &file_event_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -429,7 +504,7 @@ func (x *Recipient) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Recipient.ProtoReflect.Descriptor instead.
 func (*Recipient) Descriptor() ([]byte, []int) {
-	return file_event_proto_rawDescGZIP(), []int{4}
+	return file_event_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *Recipient) GetCustomerId() string {
@@ -478,7 +553,7 @@ type RecommendBatch struct {
 
 func (x *RecommendBatch) Reset() {
 	*x = RecommendBatch{}
-	mi := &file_event_proto_msgTypes[5]
+	mi := &file_event_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -490,7 +565,7 @@ func (x *RecommendBatch) String() string {
 func (*RecommendBatch) ProtoMessage() {}
 
 func (x *RecommendBatch) ProtoReflect() protoreflect.Message {
-	mi := &file_event_proto_msgTypes[5]
+	mi := &file_event_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -503,7 +578,7 @@ func (x *RecommendBatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecommendBatch.ProtoReflect.Descriptor instead.
 func (*RecommendBatch) Descriptor() ([]byte, []int) {
-	return file_event_proto_rawDescGZIP(), []int{5}
+	return file_event_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *RecommendBatch) GetJob() *Job {
@@ -540,7 +615,7 @@ type Product struct {
 
 func (x *Product) Reset() {
 	*x = Product{}
-	mi := &file_event_proto_msgTypes[6]
+	mi := &file_event_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -552,7 +627,7 @@ func (x *Product) String() string {
 func (*Product) ProtoMessage() {}
 
 func (x *Product) ProtoReflect() protoreflect.Message {
-	mi := &file_event_proto_msgTypes[6]
+	mi := &file_event_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -565,7 +640,7 @@ func (x *Product) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Product.ProtoReflect.Descriptor instead.
 func (*Product) Descriptor() ([]byte, []int) {
-	return file_event_proto_rawDescGZIP(), []int{6}
+	return file_event_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *Product) GetId() string {
@@ -662,7 +737,7 @@ type Picked struct {
 
 func (x *Picked) Reset() {
 	*x = Picked{}
-	mi := &file_event_proto_msgTypes[7]
+	mi := &file_event_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -674,7 +749,7 @@ func (x *Picked) String() string {
 func (*Picked) ProtoMessage() {}
 
 func (x *Picked) ProtoReflect() protoreflect.Message {
-	mi := &file_event_proto_msgTypes[7]
+	mi := &file_event_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -687,7 +762,7 @@ func (x *Picked) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Picked.ProtoReflect.Descriptor instead.
 func (*Picked) Descriptor() ([]byte, []int) {
-	return file_event_proto_rawDescGZIP(), []int{7}
+	return file_event_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Picked) GetRecipient() *Recipient {
@@ -746,7 +821,7 @@ type RenderBatch struct {
 
 func (x *RenderBatch) Reset() {
 	*x = RenderBatch{}
-	mi := &file_event_proto_msgTypes[8]
+	mi := &file_event_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -758,7 +833,7 @@ func (x *RenderBatch) String() string {
 func (*RenderBatch) ProtoMessage() {}
 
 func (x *RenderBatch) ProtoReflect() protoreflect.Message {
-	mi := &file_event_proto_msgTypes[8]
+	mi := &file_event_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -771,7 +846,7 @@ func (x *RenderBatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenderBatch.ProtoReflect.Descriptor instead.
 func (*RenderBatch) Descriptor() ([]byte, []int) {
-	return file_event_proto_rawDescGZIP(), []int{8}
+	return file_event_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *RenderBatch) GetJob() *Job {
@@ -834,7 +909,7 @@ type Rendered struct {
 
 func (x *Rendered) Reset() {
 	*x = Rendered{}
-	mi := &file_event_proto_msgTypes[9]
+	mi := &file_event_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -846,7 +921,7 @@ func (x *Rendered) String() string {
 func (*Rendered) ProtoMessage() {}
 
 func (x *Rendered) ProtoReflect() protoreflect.Message {
-	mi := &file_event_proto_msgTypes[9]
+	mi := &file_event_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -859,7 +934,7 @@ func (x *Rendered) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Rendered.ProtoReflect.Descriptor instead.
 func (*Rendered) Descriptor() ([]byte, []int) {
-	return file_event_proto_rawDescGZIP(), []int{9}
+	return file_event_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *Rendered) GetCustomerId() string {
@@ -930,7 +1005,7 @@ type DispatchBatch struct {
 
 func (x *DispatchBatch) Reset() {
 	*x = DispatchBatch{}
-	mi := &file_event_proto_msgTypes[10]
+	mi := &file_event_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -942,7 +1017,7 @@ func (x *DispatchBatch) String() string {
 func (*DispatchBatch) ProtoMessage() {}
 
 func (x *DispatchBatch) ProtoReflect() protoreflect.Message {
-	mi := &file_event_proto_msgTypes[10]
+	mi := &file_event_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -955,7 +1030,7 @@ func (x *DispatchBatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DispatchBatch.ProtoReflect.Descriptor instead.
 func (*DispatchBatch) Descriptor() ([]byte, []int) {
-	return file_event_proto_rawDescGZIP(), []int{10}
+	return file_event_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *DispatchBatch) GetJob() *Job {
@@ -983,7 +1058,7 @@ var File_event_proto protoreflect.FileDescriptor
 
 const file_event_proto_rawDesc = "" +
 	"\n" +
-	"\vevent.proto\x12\x0fherald.event.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xaa\x03\n" +
+	"\vevent.proto\x12\x0fherald.event.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe8\x03\n" +
 	"\x03Job\x12\x1b\n" +
 	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x15\n" +
 	"\x06job_id\x18\x02 \x01(\tR\x05jobId\x12\x10\n" +
@@ -997,7 +1072,9 @@ const file_event_proto_rawDesc = "" +
 	"\x14products_per_message\x18\t \x01(\x05R\x12productsPerMessage\x12\x1a\n" +
 	"\bcampaign\x18\n" +
 	" \x01(\tR\bcampaign\x122\n" +
-	"\apicking\x18\v \x01(\v2\x18.herald.event.v1.PickingR\apicking\"\xec\x01\n" +
+	"\apicking\x18\v \x01(\v2\x18.herald.event.v1.PickingR\apicking\x12<\n" +
+	"\vquiet_hours\x18\f \x01(\v2\x1b.herald.event.v1.QuietHoursR\n" +
+	"quietHours\"\xec\x01\n" +
 	"\aPicking\x129\n" +
 	"\n" +
 	"strategies\x18\x01 \x03(\v2\x19.herald.event.v1.StrategyR\n" +
@@ -1015,7 +1092,13 @@ const file_event_proto_rawDesc = "" +
 	"\bstrategy\x18\x01 \x01(\tR\bstrategy\x12#\n" +
 	"\rmodel_version\x18\x02 \x01(\tR\fmodelVersion\x12'\n" +
 	"\x0fcatalog_version\x18\x03 \x01(\x03R\x0ecatalogVersion\x12)\n" +
-	"\x10template_version\x18\x04 \x01(\x05R\x0ftemplateVersion\"\x96\x01\n" +
+	"\x10template_version\x18\x04 \x01(\x05R\x0ftemplateVersion\"b\n" +
+	"\n" +
+	"QuietHours\x12!\n" +
+	"\fstart_minute\x18\x01 \x01(\x05R\vstartMinute\x12\x1d\n" +
+	"\n" +
+	"end_minute\x18\x02 \x01(\x05R\tendMinute\x12\x12\n" +
+	"\x04mode\x18\x03 \x01(\tR\x04mode\"\x96\x01\n" +
 	"\tRecipient\x12\x1f\n" +
 	"\vcustomer_id\x18\x01 \x01(\tR\n" +
 	"customerId\x12\x14\n" +
@@ -1092,41 +1175,43 @@ func file_event_proto_rawDescGZIP() []byte {
 	return file_event_proto_rawDescData
 }
 
-var file_event_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
+var file_event_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
 var file_event_proto_goTypes = []any{
 	(*Job)(nil),                   // 0: herald.event.v1.Job
 	(*Picking)(nil),               // 1: herald.event.v1.Picking
 	(*Strategy)(nil),              // 2: herald.event.v1.Strategy
 	(*Provenance)(nil),            // 3: herald.event.v1.Provenance
-	(*Recipient)(nil),             // 4: herald.event.v1.Recipient
-	(*RecommendBatch)(nil),        // 5: herald.event.v1.RecommendBatch
-	(*Product)(nil),               // 6: herald.event.v1.Product
-	(*Picked)(nil),                // 7: herald.event.v1.Picked
-	(*RenderBatch)(nil),           // 8: herald.event.v1.RenderBatch
-	(*Rendered)(nil),              // 9: herald.event.v1.Rendered
-	(*DispatchBatch)(nil),         // 10: herald.event.v1.DispatchBatch
-	(*timestamppb.Timestamp)(nil), // 11: google.protobuf.Timestamp
+	(*QuietHours)(nil),            // 4: herald.event.v1.QuietHours
+	(*Recipient)(nil),             // 5: herald.event.v1.Recipient
+	(*RecommendBatch)(nil),        // 6: herald.event.v1.RecommendBatch
+	(*Product)(nil),               // 7: herald.event.v1.Product
+	(*Picked)(nil),                // 8: herald.event.v1.Picked
+	(*RenderBatch)(nil),           // 9: herald.event.v1.RenderBatch
+	(*Rendered)(nil),              // 10: herald.event.v1.Rendered
+	(*DispatchBatch)(nil),         // 11: herald.event.v1.DispatchBatch
+	(*timestamppb.Timestamp)(nil), // 12: google.protobuf.Timestamp
 }
 var file_event_proto_depIdxs = []int32{
-	11, // 0: herald.event.v1.Job.submitted_at:type_name -> google.protobuf.Timestamp
-	11, // 1: herald.event.v1.Job.deadline:type_name -> google.protobuf.Timestamp
+	12, // 0: herald.event.v1.Job.submitted_at:type_name -> google.protobuf.Timestamp
+	12, // 1: herald.event.v1.Job.deadline:type_name -> google.protobuf.Timestamp
 	1,  // 2: herald.event.v1.Job.picking:type_name -> herald.event.v1.Picking
-	2,  // 3: herald.event.v1.Picking.strategies:type_name -> herald.event.v1.Strategy
-	0,  // 4: herald.event.v1.RecommendBatch.job:type_name -> herald.event.v1.Job
-	4,  // 5: herald.event.v1.RecommendBatch.recipients:type_name -> herald.event.v1.Recipient
-	4,  // 6: herald.event.v1.Picked.recipient:type_name -> herald.event.v1.Recipient
-	3,  // 7: herald.event.v1.Picked.provenance:type_name -> herald.event.v1.Provenance
-	0,  // 8: herald.event.v1.RenderBatch.job:type_name -> herald.event.v1.Job
-	6,  // 9: herald.event.v1.RenderBatch.products:type_name -> herald.event.v1.Product
-	7,  // 10: herald.event.v1.RenderBatch.recipients:type_name -> herald.event.v1.Picked
-	3,  // 11: herald.event.v1.Rendered.provenance:type_name -> herald.event.v1.Provenance
-	0,  // 12: herald.event.v1.DispatchBatch.job:type_name -> herald.event.v1.Job
-	9,  // 13: herald.event.v1.DispatchBatch.messages:type_name -> herald.event.v1.Rendered
-	14, // [14:14] is the sub-list for method output_type
-	14, // [14:14] is the sub-list for method input_type
-	14, // [14:14] is the sub-list for extension type_name
-	14, // [14:14] is the sub-list for extension extendee
-	0,  // [0:14] is the sub-list for field type_name
+	4,  // 3: herald.event.v1.Job.quiet_hours:type_name -> herald.event.v1.QuietHours
+	2,  // 4: herald.event.v1.Picking.strategies:type_name -> herald.event.v1.Strategy
+	0,  // 5: herald.event.v1.RecommendBatch.job:type_name -> herald.event.v1.Job
+	5,  // 6: herald.event.v1.RecommendBatch.recipients:type_name -> herald.event.v1.Recipient
+	5,  // 7: herald.event.v1.Picked.recipient:type_name -> herald.event.v1.Recipient
+	3,  // 8: herald.event.v1.Picked.provenance:type_name -> herald.event.v1.Provenance
+	0,  // 9: herald.event.v1.RenderBatch.job:type_name -> herald.event.v1.Job
+	7,  // 10: herald.event.v1.RenderBatch.products:type_name -> herald.event.v1.Product
+	8,  // 11: herald.event.v1.RenderBatch.recipients:type_name -> herald.event.v1.Picked
+	3,  // 12: herald.event.v1.Rendered.provenance:type_name -> herald.event.v1.Provenance
+	0,  // 13: herald.event.v1.DispatchBatch.job:type_name -> herald.event.v1.Job
+	10, // 14: herald.event.v1.DispatchBatch.messages:type_name -> herald.event.v1.Rendered
+	15, // [15:15] is the sub-list for method output_type
+	15, // [15:15] is the sub-list for method input_type
+	15, // [15:15] is the sub-list for extension type_name
+	15, // [15:15] is the sub-list for extension extendee
+	0,  // [0:15] is the sub-list for field type_name
 }
 
 func init() { file_event_proto_init() }
@@ -1140,7 +1225,7 @@ func file_event_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_event_proto_rawDesc), len(file_event_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   11,
+			NumMessages:   12,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -14,7 +14,10 @@
 --
 -- $1 tenant, $2 job, $3 channel, $4 job submitted_at, $5 batch seq,
 -- $6 deadline, $7 progress shard, $8.. parallel arrays of the chunk,
--- $13.. its provenance, $17 the provider the claimed rows go to.
+-- $13.. its provenance, $17 the provider the claimed rows go to, $18..$20
+-- the job's quiet hours (start and end minute of the recipient's local day,
+-- -1 for none; mode hold or skip): a recipient inside them is deferred until
+-- the window ends (not_before) or skipped.
 WITH input AS (
     SELECT *
     FROM unnest($8::text[], $9::text[], $10::text[], $11::text[], $12::text[],
@@ -24,10 +27,10 @@ WITH input AS (
 ), existing AS (
     -- One key lookup per recipient (see Ledger.Lock on why it is spelled
     -- out this way).
-    SELECT d.customer_id, d.state, d.batch_seq, d.provider
+    SELECT d.customer_id, d.state, d.batch_seq, d.provider, d.not_before
     FROM input i
     CROSS JOIN LATERAL (
-        SELECT x.customer_id, x.state, x.batch_seq, x.provider
+        SELECT x.customer_id, x.state, x.batch_seq, x.provider, x.not_before
         FROM deliveries x
         WHERE x.tenant_id = $1 AND x.job_id = $2 AND x.channel = $3
           AND x.customer_id = i.customer_id AND x.job_submitted_at = $4
@@ -35,28 +38,41 @@ WITH input AS (
     ) d
 ), tenant AS (
     SELECT (SELECT daily_cap FROM tenants WHERE id = $1) AS daily_cap
-), decided AS (
-    SELECT i.customer_id, i.email, i.message_id, i.strategy, i.model_version, i.catalog_version, i.template_version,
-           (now() AT TIME ZONE coalesce(c.timezone, 'UTC'))::date AS local_day,
-           CASE
-               WHEN i.skip_reason <> '' THEN 'skipped'
-               WHEN i.render_error <> '' THEN 'failed'
-               WHEN s.email IS NOT NULL THEN 'suppressed'
-               WHEN now() > $6 THEN 'expired'
-               ELSE 'sending'
-           END AS state,
-           CASE
-               WHEN i.skip_reason <> '' THEN i.skip_reason
-               WHEN i.render_error <> '' THEN 'render: ' || i.render_error
-               WHEN s.email IS NOT NULL THEN s.reason
-               WHEN now() > $6 THEN 'deadline passed before sending'
-               ELSE ''
-           END AS reason
+), local AS (
+    SELECT i.*, coalesce(c.timezone, 'UTC') AS tz, now() AT TIME ZONE coalesce(c.timezone, 'UTC') AS local_now
     FROM input i
-    LEFT JOIN suppressions s ON s.tenant_id = $1 AND s.email = lower(i.email)
     LEFT JOIN customers c ON c.tenant_id = $1 AND c.id = i.customer_id
     WHERE NOT EXISTS (SELECT 1 FROM existing e WHERE e.customer_id = i.customer_id)
       AND EXISTS (SELECT 1 FROM jobs j WHERE j.tenant_id = $1 AND j.id = $2 AND j.state = 'active')
+), quiet AS (
+    SELECT l.*, l.local_now::date AS local_day,
+           herald_in_quiet_hours(l.local_now, $18, $19) AS in_quiet,
+           herald_quiet_hours_end(l.local_now, l.tz, $19) AS quiet_end
+    FROM local l
+), decided AS (
+    SELECT q.customer_id, q.email, q.message_id, q.strategy, q.model_version, q.catalog_version, q.template_version,
+           q.local_day,
+           CASE
+               WHEN q.skip_reason <> '' THEN 'skipped'
+               WHEN q.render_error <> '' THEN 'failed'
+               WHEN s.email IS NOT NULL THEN 'suppressed'
+               WHEN now() > $6 THEN 'expired'
+               WHEN q.in_quiet AND $20 = 'skip' THEN 'skipped'
+               WHEN q.in_quiet THEN 'deferred'
+               ELSE 'sending'
+           END AS state,
+           CASE
+               WHEN q.skip_reason <> '' THEN q.skip_reason
+               WHEN q.render_error <> '' THEN 'render: ' || q.render_error
+               WHEN s.email IS NOT NULL THEN s.reason
+               WHEN now() > $6 THEN 'deadline passed before sending'
+               WHEN q.in_quiet AND $20 = 'skip' THEN 'quiet hours in the recipient''s time zone'
+               WHEN q.in_quiet THEN 'held for quiet hours in the recipient''s time zone'
+               ELSE ''
+           END AS reason,
+           CASE WHEN q.in_quiet AND $20 <> 'skip' THEN q.quiet_end END AS not_before
+    FROM quiet q
+    LEFT JOIN suppressions s ON s.tenant_id = $1 AND s.email = lower(q.email)
 ), day_used AS (
     -- Takes one send of each recipient's local day, unless the cap is
     -- reached; the row lock on conflict makes concurrent jobs count right.
@@ -69,6 +85,7 @@ WITH input AS (
     RETURNING customer_id
 ), final AS (
     SELECT d.customer_id, d.email, d.message_id, d.strategy, d.model_version, d.catalog_version, d.template_version,
+           d.not_before,
            CASE WHEN d.state = 'sending' AND t.daily_cap IS NOT NULL
                      AND NOT EXISTS (SELECT 1 FROM day_used u WHERE u.customer_id = d.customer_id)
                 THEN 'capped' ELSE d.state END AS state,
@@ -79,15 +96,15 @@ WITH input AS (
 ), claimed AS (
     INSERT INTO deliveries (tenant_id, job_id, channel, customer_id, job_submitted_at, batch_seq,
                             state, email, message_id, attempts, reason, done_at,
-                            strategy, model_version, catalog_version, template_version, provider)
+                            strategy, model_version, catalog_version, template_version, provider, not_before)
     SELECT $1, $2, $3, f.customer_id, $4, $5, f.state, f.email, f.message_id,
            CASE WHEN f.state = 'sending' THEN 1 ELSE 0 END, f.reason,
-           CASE WHEN f.state <> 'sending' THEN now() END,
+           CASE WHEN f.state NOT IN ('sending', 'deferred') THEN now() END,
            f.strategy, f.model_version, f.catalog_version, f.template_version,
-           CASE WHEN f.state = 'sending' THEN $17 ELSE '' END
+           CASE WHEN f.state = 'sending' THEN $17 ELSE '' END, f.not_before
     FROM final f
     ON CONFLICT DO NOTHING
-    RETURNING customer_id, state, provider
+    RETURNING customer_id, state, provider, not_before
 ), counted AS (
     INSERT INTO job_progress AS p (tenant_id, job_id, shard, failed, suppressed, expired, capped, skipped, last_done_at)
     SELECT $1, $2, $7,
@@ -98,7 +115,7 @@ WITH input AS (
            count(*) FILTER (WHERE state = 'skipped'),
            now()
     FROM claimed
-    HAVING count(*) FILTER (WHERE state <> 'sending') > 0
+    HAVING count(*) FILTER (WHERE state NOT IN ('sending', 'deferred')) > 0
     ON CONFLICT (tenant_id, job_id, shard) DO UPDATE SET
         failed = p.failed + excluded.failed,
         suppressed = p.suppressed + excluded.suppressed,
@@ -107,6 +124,6 @@ WITH input AS (
         skipped = p.skipped + excluded.skipped,
         last_done_at = greatest(p.last_done_at, excluded.last_done_at)
 )
-SELECT customer_id, state, true AS fresh, provider FROM claimed
+SELECT customer_id, state, true AS fresh, provider, not_before FROM claimed
 UNION ALL
-SELECT customer_id, state, false, provider FROM existing WHERE batch_seq = $5
+SELECT customer_id, state, false, provider, not_before FROM existing WHERE batch_seq = $5

@@ -2,13 +2,18 @@
 -- row, whichever copy of whichever batch claimed it. A part of a batch that
 -- render had to split finishes it only together with the other parts.
 -- $1 tenant, $2 job, $3 channel, $4 job submitted_at, $5 batch seq.
-UPDATE job_batches b
-SET done_at = now()
-WHERE b.tenant_id = $1 AND b.job_id = $2 AND b.seq = $5 AND b.done_at IS NULL
-  AND NOT EXISTS (
-      SELECT 1
-      FROM unnest(b.customer_ids) AS c(id)
-      WHERE NOT EXISTS (
-          SELECT 1 FROM deliveries d
-          WHERE d.tenant_id = $1 AND d.job_id = $2 AND d.channel = $3 AND d.job_submitted_at = $4
-            AND d.customer_id = c.id AND d.state NOT IN ('sending', 'deferred')))
+WITH finished AS (
+    UPDATE job_batches b
+    SET done_at = now()
+    WHERE b.tenant_id = $1 AND b.job_id = $2 AND b.seq = $5 AND b.done_at IS NULL
+      AND NOT EXISTS (
+          SELECT 1
+          FROM unnest(b.customer_ids) AS c(id)
+          WHERE NOT EXISTS (
+              SELECT 1 FROM deliveries d
+              WHERE d.tenant_id = $1 AND d.job_id = $2 AND d.channel = $3 AND d.job_submitted_at = $4
+                AND d.customer_id = c.id AND d.state NOT IN ('sending', 'deferred')))
+    RETURNING 1
+)
+-- Wake the releaser: the batch's slot in the window is free.
+SELECT pg_notify('herald_batches', '') FROM finished LIMIT 1

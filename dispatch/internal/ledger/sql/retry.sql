@@ -1,54 +1,73 @@
 -- Takes back the rows of this batch that were deferred on an earlier
 -- attempt, deciding each again as the claim would: suppressed if the
 -- address was suppressed since (an unsubscribe while it waited), expired
--- once past the deadline, otherwise sending again — for the provider now
--- chosen, since the last one accepted nothing. Nothing moves while the job
--- is not active.
+-- once past the deadline, held (or skipped) inside the recipient's quiet
+-- hours, otherwise sending again — for the provider now chosen, since the
+-- last one accepted nothing. Rows held until a later time are left as they
+-- are. Nothing moves while the job is not active.
 -- $1 tenant, $2 job, $3 channel, $4 job submitted_at, $5 batch seq,
--- $6 deadline, $7 progress shard, $8 customer ids, $9 provider.
-WITH targets AS (
-    SELECT x.tableoid AS part, x.ctid AS tid,
-           CASE
-               WHEN s.email IS NOT NULL THEN 'suppressed'
-               WHEN now() > $6 THEN 'expired'
-               ELSE 'sending'
-           END AS state,
-           CASE
-               WHEN s.email IS NOT NULL THEN s.reason
-               WHEN now() > $6 THEN 'deadline passed while deferred: ' || x.reason
-               ELSE x.reason
-           END AS reason
+-- $6 deadline, $7 progress shard, $8 customer ids, $9 provider, $10..$12
+-- quiet hours as in the claim. Returns every deferred row of the batch
+-- among $8 with its new state and, if held, until when.
+WITH rows AS (
+    SELECT x.tableoid AS part, x.ctid AS tid, x.customer_id, x.email, x.reason, x.not_before,
+           now() AT TIME ZONE coalesce(c.timezone, 'UTC') AS local_now, coalesce(c.timezone, 'UTC') AS tz
     FROM unnest($8::text[]) AS i(customer_id)
     CROSS JOIN LATERAL (
-        SELECT d.tableoid, d.ctid, d.email, d.reason
+        SELECT d.tableoid, d.ctid, d.customer_id, d.email, d.reason, d.not_before
         FROM deliveries d
         WHERE d.tenant_id = $1 AND d.job_id = $2 AND d.channel = $3 AND d.customer_id = i.customer_id
           AND d.job_submitted_at = $4 AND d.batch_seq = $5 AND d.state = 'deferred'
         LIMIT 1
     ) x
-    LEFT JOIN suppressions s ON s.tenant_id = $1 AND s.email = lower(x.email)
-    WHERE EXISTS (SELECT 1 FROM jobs j WHERE j.tenant_id = $1 AND j.id = $2 AND j.state = 'active')
+    LEFT JOIN customers c ON c.tenant_id = $1 AND c.id = x.customer_id
+), targets AS (
+    SELECT r.part, r.tid,
+           CASE
+               WHEN s.email IS NOT NULL THEN 'suppressed'
+               WHEN now() > $6 THEN 'expired'
+               WHEN herald_in_quiet_hours(r.local_now, $10, $11) AND $12 = 'skip' THEN 'skipped'
+               WHEN herald_in_quiet_hours(r.local_now, $10, $11) THEN 'deferred'
+               ELSE 'sending'
+           END AS state,
+           CASE
+               WHEN s.email IS NOT NULL THEN s.reason
+               WHEN now() > $6 THEN 'deadline passed while deferred: ' || r.reason
+               WHEN herald_in_quiet_hours(r.local_now, $10, $11) AND $12 = 'skip' THEN 'quiet hours in the recipient''s time zone'
+               ELSE r.reason
+           END AS reason,
+           CASE WHEN herald_in_quiet_hours(r.local_now, $10, $11) AND $12 <> 'skip'
+                THEN herald_quiet_hours_end(r.local_now, r.tz, $11) END AS not_before
+    FROM rows r
+    LEFT JOIN suppressions s ON s.tenant_id = $1 AND s.email = lower(r.email)
+    WHERE (r.not_before IS NULL OR r.not_before <= now())
+      AND EXISTS (SELECT 1 FROM jobs j WHERE j.tenant_id = $1 AND j.id = $2 AND j.state = 'active')
 ), retried AS (
     UPDATE deliveries d
     SET state = t.state,
         attempts = d.attempts + CASE WHEN t.state = 'sending' THEN 1 ELSE 0 END,
         reason = t.reason,
-        done_at = CASE WHEN t.state <> 'sending' THEN now() END,
-        provider = CASE WHEN t.state = 'sending' THEN $9 ELSE d.provider END
+        done_at = CASE WHEN t.state NOT IN ('sending', 'deferred') THEN now() END,
+        provider = CASE WHEN t.state = 'sending' THEN $9 ELSE d.provider END,
+        not_before = t.not_before
     FROM targets t
     WHERE d.tableoid = t.part AND d.ctid = t.tid AND d.state = 'deferred'
-    RETURNING d.customer_id, d.state
+    RETURNING d.customer_id, d.state, d.not_before
 ), counted AS (
-    INSERT INTO job_progress AS p (tenant_id, job_id, shard, suppressed, expired, last_done_at)
+    INSERT INTO job_progress AS p (tenant_id, job_id, shard, suppressed, expired, skipped, last_done_at)
     SELECT $1, $2, $7,
            count(*) FILTER (WHERE state = 'suppressed'),
            count(*) FILTER (WHERE state = 'expired'),
+           count(*) FILTER (WHERE state = 'skipped'),
            now()
     FROM retried
-    HAVING count(*) FILTER (WHERE state <> 'sending') > 0
+    HAVING count(*) FILTER (WHERE state NOT IN ('sending', 'deferred')) > 0
     ON CONFLICT (tenant_id, job_id, shard) DO UPDATE SET
         suppressed = p.suppressed + excluded.suppressed,
         expired = p.expired + excluded.expired,
+        skipped = p.skipped + excluded.skipped,
         last_done_at = greatest(p.last_done_at, excluded.last_done_at)
 )
-SELECT customer_id, state FROM retried
+SELECT customer_id, state, not_before FROM retried
+UNION ALL
+SELECT customer_id, 'deferred', not_before FROM rows WHERE not_before > now()

@@ -7,6 +7,7 @@ FROM job_batches b
 WHERE b.done_at IS NULL
   AND b.published_at < now() - make_interval(secs => $1)
   AND b.publishes < $3
+  AND b.resume_at IS NULL -- held for quiet hours: the releaser resumes it
   AND EXISTS (
       SELECT 1 FROM jobs j
       WHERE j.tenant_id = b.tenant_id AND j.id = b.job_id AND j.state = 'active')
