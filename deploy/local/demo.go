@@ -95,6 +95,11 @@ func demo(ctx context.Context, args []string, stdout, stderr io.Writer, log *slo
 	fmt.Fprintf(stdout, "  curl -H \"Authorization: Bearer $HERALD_TOKEN\" %s/v1/jobs/%s\n", st.IngestURL, job.ID)
 	fmt.Fprintf(stdout, "  curl -H \"Authorization: Bearer $HERALD_TOKEN\" '%s/v1/jobs?limit=5'\n", st.IngestURL)
 	fmt.Fprintf(stdout, "  curl %s/v1/jobs   # no token: refused by the edge\n", st.IngestURL)
+	ops, err := stack.MintOpsToken(24 * time.Hour)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "The ops page (an operator's token): %s/ops?access_token=%s\n", st.IngestURL, ops)
 	fmt.Fprintf(stdout, "The API is described at %s/v1/openapi.json. Press Ctrl-C to stop everything.\n", st.IngestURL)
 	<-ctx.Done()
 	return nil
