@@ -343,3 +343,22 @@ func TestQuietHoursHoldOrSkip(t *testing.T) {
 		})
 	}
 }
+
+// TestGlobalSuppressionsApplyToEveryTenant: an address on the global list
+// ('*') is suppressed for any tenant.
+func TestGlobalSuppressionsApplyToEveryTenant(t *testing.T) {
+	db, b := setup(t)
+	ctx := context.Background()
+	if _, err := db.Exec(ctx, `INSERT INTO suppressions (tenant_id, email, reason) VALUES ('*', 'trap@example.com', 'spam trap')`); err != nil {
+		t.Fatal(err)
+	}
+	h, err := ledger.New(db).Lock(ctx, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Release(ctx)
+	claims, err := h.Claim(ctx, []ledger.Item{{CustomerID: "c1", Email: "Trap@Example.com", MessageID: "m1"}}, "smtp:test")
+	if err != nil || len(claims) != 1 || claims[0].State != ledger.Suppressed {
+		t.Fatalf("claim of a globally suppressed address: %+v, %v", claims, err)
+	}
+}

@@ -72,7 +72,14 @@ WITH input AS (
            END AS reason,
            CASE WHEN q.in_quiet AND $20 <> 'skip' THEN q.quiet_end END AS not_before
     FROM quiet q
-    LEFT JOIN suppressions s ON s.tenant_id = $1 AND s.email = lower(q.email)
+    -- The tenant's own list, then the global one ('*': addresses no tenant
+    -- may mail, such as spam traps and complaints that reach every sender).
+    LEFT JOIN LATERAL (
+        SELECT x.email, x.reason FROM suppressions x
+        WHERE x.tenant_id IN ($1, '*') AND x.email = lower(q.email)
+        ORDER BY x.tenant_id = '*'
+        LIMIT 1
+    ) s ON true
 ), day_used AS (
     -- Takes one send of each recipient's local day, unless the cap is
     -- reached; the row lock on conflict makes concurrent jobs count right.

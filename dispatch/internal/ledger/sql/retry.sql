@@ -39,7 +39,12 @@ WITH rows AS (
            CASE WHEN herald_in_quiet_hours(r.local_now, $10, $11) AND $12 <> 'skip'
                 THEN herald_quiet_hours_end(r.local_now, r.tz, $11) END AS not_before
     FROM rows r
-    LEFT JOIN suppressions s ON s.tenant_id = $1 AND s.email = lower(r.email)
+    LEFT JOIN LATERAL (
+        SELECT x.email, x.reason FROM suppressions x
+        WHERE x.tenant_id IN ($1, '*') AND x.email = lower(r.email)
+        ORDER BY x.tenant_id = '*'
+        LIMIT 1
+    ) s ON true
     WHERE (r.not_before IS NULL OR r.not_before <= now())
       AND EXISTS (SELECT 1 FROM jobs j WHERE j.tenant_id = $1 AND j.id = $2 AND j.state = 'active')
 ), retried AS (
