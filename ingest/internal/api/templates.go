@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"herald/ingest/internal/store"
-	"herald/ingest/internal/tmplcheck"
 	"herald/shared/emailtemplate"
 )
 
@@ -66,14 +65,20 @@ func (a *API) addTemplate(w http.ResponseWriter, r *http.Request, tenant string)
 	if headerProblems(req).answer(w) {
 		return
 	}
-	var problems []tmplcheck.Problem
+	// Templates are untrusted code: the renderer's own checks (allow-listed
+	// functions, bounded loops, no recursion) run here first, so a template
+	// that would be refused at render time is refused at upload.
+	var problems []templateProblem
 	for _, part := range []struct{ name, src string }{
 		{"subject", req.Subject}, {"preheader", req.Preheader}, {"html", req.HTML}, {"text", req.Text},
 	} {
-		problems = append(problems, tmplcheck.Check(part.name, part.src)...)
+		for _, msg := range emailtemplate.Check(part.name, part.src) {
+			problems = append(problems, templateProblem{Part: part.name, Message: strings.TrimPrefix(msg, part.name+": ")})
+		}
 	}
 	if len(problems) > 0 {
-		writeErrorDetails(w, http.StatusUnprocessableEntity, "invalid_template", "invalid template: "+problems[0].String(), problems)
+		p := problems[0]
+		writeErrorDetails(w, http.StatusUnprocessableEntity, "invalid_template", "invalid template: "+p.Part+": "+p.Message, problems)
 		return
 	}
 	_, err := emailtemplate.Parse(sourceOf(req))
@@ -94,6 +99,12 @@ func (a *API) addTemplate(w http.ResponseWriter, r *http.Request, tenant string)
 	}
 	w.Header().Set("Location", fmt.Sprintf("/v1/templates/%s/versions/%d", id, t.Version))
 	writeJSON(w, http.StatusCreated, templateResponse{ID: id, Version: t.Version, CreatedAt: t.CreatedAt})
+}
+
+// templateProblem is one thing wrong with one part of a template.
+type templateProblem struct {
+	Part    string `json:"part"` // subject, preheader, html or text
+	Message string `json:"message"`
 }
 
 func sourceOf(req templateRequest) emailtemplate.Source {
