@@ -7,8 +7,11 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"herald/deploy/stack"
 )
@@ -30,6 +33,7 @@ func demo(ctx context.Context, args []string, stdout, stderr io.Writer, log *slo
 	wait := fs.Bool("wait", true, "keep Herald running after the job until Ctrl-C")
 	fake := fs.Bool("fake-pubsub", false, "use Google's in-process Pub/Sub fake even where the emulator is installed")
 	maildir := fs.String("maildir", ".herald/demo-mail", "where delivered emails are kept as .eml files (emptied first)")
+	jaeger := fs.Bool("jaeger", false, "start a local Jaeger (built from the Go module proxy once per machine) and print the job's trace")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -40,9 +44,33 @@ func demo(ctx context.Context, args []string, stdout, stderr io.Writer, log *slo
 	if err := os.RemoveAll(dir); err != nil {
 		return fmt.Errorf("empty maildir: %w", err)
 	}
+	opts := stack.Options{Maildir: dir, FakePubsub: *fake, Log: log}
+	var traces *stack.Jaeger
+	if *jaeger {
+		work, err := os.MkdirTemp("", "herald-demo-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(work)
+		// PostgreSQL runs as its own user and must be able to enter it.
+		if err := os.Chmod(work, 0o755); err != nil {
+			return err
+		}
+		if err := os.MkdirAll(filepath.Join(work, "logs"), 0o755); err != nil {
+			return err
+		}
+		fmt.Fprintln(stdout, "Starting Jaeger…")
+		traces, err = stack.StartJaeger(ctx, work, func(msg string) { fmt.Fprintln(stdout, "  "+msg) })
+		if err != nil {
+			return err
+		}
+		defer traces.Stop()
+		opts.Dir, opts.TraceEndpoint = work, traces.OTLP
+		fmt.Fprintf(stdout, "  Jaeger at %s\n", traces.UI)
+	}
 	fmt.Fprintln(stdout, "Starting PostgreSQL, Pub/Sub, a mail catcher, ingest, recommend, render, dispatch and the edge…")
 	start := time.Now()
-	st, err := stack.Start(ctx, stack.Options{Maildir: dir, FakePubsub: *fake, Log: log})
+	st, err := stack.Start(ctx, opts)
 	if err != nil {
 		return err
 	}
@@ -76,6 +104,22 @@ func demo(ctx context.Context, args []string, stdout, stderr io.Writer, log *slo
 		return err
 	}
 	report(stdout, job)
+	if traces != nil {
+		id, err := traceID(ctx, st.DatabaseURL, job.ID)
+		if err != nil {
+			return err
+		}
+		counts, err := traces.SpansByService(ctx, id, 15*time.Second)
+		if err != nil {
+			return err
+		}
+		services := make([]string, 0, len(counts))
+		for name, n := range counts {
+			services = append(services, fmt.Sprintf("%s %d", name, n))
+		}
+		slices.Sort(services)
+		fmt.Fprintf(stdout, "  trace: %s\n    spans: %s\n", traces.TraceURL(id), strings.Join(services, ", "))
+	}
 	msgs := st.Mail.Messages()
 	fmt.Fprintf(stdout, "\nThe mail catcher holds %d messages in %s, for example:\n", len(msgs), dir)
 	for _, m := range msgs[:min(3, len(msgs))] {
@@ -174,4 +218,23 @@ func (p *progress) finish() {
 	if p.drawn {
 		fmt.Fprintln(p.w)
 	}
+}
+
+// traceID is the trace the job's work continues, from its stored
+// traceparent ("00-<trace id>-<span id>-<flags>").
+func traceID(ctx context.Context, url, job string) (string, error) {
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		return "", err
+	}
+	defer conn.Close(ctx)
+	var tp string
+	if err := conn.QueryRow(ctx, `SELECT traceparent FROM jobs WHERE id = $1`, job).Scan(&tp); err != nil {
+		return "", fmt.Errorf("read the job's trace: %w", err)
+	}
+	parts := strings.Split(tp, "-")
+	if len(parts) != 4 {
+		return "", fmt.Errorf("job %s has no trace (traceparent %q)", job, tp)
+	}
+	return parts[1], nil
 }
