@@ -9,10 +9,15 @@ WITH finished AS (
       AND NOT EXISTS (
           SELECT 1
           FROM unnest(b.customer_ids) AS c(id)
-          WHERE NOT EXISTS (
-              SELECT 1 FROM deliveries d
+          -- One primary-key probe per recipient (a correlated scalar
+          -- subquery, whatever the statistics say): a join here was planned
+          -- against a fresh partition's stale statistics as a scan of the
+          -- job's whole ledger per recipient, quadratic in the job's size.
+          -- A recipient without a row is not final.
+          WHERE coalesce((
+              SELECT d.state FROM deliveries d
               WHERE d.tenant_id = $1 AND d.job_id = $2 AND d.channel = $3 AND d.job_submitted_at = $4
-                AND d.customer_id = c.id AND d.state NOT IN ('sending', 'deferred')))
+                AND d.customer_id = c.id), 'sending') IN ('sending', 'deferred'))
     RETURNING 1
 )
 -- Wake the releaser: the batch's slot in the window is free.
