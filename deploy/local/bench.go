@@ -20,10 +20,15 @@ import (
 func bench(ctx context.Context, args []string, stdout, stderr io.Writer, log *slog.Logger) error {
 	fs := newFlags("bench", stderr)
 	n := fs.Int("recipients", 1_000_000, "customers of the benchmark retailer")
+	statements := fs.Int("statements", 0, "also report the N SQL statements that took PostgreSQL the most time (pg_stat_statements)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	st, err := stack.Start(ctx, stack.Options{Log: log})
+	opts := stack.Options{Log: log}
+	if *statements > 0 {
+		opts.PostgresSettings = map[string]string{"shared_preload_libraries": "pg_stat_statements", "pg_stat_statements.track": "all"}
+	}
+	st, err := stack.Start(ctx, opts)
 	if err != nil {
 		return err
 	}
@@ -36,11 +41,16 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer, log *sl
 		return err
 	}
 	fmt.Fprintf(stdout, "loaded in %s\n", time.Since(loadStart).Round(time.Second))
+	if *statements > 0 {
+		if err := resetStatements(ctx, st.DatabaseURL); err != nil {
+			return err
+		}
+	}
 	before := map[string]usage{}
 	for _, s := range stack.Services {
 		before[s] = readUsage(st.Proc(s).Pid())
 	}
-	boxBefore := boxCPU()
+	boxBefore, othersBefore := boxCPU(), otherCPU(st.Proc(stack.Edge).Pid())
 	job, err := client.SubmitJob(ctx, "bench", demoJob())
 	if err != nil {
 		return err
@@ -55,7 +65,7 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer, log *sl
 	for _, s := range stack.Services {
 		after[s] = readUsage(st.Proc(s).Pid())
 	}
-	box := boxCPU() - boxBefore
+	box, othersAfter := boxCPU()-boxBefore, otherCPU(st.Proc(stack.Edge).Pid())
 	p50, p99, err := latency(ctx, st.DatabaseURL, job.ID)
 	if err != nil {
 		return err
@@ -74,9 +84,116 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer, log *sl
 		fmt.Fprintf(stdout, "%-10s %12.1f %14.1f %12.0f\n", s, cpu, cpu*1e6/float64(max(job.Done(), 1)), float64(after[s].peakRSS)/(1<<20))
 	}
 	fmt.Fprintf(stdout, "%-10s %12.1f %14.1f\n", "all four", total, total*1e6/float64(max(job.Done(), 1)))
-	fmt.Fprintf(stdout, "%-10s %12.1f %14.1f   (PostgreSQL, the emulator, the SMTP sink and the edge included)\n",
+	for _, g := range otherGroups {
+		cpu := othersAfter[g] - othersBefore[g]
+		fmt.Fprintf(stdout, "%-10s %12.1f %14.1f\n", g, cpu, cpu*1e6/float64(max(job.Done(), 1)))
+	}
+	fmt.Fprintf(stdout, "%-10s %12.1f %14.1f   (every process on the machine)\n",
 		"whole box", box, box*1e6/float64(max(job.Done(), 1)))
+	if *statements > 0 {
+		return topStatements(ctx, stdout, st.DatabaseURL, *statements)
+	}
 	return nil
+}
+
+// resetStatements starts pg_stat_statements afresh, so that it counts the
+// job only, not the load before it.
+func resetStatements(ctx context.Context, url string) error {
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(ctx)
+	_, err = conn.Exec(ctx, `CREATE EXTENSION IF NOT EXISTS pg_stat_statements; SELECT pg_stat_statements_reset()`)
+	if err != nil {
+		return fmt.Errorf("pg_stat_statements: %w", err)
+	}
+	return nil
+}
+
+// topStatements prints the n statements PostgreSQL spent the most time in
+// (waits included), each by its first line of SQL or comment.
+func topStatements(ctx context.Context, w io.Writer, url string, n int) error {
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(ctx)
+	rows, err := conn.Query(ctx, `SELECT calls, total_exec_time, rows, query FROM pg_stat_statements
+		ORDER BY total_exec_time DESC LIMIT $1`, n)
+	if err != nil {
+		return fmt.Errorf("pg_stat_statements: %w", err)
+	}
+	defer rows.Close()
+	fmt.Fprintf(w, "\n%10s %10s %8s %10s  %s\n", "calls", "total ms", "ms/call", "rows", "statement")
+	for rows.Next() {
+		var calls, nrows int64
+		var ms float64
+		var query string
+		if err := rows.Scan(&calls, &ms, &nrows, &query); err != nil {
+			return err
+		}
+		first, _, _ := strings.Cut(strings.TrimSpace(query), "\n")
+		if len(first) > 90 {
+			first = first[:90] + "…"
+		}
+		fmt.Fprintf(w, "%10d %10.0f %8.2f %10d  %s\n", calls, ms, ms/float64(max(calls, 1)), nrows, first)
+	}
+	return rows.Err()
+}
+
+// The processes beside the four services whose CPU the benchmark reports:
+// PostgreSQL's server processes, the Pub/Sub emulator (a JVM), this
+// process (which holds the SMTP sink) and the edge.
+var otherGroups = []string{"postgres", "emulator", "sink", "edge"}
+
+// otherCPU sums, per group of otherGroups, the CPU time of the group's
+// processes including their exited, reaped children (PostgreSQL's
+// backends that come and go).
+func otherCPU(edge int) map[string]float64 {
+	sums := map[string]float64{}
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return sums
+	}
+	self := os.Getpid()
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			continue
+		}
+		s := string(b)
+		open, end := strings.IndexByte(s, '('), strings.LastIndexByte(s, ')')
+		if open < 0 || end < open {
+			continue
+		}
+		var group string
+		switch comm := s[open+1 : end]; {
+		case pid == self:
+			group = "sink"
+		case pid == edge:
+			group = "edge"
+		case comm == "postgres":
+			group = "postgres"
+		case comm == "java":
+			group = "emulator"
+		default:
+			continue
+		}
+		f := strings.Fields(s[end+1:])
+		if len(f) < 15 {
+			continue
+		}
+		for _, i := range []int{11, 12, 13, 14} { // utime, stime, cutime, cstime
+			v, _ := strconv.ParseFloat(f[i], 64)
+			sums[group] += v / 100 // USER_HZ
+		}
+	}
+	return sums
 }
 
 // boxCPU is the CPU time, in seconds, every process on the machine has

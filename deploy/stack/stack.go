@@ -83,6 +83,9 @@ type Options struct {
 	// TraceEndpoint, when set, is the OTLP/HTTP endpoint every service
 	// exports its spans to.
 	TraceEndpoint string
+	// PostgresSettings are extra server settings of the PostgreSQL the
+	// stack starts (see devpg.Options.Settings).
+	PostgresSettings map[string]string
 	// Replicas runs more than one process of a service; the extra ones are
 	// named "<service>-2", "<service>-3", … and take Flags of the service.
 	Replicas map[string]int
@@ -268,7 +271,7 @@ func ModuleRoot() (string, error) {
 func (s *Stack) startServers(ctx context.Context) error {
 	s.DatabaseURL = s.opts.DatabaseURL
 	if s.DatabaseURL == "" {
-		c, err := devpg.Start(ctx, devpg.Options{Dir: s.Dir, Log: s.log})
+		c, err := devpg.Start(ctx, devpg.Options{Dir: s.Dir, Log: s.log, Settings: s.opts.PostgresSettings})
 		if err != nil {
 			return err
 		}
