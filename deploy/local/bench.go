@@ -75,7 +75,15 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer, log *sl
 		job.Counts.Sent, job.Counts.Suppressed, job.Counts.Failed, job.Counts.Ambiguous)
 	fmt.Fprintf(stdout, "submit → last delivery: %s; throughput %.0f messages/s (from first delivery %.0f/s)\n",
 		wall.Round(time.Millisecond), float64(job.Done())/wall.Seconds(), job.PerSecond)
-	fmt.Fprintf(stdout, "submit → delivered latency: p50 %s, p99 %s\n", p50.Round(time.Millisecond), p99.Round(time.Millisecond))
+	mail := st.Mail.Stats()
+	fmt.Fprintf(stdout, "SMTP sink: %d messages to %d distinct recipients; %d repeated recipients, %d repeated Message-IDs\n",
+		mail.Messages, mail.DistinctRecipients, mail.DuplicateRecipients, mail.DuplicateMessageIDs)
+	first := "none"
+	if job.FirstSentAt != nil {
+		first = job.FirstSentAt.Sub(job.SubmittedAt).Round(time.Millisecond).String()
+	}
+	fmt.Fprintf(stdout, "submit → first delivery: %s; submit → delivered latency: p50 %s, p99 %s\n",
+		first, p50.Round(time.Millisecond), p99.Round(time.Millisecond))
 	fmt.Fprintf(stdout, "%-10s %12s %14s %12s\n", "service", "cpu seconds", "µs/message", "peak RSS MB")
 	var total float64
 	for _, s := range stack.Services {
