@@ -94,7 +94,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	set.String(&cfg.MailboxDomains, "mailbox-domains", "HERALD_MAILBOX_DOMAINS", "", "extra recipient domains per receiver, e.g. gmail=workspace.example;corp=.corp.example")
 	set.Duration(&cfg.Deliver.MaxWait, "rate-wait", "HERALD_RATE_WAIT", 2*time.Second, "how long recipients wait for their receiver's rate before being deferred")
 	set.Duration(&cfg.RateCooldown, "rate-cooldown", "HERALD_RATE_COOLDOWN", 30*time.Second, "how long after the last throttling a cut rate starts growing back")
-	set.Duration(&cfg.Deliver.TenantRateTTL, "tenant-rate-ttl", "HERALD_TENANT_RATE_TTL", 30*time.Second, "how long a tenant's configured send rate is cached")
+	set.Duration(&cfg.Deliver.TenantTTL, "tenant-ttl", "HERALD_TENANT_TTL", 30*time.Second, "how long a tenant's dispatch settings (send rate, providers) are cached")
 	if err := set.Parse(args); err != nil {
 		return err
 	}
@@ -150,16 +150,16 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 			}
 			sender = esp
 		}
-		router.Add("email", sender, reconcile, cfg.Breaker, p.Registry)
+		router.Add("email", name, sender, reconcile, cfg.Breaker, p.Registry)
 		emailNames = append(emailNames, sender.Name())
 	}
-	router.Add("onsite", onsite.New(p.DB), nil, cfg.Breaker, p.Registry)
+	router.Add("onsite", "onsite", onsite.New(p.DB), nil, cfg.Breaker, p.Registry)
 	if cfg.Ads.BaseURL != "" {
 		ads, err := adsout.New(cfg.Ads)
 		if err != nil {
 			return err
 		}
-		router.Add("ad", ads, nil, cfg.Breaker, p.Registry)
+		router.Add("ad", "ads", ads, nil, cfg.Breaker, p.Registry)
 	}
 	limits := ratelimit.New(p.DB, cfg.RateCooldown, p.Registry)
 	var buckets []ratelimit.Bucket
@@ -218,8 +218,8 @@ func validate(cfg settings) error {
 	if cfg.ProviderRate < 0 {
 		errs = append(errs, errors.New("-provider-rate must not be negative"))
 	}
-	if cfg.Deliver.MaxWait <= 0 || cfg.RateCooldown <= 0 || cfg.Deliver.TenantRateTTL <= 0 {
-		errs = append(errs, errors.New("-rate-wait, -rate-cooldown and -tenant-rate-ttl must be positive"))
+	if cfg.Deliver.MaxWait <= 0 || cfg.RateCooldown <= 0 || cfg.Deliver.TenantTTL <= 0 {
+		errs = append(errs, errors.New("-rate-wait, -rate-cooldown and -tenant-ttl must be positive"))
 	}
 	if cfg.Deliver.Chunk < 1 || cfg.Deliver.Chunk > 5000 {
 		errs = append(errs, errors.New("-claim-chunk must be between 1 and 5000"))

@@ -131,6 +131,30 @@ func TestFailoverToTheFallbackProvider(t *testing.T) {
 	}
 }
 
+// TestTenantChoosesItsProviders runs two tenants on one dispatch whose
+// configured order is SMTP, then the ESP: the tenant that names the ESP as
+// its email provider is sent through the ESP only, the other through SMTP.
+func TestTenantChoosesItsProviders(t *testing.T) {
+	st := startStack(t, stack.Options{ESP: true, EmailProviders: "smtp,esp"})
+	sql(t, st, `INSERT INTO tenants (id, providers) VALUES ('acme', '{"email": ["esp", "smtp"]}')
+		ON CONFLICT (id) DO UPDATE SET providers = EXCLUDED.providers`)
+	acme := stack.DemoTenant{ID: "acme", Customers: 800, Items: 100, Seed: 43}
+	globex := stack.DemoTenant{ID: "globex", Customers: 600, Items: 100, Seed: 47}
+	acmeJob := loadAndRun(t, st, acme, "acme-esp")
+	globexJob := loadAndRun(t, st, globex, "globex-smtp")
+	want, _ := expected(acme)
+	espReport(t, "tenant acme, ESP first", st, want, acmeJob)
+	want, _ = expected(globex)
+	faultReport(t, "tenant globex, dispatch's order", len(want), st.Mail.Stats(), 0, globexJob)
+	for _, m := range st.Mail.Messages() {
+		for _, to := range m.To {
+			if want[to].Email != to {
+				t.Fatalf("SMTP got mail for %s, who is not globex's", to)
+			}
+		}
+	}
+}
+
 // TestOnsiteMessagesReachThePartnersSite runs an onsite job and reads a
 // customer's messages through the partner API.
 func TestOnsiteMessagesReachThePartnersSite(t *testing.T) {

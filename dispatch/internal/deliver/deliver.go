@@ -43,8 +43,9 @@ type Config struct {
 	// they are deferred, so that one slow receiver does not hold the
 	// batch's other recipients (or other batches) back.
 	MaxWait time.Duration
-	// TenantRateTTL is how long a tenant's configured rate is cached.
-	TenantRateTTL time.Duration
+	// TenantTTL is how long a tenant's dispatch settings (send rate,
+	// providers) are cached.
+	TenantTTL time.Duration
 }
 
 // Limits is the shared rate limiter (ratelimit.Limiter in production).
@@ -66,7 +67,7 @@ type Dispatcher struct {
 	router    *route.Router
 	limits    Limits
 	receivers *mailbox.Classifier
-	tenants   *tenantRates
+	tenants   *tenantCache
 	log       *slog.Logger
 	cfg       Config
 	now       func() time.Time
@@ -82,7 +83,7 @@ func New(l *ledger.Ledger, router *route.Router, limits Limits, receivers *mailb
 	f := promauto.With(reg)
 	return &Dispatcher{
 		ledger: l, router: router, limits: limits, receivers: receivers,
-		tenants: &tenantRates{ttl: cfg.TenantRateTTL, seen: map[string]time.Time{}},
+		tenants: &tenantCache{ttl: cfg.TenantTTL, loaded: map[string]cachedTenant{}},
 		log:     log, cfg: cfg, now: time.Now,
 		outcomes: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "herald_dispatch_outcomes_total",
@@ -126,7 +127,8 @@ func (d *Dispatcher) Handle(ctx context.Context, m *pubsub.Message) error {
 	if q := job.GetQuietHours(); q != nil {
 		b.Quiet = &ledger.Quiet{StartMinute: int(q.StartMinute), EndMinute: int(q.EndMinute), Mode: q.Mode}
 	}
-	if err := d.tenantLimit(ctx, b.Tenant); err != nil {
+	tenant, err := d.tenant(ctx, b.Tenant)
+	if err != nil {
 		return err
 	}
 	held, err := d.ledger.Lock(ctx, b)
@@ -148,7 +150,7 @@ func (d *Dispatcher) Handle(ctx context.Context, m *pubsub.Message) error {
 	var hold *time.Time // the earliest quiet-hours hold of the batch
 	for start := 0; start < len(in.Messages); start += d.cfg.Chunk {
 		chunk := in.Messages[start:min(start+d.cfg.Chunk, len(in.Messages))]
-		res, err := d.chunk(ctx, held, &in, chunk)
+		res, err := d.chunk(ctx, held, &in, chunk, tenant.Providers[b.Channel])
 		if err != nil {
 			return err
 		}
@@ -185,12 +187,13 @@ func earliest(a, b *time.Time) *time.Time {
 	return a
 }
 
-// chunk claims, sends and records one chunk; it reports what of it is not
-// final yet.
-func (d *Dispatcher) chunk(ctx context.Context, held *ledger.Held, in *eventv1.DispatchBatch, chunk []*eventv1.Rendered) (chunkResult, error) {
+// chunk claims, sends and records one chunk through the first available of
+// the tenant's providers (prefer; empty: dispatch's order); it reports what
+// of it is not final yet.
+func (d *Dispatcher) chunk(ctx context.Context, held *ledger.Held, in *eventv1.DispatchBatch, chunk []*eventv1.Rendered, prefer []string) (chunkResult, error) {
 	var res chunkResult
 	job := in.GetJob()
-	p, pickErr := d.router.Pick(job.Channel)
+	p, pickErr := d.router.Pick(job.Channel, prefer)
 	name := ""
 	if p != nil {
 		name = p.Name()
@@ -540,34 +543,39 @@ func Audience(job *eventv1.Job) string {
 	return "herald-" + job.TenantId + "-" + campaign
 }
 
-// tenantRates remembers which tenants' configured send rates were loaded
-// into the limiter recently.
-type tenantRates struct {
-	mu   sync.Mutex
-	ttl  time.Duration
-	seen map[string]time.Time
+// tenantCache keeps tenants' dispatch settings for a while, so that a
+// batch does not read them again.
+type tenantCache struct {
+	mu     sync.Mutex
+	ttl    time.Duration
+	loaded map[string]cachedTenant
 }
 
-// tenantLimit loads the tenant's configured send rate into the limiter,
-// at most once per TTL.
-func (d *Dispatcher) tenantLimit(ctx context.Context, tenant string) error {
+type cachedTenant struct {
+	at       time.Time
+	settings ledger.Tenant
+}
+
+// tenant returns the tenant's dispatch settings, read at most once per TTL;
+// reading them loads its send rate into the shared limiter.
+func (d *Dispatcher) tenant(ctx context.Context, tenant string) (ledger.Tenant, error) {
 	d.tenants.mu.Lock()
-	fresh := d.now().Sub(d.tenants.seen[tenant]) < d.tenants.ttl
+	c, ok := d.tenants.loaded[tenant]
 	d.tenants.mu.Unlock()
-	if fresh {
-		return nil
+	if ok && d.now().Sub(c.at) < d.tenants.ttl {
+		return c.settings, nil
 	}
-	rate, err := d.ledger.TenantRate(ctx, tenant)
+	t, err := d.ledger.Tenant(ctx, tenant)
 	if err != nil {
-		return err
+		return ledger.Tenant{}, err
 	}
-	if rate > 0 {
-		if err := d.limits.Ensure(ctx, ratelimit.Bucket{Name: "tenant:" + tenant, Rate: rate}); err != nil {
-			return err
+	if t.Rate > 0 {
+		if err := d.limits.Ensure(ctx, ratelimit.Bucket{Name: "tenant:" + tenant, Rate: t.Rate}); err != nil {
+			return ledger.Tenant{}, err
 		}
 	}
 	d.tenants.mu.Lock()
-	d.tenants.seen[tenant] = d.now()
+	d.tenants.loaded[tenant] = cachedTenant{at: d.now(), settings: t}
 	d.tenants.mu.Unlock()
-	return nil
+	return t, nil
 }

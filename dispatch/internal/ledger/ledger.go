@@ -32,8 +32,8 @@ var (
 	finishBatchSQL string
 	//go:embed sql/suppress.sql
 	suppressSQL string
-	//go:embed sql/tenant_rate.sql
-	tenantRateSQL string
+	//go:embed sql/tenant.sql
+	tenantSQL string
 	//go:embed sql/lock.sql
 	lockSQL string
 	//go:embed sql/unlock.sql
@@ -284,17 +284,28 @@ func (h *Held) Finish(ctx context.Context) error {
 	return nil
 }
 
-// TenantRate returns the tenant's configured send rate, 0 if unlimited.
-func (l *Ledger) TenantRate(ctx context.Context, tenant string) (float64, error) {
+// Tenant is a tenant's dispatch settings.
+type Tenant struct {
+	// Rate is its send rate per second, 0 if unlimited.
+	Rate float64
+	// Providers lists, per channel, the kinds of provider it sends through
+	// in order of preference; a channel it does not name uses dispatch's.
+	Providers map[string][]string
+}
+
+// Tenant returns the tenant's dispatch settings; a tenant without a row has
+// the defaults.
+func (l *Ledger) Tenant(ctx context.Context, tenant string) (Tenant, error) {
+	var t Tenant
 	var rate *float64
-	err := l.db.QueryRow(ctx, tenantRateSQL, tenant).Scan(&rate)
+	err := l.db.QueryRow(ctx, tenantSQL, tenant).Scan(&rate, &t.Providers)
 	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
-		return 0, fmt.Errorf("read tenant rate: %w", err)
+		return Tenant{}, fmt.Errorf("read tenant %s: %w", tenant, err)
 	}
-	if rate == nil {
-		return 0, nil
+	if rate != nil {
+		t.Rate = *rate
 	}
-	return *rate, nil
+	return t, nil
 }
 
 // JobState says whether the batch's job may send: "active", "paused" or

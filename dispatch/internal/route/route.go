@@ -1,6 +1,7 @@
 // Package route chooses which provider delivers a channel's messages: the
-// channel's providers in order of preference, each behind a circuit breaker,
-// so that when the primary fails, the fallback takes over and the primary is
+// channel's providers in order of preference — dispatch's configured order,
+// or the tenant's own where it names one — each behind a circuit breaker, so
+// that when the primary fails, the fallback takes over and the primary is
 // probed again after a cool-off.
 package route
 
@@ -28,7 +29,10 @@ const (
 type Provider struct {
 	provider.Sender
 	Reconciler provider.Reconciler
-	breaker    *breaker
+	// Kind is the name configuration uses for the provider ("smtp", "esp",
+	// "onsite", "ads"), and tenants in their order of preference.
+	Kind    string
+	breaker *breaker
 }
 
 // BreakerConfig sets when a breaker opens and how long it stays open.
@@ -71,13 +75,14 @@ func New(reg prometheus.Registerer) *Router {
 	}
 }
 
-// Add appends a provider to channel's list, after those added before.
-func (r *Router) Add(channel string, s provider.Sender, rec provider.Reconciler, cfg BreakerConfig, reg prometheus.Registerer) {
+// Add appends a provider of the given kind to channel's list, after those
+// added before.
+func (r *Router) Add(channel, kind string, s provider.Sender, rec provider.Reconciler, cfg BreakerConfig, reg prometheus.Registerer) {
 	g := promauto.With(reg).NewGauge(prometheus.GaugeOpts{
 		Name: "herald_provider_breaker_state", Help: "Circuit breaker of each provider: 0 closed, 1 half-open, 2 open.",
 		ConstLabels: prometheus.Labels{"provider": s.Name(), "channel": channel},
 	})
-	r.channels[channel] = append(r.channels[channel], &Provider{Sender: s, Reconciler: rec, breaker: &breaker{cfg: cfg, gauge: g}})
+	r.channels[channel] = append(r.channels[channel], &Provider{Sender: s, Reconciler: rec, Kind: kind, breaker: &breaker{cfg: cfg, gauge: g}})
 }
 
 // ErrNoProvider means a channel has no provider configured, or all of its
@@ -85,18 +90,38 @@ func (r *Router) Add(channel string, s provider.Sender, rec provider.Reconciler,
 var ErrNoProvider = errors.New("no provider available")
 
 // Pick returns the first provider of channel whose breaker lets a call
-// through.
-func (r *Router) Pick(channel string) (*Provider, error) {
+// through. With prefer, the tenant's providers of that kind in its order,
+// only those: a tenant that names its providers is never sent through
+// another (kinds this dispatch does not run are passed over).
+func (r *Router) Pick(channel string, prefer []string) (*Provider, error) {
 	ps := r.channels[channel]
 	if len(ps) == 0 {
 		return nil, fmt.Errorf("%w for channel %q", ErrNoProvider, channel)
 	}
-	for _, p := range ps {
-		if p.breaker.allow(r.now()) {
-			return p, nil
+	if len(prefer) == 0 {
+		for _, p := range ps {
+			if p.breaker.allow(r.now()) {
+				return p, nil
+			}
+		}
+		return nil, fmt.Errorf("%w for channel %q: every provider's breaker is open", ErrNoProvider, channel)
+	}
+	configured := false
+	for _, kind := range prefer {
+		for _, p := range ps {
+			if p.Kind != kind {
+				continue
+			}
+			configured = true
+			if p.breaker.allow(r.now()) {
+				return p, nil
+			}
 		}
 	}
-	return nil, fmt.Errorf("%w for channel %q: every provider's breaker is open", ErrNoProvider, channel)
+	if !configured {
+		return nil, fmt.Errorf("%w for channel %q: the tenant's providers %v are not configured here", ErrNoProvider, channel, prefer)
+	}
+	return nil, fmt.Errorf("%w for channel %q: the breaker of each of the tenant's providers %v is open", ErrNoProvider, channel, prefer)
 }
 
 // Report tells the router how a call to p went.

@@ -1,1 +1,0 @@
-SELECT send_rate FROM tenants WHERE id = $1
