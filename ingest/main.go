@@ -25,6 +25,7 @@ import (
 	"herald/ingest/internal/ops"
 	"herald/ingest/internal/planner"
 	"herald/ingest/internal/store"
+	"herald/ingest/internal/triggers"
 	"herald/shared/config"
 	"herald/shared/event"
 	"herald/shared/messaging"
@@ -51,6 +52,7 @@ type settings struct {
 	UnsubscribeSecret string
 	WebhookSecret     string
 	OpsMetrics        string
+	Triggers          triggers.Config
 }
 
 func run(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
@@ -70,6 +72,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	set.Int(&cfg.Planner.JobWindow, "job-window", "HERALD_JOB_WINDOW", 48, "batches in flight of one job at most (less than -window, so a new job always has room)")
 	set.Duration(&cfg.Planner.ReleaseEvery, "release-every", "HERALD_RELEASE_EVERY", 100*time.Millisecond, "how often batches are released when no completion wakes the releaser")
 	set.Int(&cfg.Planner.MaxPublishes, "max-publishes", "HERALD_MAX_PUBLISHES", 10, "how often one batch is published at most")
+	set.Duration(&cfg.Triggers.Poll, "trigger-poll", "HERALD_TRIGGER_POLL", 2*time.Second, "how often catalog changes (back in stock, price drop) are looked for")
 	cfg.Limits = api.DefaultLimits
 	set.Float(&cfg.Limits.TenantRate, "tenant-rate", "HERALD_TENANT_RATE", api.DefaultLimits.TenantRate, "partner API requests a second per tenant and replica (0: unlimited)")
 	set.Int(&cfg.Limits.TenantBurst, "tenant-burst", "HERALD_TENANT_BURST", api.DefaultLimits.TenantBurst, "partner API requests a tenant may make at once above its rate")
@@ -98,6 +101,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	pub := messaging.NewPublisher(p.Pubsub, messaging.Recommend, event.Identity, p.Registry)
 	defer pub.Stop()
 	plan := planner.New(p.DB, pub, p.Log, p.Registry, cfg.Planner)
+	cfg.Triggers.MaxAudience = cfg.Limits.MaxAudienceIDs
+	catalogTriggers := triggers.New(st, p.Log, p.Registry, cfg.Triggers)
 	stages, err := parseStages(cfg.OpsMetrics)
 	if err != nil {
 		return err
@@ -109,7 +114,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	traced := otelhttp.NewHandler(routes, "ingest", otelhttp.WithSpanNameFormatter(func(_ string, r *http.Request) string {
 		return r.Pattern // "POST /v1/jobs": the route, not the ids in the path
 	}))
-	return p.Run(ctx, traced, plan.Run, plan.Release, plan.Redrive, func(ctx, _ context.Context) error {
+	return p.Run(ctx, traced, plan.Run, plan.Release, plan.Redrive, catalogTriggers.Run, func(ctx, _ context.Context) error {
 		// The ledger partition for a day must exist before its first job.
 		t := time.NewTicker(time.Hour)
 		defer t.Stop()
@@ -151,6 +156,9 @@ func validate(cfg settings) (*unsubscribe.Signer, error) {
 	}
 	if cfg.Planner.ReleaseEvery <= 0 {
 		errs = append(errs, errors.New("-release-every must be positive"))
+	}
+	if cfg.Triggers.Poll <= 0 {
+		errs = append(errs, errors.New("-trigger-poll must be positive"))
 	}
 	if cfg.Planner.MaxPublishes < 1 {
 		errs = append(errs, errors.New("-max-publishes must be positive"))

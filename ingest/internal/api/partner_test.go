@@ -28,7 +28,7 @@ func (f *fixture) snapshot() map[string]int {
 	f.t.Helper()
 	out := map[string]int{}
 	for _, table := range []string{"tenants", "customers", "catalog_items", "recommendations", "events", "suppressions",
-		"templates", "jobs", "outbox", "job_batches"} {
+		"templates", "jobs", "outbox", "job_batches", "catalog_triggers"} {
 		out[table] = f.count(table)
 	}
 	var states string
@@ -113,6 +113,20 @@ func TestRejectionsChangeNothing(t *testing.T) {
 			`{"channel":"email","template":{"id":"bf"},"audience":{"segment":{"attribute":"a') || true","op":"eq","value":1}}}`, key("k-seg"), 422, "invalid_request", "audience.segment"},
 		{"same key, other body", "POST", "/v1/jobs", "acme", "application/json", job(`,"products":3`), key("own"), 422, "idempotency_key_reused", "Idempotency-Key"},
 		{"erase another tenant's customer", "DELETE", "/v1/customers/c1", "globex", "", "", nil, 404, "not_found", "customer"},
+		{"catalog trigger of an unknown kind", "PUT", "/v1/catalog-triggers/restock", "acme", "application/json",
+			`{"template":{"id":"bf"}}`, nil, 404, "not_found", "back_in_stock"},
+		{"catalog trigger naming no template", "PUT", "/v1/catalog-triggers/back_in_stock", "acme", "application/json",
+			`{"template":{"id":"nope"}}`, nil, 422, "unknown_template", "nope"},
+		{"catalog trigger naming another tenant's template", "PUT", "/v1/catalog-triggers/back_in_stock", "initech", "application/json",
+			`{"template":{"id":"bf"}}`, nil, 422, "unknown_template", "bf"},
+		{"catalog trigger looking back too far", "PUT", "/v1/catalog-triggers/back_in_stock", "acme", "application/json",
+			`{"template":{"id":"bf"},"lookback":"10000h"}`, nil, 422, "invalid_request", "lookback"},
+		{"minimum drop on a back-in-stock trigger", "PUT", "/v1/catalog-triggers/back_in_stock", "acme", "application/json",
+			`{"template":{"id":"bf"},"min_drop_percent":10}`, nil, 422, "invalid_request", "min_drop_percent"},
+		{"catalog trigger on the ad channel", "PUT", "/v1/catalog-triggers/price_drop", "acme", "application/json",
+			`{"channel":"ad","template":{"id":"bf"}}`, nil, 422, "invalid_request", "channel"},
+		{"catalog trigger with an unknown field", "PUT", "/v1/catalog-triggers/price_drop", "acme", "application/json",
+			`{"template":{"id":"bf"},"products":3}`, nil, 400, "invalid_json", "products"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -156,17 +170,19 @@ func TestEveryRouteHidesOtherTenants(t *testing.T) {
 	f.do("POST", "/v1/customers", "globex", ndjson, `{"id":"c1","email":"g@example.com"}`+"\n"+`{"id":"c2","email":"h@example.com"}`+"\n")
 	f.do("POST", "/v1/catalog/items", "globex", ndjson, `{"id":"i1","title":"T","url":"https://s.example/i1","price_cents":1}`+"\n")
 	f.do("POST", "/v1/suppressions", "globex", ndjson, `{"email":"s@example.com"}`+"\n")
+	f.do("PUT", "/v1/catalog-triggers/price_drop", "globex", "application/json", `{"template":{"id":"bf"}}`)
 	r := f.do("POST", "/v1/jobs", "globex", "application/json", job(""), "Idempotency-Key", "k")
 	jobID := r.body["id"].(string)
 	ids := map[string]string{"/v1/jobs/{id}": jobID, "/v1/templates/{id}": "bf", "/v1/customers/{id}": "c1",
-		"/v1/catalog/items/{id}": "i1", "{email}": "s@example.com", "{version}": "1", "{customer}": "c2"}
+		"/v1/catalog/items/{id}": "i1", "{email}": "s@example.com", "{version}": "1", "{customer}": "c2",
+		"{kind}": "price_drop"}
 	// Routes that name no object of a tenant: lists and uploads are scoped
 	// to the caller by construction, and the tests above cover them. A
 	// template id is a name in the caller's own namespace: adding a version
 	// of "bf" makes the caller's own template.
 	unscoped := []string{"POST /v1/templates/{id}/versions", "GET /v1/openapi.json", "GET /v1/profile", "PUT /v1/profile", "POST /v1/customers",
 		"POST /v1/catalog/items", "POST /v1/recommendations", "POST /v1/events", "POST /v1/suppressions",
-		"POST /v1/jobs", "GET /v1/jobs", "GET /u/{token}", "POST /u/{token}", "POST /v1/webhooks/esp"}
+		"POST /v1/jobs", "GET /v1/jobs", "GET /v1/catalog-triggers", "PUT /v1/catalog-triggers/{kind}", "GET /u/{token}", "POST /u/{token}", "POST /v1/webhooks/esp"}
 	walked := 0
 	for _, route := range f.api.Routes() {
 		if slices.Contains(unscoped, route) {

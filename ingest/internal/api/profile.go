@@ -3,7 +3,6 @@ package api
 import (
 	"errors"
 	"net/http"
-	"strings"
 	"time"
 
 	"herald/ingest/internal/store"
@@ -50,7 +49,7 @@ func (a *API) putProfile(w http.ResponseWriter, r *http.Request, tenant string) 
 
 func profileView(p store.Profile) profileRequest {
 	return profileRequest{Name: p.Name, WebsiteURL: p.WebsiteURL, LogoURL: p.LogoURL, HeroURL: p.HeroURL,
-		PostalAddress: p.PostalAddress, DefaultDeadline: strings.TrimSuffix(strings.TrimSuffix(p.DefaultDeadline.String(), "0s"), "0m")}
+		PostalAddress: p.PostalAddress, DefaultDeadline: shortDuration(p.DefaultDeadline)}
 }
 
 func (a *API) getProfile(w http.ResponseWriter, r *http.Request, tenant string) {

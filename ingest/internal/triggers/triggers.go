@@ -1,0 +1,150 @@
+// Package triggers turns catalog changes into jobs: when an item comes back
+// in stock or drops in price, the customers who viewed or carted it (and
+// have not bought it since) get a message about that item, through the
+// tenant's catalog trigger of that kind. PostgreSQL records the changes as
+// the catalog is written (catalog_changes); this package works them off.
+package triggers
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+	"google.golang.org/protobuf/encoding/protojson"
+
+	"herald/ingest/internal/store"
+	"herald/shared/event"
+	eventv1 "herald/shared/event/v1"
+)
+
+// Config sets how often changes are looked for and how large a job gets.
+type Config struct {
+	// Poll is how often the worker looks for changes when it found none.
+	Poll time.Duration
+	// MaxAudience is the most recipients of one job; a larger audience is
+	// split over several jobs.
+	MaxAudience int
+}
+
+// Worker creates the jobs of catalog changes.
+type Worker struct {
+	store    *store.Store
+	log      *slog.Logger
+	cfg      Config
+	now      func() time.Time
+	outcomes *prometheus.CounterVec
+}
+
+// New returns a worker.
+func New(s *store.Store, log *slog.Logger, reg prometheus.Registerer, cfg Config) *Worker {
+	return &Worker{store: s, log: log, cfg: cfg, now: time.Now,
+		outcomes: promauto.With(reg).NewCounterVec(prometheus.CounterOpts{
+			Name: "herald_catalog_changes_total",
+			Help: "Catalog changes acted on, by kind and outcome (job, no_trigger, no_audience, template_missing).",
+		}, []string{"kind", "outcome"}),
+	}
+}
+
+// Run works changes off until ctx ends; a change in hand finishes under
+// workCtx.
+func (w *Worker) Run(ctx, workCtx context.Context) error {
+	t := time.NewTicker(w.cfg.Poll)
+	defer t.Stop()
+	for {
+		if err := w.Drain(workCtx); err != nil {
+			w.log.ErrorContext(ctx, "catalog triggers", "error", err)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+// Drain acts on every waiting change, oldest first.
+func (w *Worker) Drain(ctx context.Context) error {
+	for ctx.Err() == nil {
+		found, err := w.store.HandleCatalogChange(ctx, w.act)
+		if err != nil || !found {
+			return err
+		}
+	}
+	return nil
+}
+
+// act creates the change's job (several, for an audience over MaxAudience)
+// and returns the first one's id. Each job's idempotency key is the
+// change's, so acting on a change again makes no second job.
+func (w *Worker) act(ctx context.Context, c store.CatalogChange, audience []string) (*uuid.UUID, error) {
+	log := w.log.With("tenant_id", c.Tenant, "catalog_change", c.ID, "item_id", c.ItemID, "kind", c.Kind)
+	switch {
+	case c.Trigger == nil:
+		w.outcomes.WithLabelValues(c.Kind, "no_trigger").Inc()
+		return nil, nil
+	case len(audience) == 0:
+		w.outcomes.WithLabelValues(c.Kind, "no_audience").Inc()
+		return nil, nil
+	}
+	tr := c.Trigger
+	picking, err := protojson.Marshal(&eventv1.Picking{
+		Strategies: []*eventv1.Strategy{{Name: c.Kind, LookbackHours: int32(tr.Lookback.Hours())}},
+		ItemIds:    []string{c.ItemID},
+		OnShort:    event.OnShortSkip, // the item went again: nothing to say
+	})
+	if err != nil {
+		return nil, err
+	}
+	now := w.now().UTC()
+	due := tr.Deadline
+	if due == 0 {
+		if due, err = w.store.DefaultDeadline(ctx, c.Tenant); err != nil {
+			return nil, err
+		}
+	}
+	var first *uuid.UUID
+	for part := 0; part*w.cfg.MaxAudience < len(audience); part++ {
+		ids := audience[part*w.cfg.MaxAudience : min((part+1)*w.cfg.MaxAudience, len(audience))]
+		key := "catalog-change-" + strconv.FormatInt(c.ID, 10)
+		if part > 0 {
+			key += "-" + strconv.Itoa(part)
+		}
+		hash := sha256.Sum256([]byte(key))
+		acc, err := w.store.CreateJob(ctx, c.Tenant, store.NewJob{
+			IdempotencyKey: key, RequestHash: hash[:], Channel: tr.Channel,
+			TemplateID: tr.TemplateID, TemplateVersion: tr.TemplateVersion,
+			Audience:           store.Audience{CustomerIDs: ids},
+			ProductsPerMessage: 1, Strategy: "personalized", Picking: picking, Campaign: c.Kind,
+			SubmittedAt: now, Deadline: now.Add(due),
+		}, func(j store.JobStatus) ([]byte, error) {
+			return json.Marshal(map[string]string{"id": j.ID.String(), "catalog_change": strconv.FormatInt(c.ID, 10)})
+		})
+		if errors.Is(err, store.ErrUnknownTemplate) {
+			// The trigger names a template that is gone: say so, and do not
+			// hold up the changes behind this one.
+			log.ErrorContext(ctx, "catalog trigger's template does not exist: no job for this change",
+				"template_id", tr.TemplateID, "template_version", tr.TemplateVersion)
+			w.outcomes.WithLabelValues(c.Kind, "template_missing").Inc()
+			return nil, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("job of catalog change %d: %w", c.ID, err)
+		}
+		if first == nil {
+			first = &acc.ID
+		}
+		if !acc.Replayed {
+			log.InfoContext(ctx, "catalog change job accepted", "job_id", acc.ID, "recipients", len(ids))
+		}
+	}
+	w.outcomes.WithLabelValues(c.Kind, "job").Inc()
+	return first, nil
+}
