@@ -2,10 +2,13 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -21,12 +24,23 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer, log *sl
 	fs := newFlags("bench", stderr)
 	n := fs.Int("recipients", 1_000_000, "customers of the benchmark retailer")
 	statements := fs.Int("statements", 0, "also report the N SQL statements that took PostgreSQL the most time (pg_stat_statements)")
+	profileDir := fs.String("pprof", "", "write a CPU profile of each service, taken once a tenth of the job is done, into this directory")
+	profileFor := fs.Duration("pprof-for", 20*time.Second, "how long each CPU profile runs")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	opts := stack.Options{Log: log}
 	if *statements > 0 {
 		opts.PostgresSettings = map[string]string{"shared_preload_libraries": "pg_stat_statements", "pg_stat_statements.track": "all"}
+	}
+	if *profileDir != "" {
+		if err := os.MkdirAll(*profileDir, 0o755); err != nil {
+			return err
+		}
+		opts.Flags = map[string][]string{}
+		for _, svc := range stack.Services {
+			opts.Flags[svc] = []string{"-pprof"}
+		}
 	}
 	st, err := stack.Start(ctx, opts)
 	if err != nil {
@@ -56,9 +70,26 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer, log *sl
 		return err
 	}
 	bar := newProgress(stderr)
-	job, err = client.WaitJob(ctx, job.ID, time.Second, bar.show)
+	show := bar.show
+	profiled := make(chan error, 1)
+	if *profileDir != "" {
+		started := false
+		show = func(j stack.Job) {
+			bar.show(j)
+			if !started && j.PlanningDone && j.Done()*10 >= j.Planned {
+				started = true
+				go func() { profiled <- profileServices(ctx, st, *profileDir, *profileFor) }()
+			}
+		}
+	} else {
+		profiled <- nil
+	}
+	job, err = client.WaitJob(ctx, job.ID, time.Second, show)
 	bar.finish()
 	if err != nil {
+		return err
+	}
+	if err := <-profiled; err != nil {
 		return err
 	}
 	after := map[string]usage{}
@@ -271,4 +302,42 @@ func latency(ctx context.Context, url, job string) (p50, p99 time.Duration, err 
 		return 0, 0, fmt.Errorf("read latency: %w", err)
 	}
 	return time.Duration(a * float64(time.Second)), time.Duration(b * float64(time.Second)), nil
+}
+
+// profileServices takes a CPU profile of every service at once, for d, and
+// writes <service>.pprof into dir.
+func profileServices(ctx context.Context, st *stack.Stack, dir string, d time.Duration) error {
+	errs := make(chan error, len(stack.Services))
+	for _, svc := range stack.Services {
+		go func() {
+			url := fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", st.Addr(svc), int(d.Seconds()))
+			req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+			if err != nil {
+				errs <- err
+				return
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				errs <- fmt.Errorf("profile %s: %w", svc, err)
+				return
+			}
+			defer resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				errs <- fmt.Errorf("profile %s: %s", svc, resp.Status)
+				return
+			}
+			f, err := os.Create(filepath.Join(dir, svc+".pprof"))
+			if err != nil {
+				errs <- err
+				return
+			}
+			_, err = io.Copy(f, resp.Body)
+			errs <- errors.Join(err, f.Close())
+		}()
+	}
+	var all []error
+	for range stack.Services {
+		all = append(all, <-errs)
+	}
+	return errors.Join(all...)
 }

@@ -1,6 +1,7 @@
 // Package httpserver runs a service's HTTP listener with the endpoints every
 // Herald service has: /healthz (the process is alive), /readyz (its
-// dependencies answer) and /metrics (Prometheus).
+// dependencies answer) and /metrics (Prometheus); and, when asked for,
+// Go's profiles under /debug/pprof/.
 package httpserver
 
 import (
@@ -11,6 +12,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -29,6 +31,10 @@ type Config struct {
 	Ready map[string]Check
 	// Routes, when set, serves everything outside the built-in endpoints.
 	Routes http.Handler
+	// Profiling serves net/http/pprof's endpoints under /debug/pprof/. It
+	// is for a profiling session on a private address: never route them
+	// from outside.
+	Profiling bool
 }
 
 // Server is a started listener.
@@ -65,6 +71,13 @@ func Listen(cfg Config) (*Server, error) {
 	})
 	if cfg.Registry != nil {
 		mux.Handle("GET /metrics", promhttp.HandlerFor(cfg.Registry, promhttp.HandlerOpts{Registry: cfg.Registry}))
+	}
+	if cfg.Profiling {
+		mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+		mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
 	}
 	if cfg.Routes != nil {
 		mux.Handle("/", cfg.Routes)

@@ -36,6 +36,7 @@ type Common struct {
 	Grace        time.Duration
 	MigrateOnRun bool
 	Trace        telemetry.TraceConfig
+	Profiling    bool
 }
 
 // Define declares the common flags on s.
@@ -50,6 +51,7 @@ func (c *Common) Define(s *config.Set, defaultAddr string) {
 	s.Bool(&c.MigrateOnRun, "migrate", "HERALD_MIGRATE", false, "apply schema migrations at start (otherwise run the migrate command once per release)")
 	s.String(&c.Trace.Endpoint, "otlp-endpoint", "HERALD_OTLP_ENDPOINT", "", "OTLP/HTTP endpoint for traces, e.g. http://collector:4318; empty: trace context flows but spans are not exported")
 	s.Float(&c.Trace.Sample, "trace-sample", "HERALD_TRACE_SAMPLE", 1, "share of new traces kept (0 to 1)")
+	s.Bool(&c.Profiling, "pprof", "HERALD_PPROF", false, "serve Go's profiles under /debug/pprof/ on -http-addr (for a profiling session; never expose them)")
 	s.Duration(&c.Trace.FlushEvery, "trace-flush", "HERALD_TRACE_FLUSH", 5*time.Second, "how often buffered spans are exported")
 }
 
@@ -144,10 +146,11 @@ type Loop func(ctx, workCtx context.Context) error
 // work and get the grace period to finish; then workCtx is cancelled.
 func (p *Process) Run(ctx context.Context, routes http.Handler, loops ...Loop) error {
 	srv, err := httpserver.Listen(httpserver.Config{
-		Addr:     p.common.HTTPAddr,
-		Registry: p.Registry,
-		Log:      p.Log,
-		Routes:   routes,
+		Addr:      p.common.HTTPAddr,
+		Registry:  p.Registry,
+		Log:       p.Log,
+		Routes:    routes,
+		Profiling: p.common.Profiling,
 		Ready: map[string]httpserver.Check{
 			"postgres": func(ctx context.Context) error { return pgdb.SchemaCurrent(ctx, p.DB) },
 		},

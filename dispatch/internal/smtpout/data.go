@@ -6,15 +6,10 @@ import (
 	"net"
 )
 
-// wireReady reports whether msg can go out as DATA content unchanged: every
-// line ends in CRLF (CR and LF appear only together, the last line may lack
-// its end) and no line starts with a dot. Rendered messages are, so the
-// check is two vectorised scans and the message is then written without
-// being copied.
-func wireReady(msg []byte) bool {
-	if len(msg) == 0 || msg[0] == '.' {
-		return false
-	}
+// crlfOnly reports whether every line of msg ends in CRLF: CR and LF
+// appear only together (the last line may lack its end). Rendered messages
+// do, so the check is two vectorised scans.
+func crlfOnly(msg []byte) bool {
 	lines := 0
 	for i := 0; ; {
 		j := bytes.IndexByte(msg[i:], '\n')
@@ -22,7 +17,7 @@ func wireReady(msg []byte) bool {
 			break
 		}
 		k := i + j
-		if k == 0 || msg[k-1] != '\r' || (k+1 < len(msg) && msg[k+1] == '.') {
+		if k == 0 || msg[k-1] != '\r' {
 			return false
 		}
 		lines++
@@ -30,6 +25,11 @@ func wireReady(msg []byte) bool {
 	}
 	// Every LF follows a CR, so equal counts mean every CR precedes an LF.
 	return bytes.Count(msg, []byte{'\r'}) == lines
+}
+
+// hasLeadingDot reports whether a line of msg starts with a dot.
+func hasLeadingDot(msg []byte) bool {
+	return (len(msg) > 0 && msg[0] == '.') || bytes.Contains(msg, []byte("\n."))
 }
 
 // endOfData is the line that ends DATA content (RFC 5321 section 4.1.1.4).
@@ -43,7 +43,7 @@ const endOfData = ".\r\n"
 // An error means the end-of-data line was not completely handed to the
 // connection, so the server cannot have taken the message.
 func writeData(bw *bufio.Writer, cw *countingWriter, msg []byte) error {
-	if !wireReady(msg) {
+	if len(msg) == 0 || !crlfOnly(msg) {
 		stuff(bw, msg)
 		_, err := bw.WriteString(endOfData)
 		return err
@@ -51,6 +51,26 @@ func writeData(bw *bufio.Writer, cw *countingWriter, msg []byte) error {
 	end := endOfData
 	if !bytes.HasSuffix(msg, []byte("\r\n")) {
 		end = "\r\n" + endOfData
+	}
+	if hasLeadingDot(msg) {
+		// Quoted-printable HTML often breaks a line just before a dot
+		// (".card{...}", ".example/..."): copy the runs between those lines
+		// whole rather than line by line.
+		if msg[0] == '.' {
+			_ = bw.WriteByte('.')
+		}
+		for {
+			i := bytes.Index(msg, []byte("\n."))
+			if i < 0 {
+				break
+			}
+			_, _ = bw.Write(msg[:i+1])
+			_ = bw.WriteByte('.')
+			msg = msg[i+1:]
+		}
+		_, _ = bw.Write(msg)
+		_, err := bw.WriteString(end)
+		return err
 	}
 	if len(msg)+len(end) <= bw.Available() {
 		_, _ = bw.Write(msg)
@@ -73,8 +93,9 @@ func writeData(bw *bufio.Writer, cw *countingWriter, msg []byte) error {
 	return err
 }
 
-// stuff writes msg with CRLF line ends and leading dots doubled. The
-// writer's errors stick; the caller sees them at its next write.
+// stuff writes msg with CRLF line ends and leading dots doubled, line by
+// line: the general path, for messages with bare CR or LF. The writer's
+// errors stick; the caller sees them at its next write.
 func stuff(bw *bufio.Writer, msg []byte) {
 	for len(msg) > 0 {
 		line := msg
