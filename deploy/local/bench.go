@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"time"
@@ -304,8 +305,9 @@ func latency(ctx context.Context, url, job string) (p50, p99 time.Duration, err 
 	return time.Duration(a * float64(time.Second)), time.Duration(b * float64(time.Second)), nil
 }
 
-// profileServices takes a CPU profile of every service at once, for d, and
-// writes <service>.pprof into dir.
+// profileServices takes a CPU profile of every service and of this process
+// (the SMTP sink) at once, for d, and writes <service>.pprof and sink.pprof
+// into dir.
 func profileServices(ctx context.Context, st *stack.Stack, dir string, d time.Duration) error {
 	errs := make(chan error, len(stack.Services))
 	for _, svc := range stack.Services {
@@ -335,7 +337,18 @@ func profileServices(ctx context.Context, st *stack.Stack, dir string, d time.Du
 			errs <- errors.Join(err, f.Close())
 		}()
 	}
-	var all []error
+	// This process is the SMTP sink (and the mail API): profile it too.
+	f, err := os.Create(filepath.Join(dir, "sink.pprof"))
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	all := []error{pprof.StartCPUProfile(f)}
+	select {
+	case <-ctx.Done():
+	case <-time.After(d):
+	}
+	pprof.StopCPUProfile()
 	for range stack.Services {
 		all = append(all, <-errs)
 	}
