@@ -77,6 +77,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	set.String(&cfg.SMTP.HeloName, "smtp-helo", "HERALD_SMTP_HELO", "localhost", "name given in EHLO")
 	set.Int(&cfg.SMTP.Conns, "smtp-conns", "HERALD_SMTP_CONNS", 16, "SMTP connections kept open at most")
 	set.Int(&cfg.SMTP.MaxPerConn, "smtp-max-per-conn", "HERALD_SMTP_MAX_PER_CONN", 1000, "messages per SMTP connection before it is recycled")
+	set.Bool(&cfg.SMTP.NoChunking, "smtp-no-chunking", "HERALD_SMTP_NO_CHUNKING", false, "send with DATA even where the relay offers BDAT (CHUNKING)")
 	set.Duration(&cfg.SMTP.Timeout, "smtp-timeout", "HERALD_SMTP_TIMEOUT", 30*time.Second, "timeout of each SMTP command and of the final reply")
 	set.String(&cfg.LookupURL, "smtp-lookup-url", "HERALD_SMTP_LOOKUP_URL", "", "the SMTP provider's message lookup endpoint, used to reconcile sends with unknown outcome; empty: such sends are recorded ambiguous")
 	set.String(&cfg.ESP.BaseURL, "esp-url", "HERALD_ESP_URL", "", "base URL of the HTTP email API (provider \"esp\")")

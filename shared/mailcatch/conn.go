@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -35,7 +36,14 @@ type batchConn struct {
 
 	mu sync.Mutex // guards w; Close can come from another goroutine
 	w  *bufio.Writer
+	// eof is set once a read has failed: the client closed the
+	// connection, or it broke.
+	eof atomic.Bool
 }
+
+// ended reports whether the client's side of the connection has ended. A
+// nil connection (not one of ours) never does.
+func (c *batchConn) ended() bool { return c != nil && c.eof.Load() }
 
 func (c *batchConn) Write(p []byte) (int, error) {
 	c.mu.Lock()
@@ -47,7 +55,11 @@ func (c *batchConn) Read(p []byte) (int, error) {
 	if err := c.flush(); err != nil {
 		return 0, err
 	}
-	return c.Conn.Read(p)
+	n, err := c.Conn.Read(p)
+	if err != nil {
+		c.eof.Store(true)
+	}
+	return n, err
 }
 
 // Close sends pending replies, such as the reply to QUIT, waiting at most a

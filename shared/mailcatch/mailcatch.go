@@ -203,8 +203,13 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 		s.maildir = dir
 	}
 
-	srv := smtp.NewServer(smtp.BackendFunc(func(*smtp.Conn) (smtp.Session, error) {
-		return &session{srv: s}, nil
+	srv := smtp.NewServer(smtp.BackendFunc(func(c *smtp.Conn) (smtp.Session, error) {
+		nc := c.Conn()
+		if tc, ok := nc.(*tls.Conn); ok {
+			nc = tc.NetConn()
+		}
+		bc, _ := nc.(*batchConn)
+		return &session{srv: s, conn: bc}, nil
 	}))
 	srv.Domain = domain
 	srv.MaxMessageBytes = MaxMessageBytes
@@ -348,6 +353,7 @@ func (s *Server) message(r *record) Message {
 // methods from the connection's goroutine.
 type session struct {
 	srv  *Server
+	conn *batchConn // nil if the connection is not one of ours
 	from string
 	to   []string
 }
@@ -370,7 +376,17 @@ func (ss *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 }
 
 func (ss *session) Data(r io.Reader) error {
-	return ss.srv.receive(ss.from, slices.Clone(ss.to), r)
+	return ss.srv.receive(ss.from, slices.Clone(ss.to), r, ss.conn.ended)
+}
+
+// errClientGone is returned for a message whose client closed the
+// connection before the server had all of it. A BDAT chunk cut short by
+// the end of the connection reads as complete through go-smtp; the client
+// cannot hear the answer either way, so the message is refused.
+var errClientGone = &smtp.SMTPError{
+	Code:         451,
+	EnhancedCode: smtp.EnhancedCode{4, 4, 2},
+	Message:      "Connection closed during the message",
 }
 
 // errShuttingDown is returned for messages that finish while the server is
@@ -388,8 +404,9 @@ var errStorage = &smtp.SMTPError{
 	Message:      "Cannot store message, try again later",
 }
 
-// receive reads one message, stores it in Maildir mode and records it.
-func (s *Server) receive(from string, to []string, r io.Reader) error {
+// receive reads one message, stores it in Maildir mode and records it;
+// ended reports whether the client's connection ended meanwhile.
+func (s *Server) receive(from string, to []string, r io.Reader, ended func() bool) error {
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
@@ -447,6 +464,11 @@ func (s *Server) receive(from string, to []string, r io.Reader) error {
 			return errStorage
 		}
 		return fmt.Errorf("read message: %w", err)
+	}
+
+	if ended() {
+		discard()
+		return errClientGone
 	}
 
 	if f := s.fault.Load(); f != nil {

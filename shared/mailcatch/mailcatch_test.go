@@ -456,3 +456,38 @@ func TestMemoryPerMessage(t *testing.T) {
 		t.Errorf("Stats() = %+v", st)
 	}
 }
+
+// TestChunkCutShortIsRefused sends one message as a whole BDAT chunk and
+// one whose chunk the connection's end cuts short: the first is kept, the
+// second is not, though go-smtp hands it over as if complete.
+func TestChunkCutShortIsRefused(t *testing.T) {
+	s := startServer(t, Options{})
+	bdat := func(id string, cut int) {
+		t.Helper()
+		nc, err := net.DialTimeout("tcp", s.SMTPAddr(), time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer nc.Close()
+		msg := rawMessage(id, "chunk", "body")
+		fmt.Fprintf(nc, "EHLO client.test\r\nMAIL FROM:<a@example.com>\r\nRCPT TO:<b@example.com>\r\nBDAT %d LAST\r\n%s", len(msg), msg[:len(msg)-cut])
+		if cut == 0 {
+			fmt.Fprintf(nc, "QUIT\r\n")
+		} else {
+			_ = nc.(*net.TCPConn).CloseWrite()
+		}
+		// Read the replies until the server closes the connection.
+		_ = nc.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if _, err := io.ReadAll(nc); err != nil {
+			t.Fatal(err)
+		}
+	}
+	bdat("whole", 0)
+	bdat("cut", 10)
+	if !s.Has("whole") {
+		t.Error("the whole chunk was not kept")
+	}
+	if s.Has("cut") {
+		t.Error("the chunk cut short by the connection's end was kept")
+	}
+}

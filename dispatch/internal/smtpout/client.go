@@ -2,6 +2,7 @@ package smtpout
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -24,6 +25,7 @@ type conn struct {
 	ext        map[string]string
 	pipelining bool
 	smtputf8   bool
+	chunking   bool // the server takes BDAT (RFC 3030) and we may use it
 	tls        bool
 	// sent counts accepted messages; reused is set once the connection has
 	// been back in the pool, idleSince when it went there.
@@ -85,6 +87,7 @@ func (c *conn) open(ctx context.Context, cfg *Config, tlsConfig *tls.Config) err
 	case cfg.RequireTLS:
 		return errors.New("server does not offer STARTTLS")
 	}
+	c.chunking = c.chunking && !cfg.NoChunking
 	return nil
 }
 
@@ -126,6 +129,7 @@ func (c *conn) hello(name string) error {
 	c.ext = ext
 	_, c.pipelining = ext["PIPELINING"]
 	_, c.smtputf8 = ext["SMTPUTF8"]
+	_, c.chunking = ext["CHUNKING"]
 	return nil
 }
 
@@ -181,7 +185,17 @@ type outcome struct {
 	nextQueued bool
 }
 
-// appendEnvelope buffers the commands that open a transaction for m.
+// bdat reports whether m's content goes out in one BDAT chunk (RFC 3030)
+// rather than after DATA: when the server offers CHUNKING and every line
+// of m, the last one too, already ends in CRLF, as rendered messages do. The chunk is the
+// message as it is: no dot-stuffing on our side, no byte-by-byte scan for
+// the end-of-data line on the server's.
+func (c *conn) bdat(m *provider.Message) bool {
+	return c.chunking && bytes.HasSuffix(m.Body, []byte("\r\n")) && crlfOnly(m.Body)
+}
+
+// appendEnvelope buffers the commands that open a transaction for m: MAIL
+// and RCPT, and DATA unless the content will go out with BDAT.
 func (c *conn) appendEnvelope(m *provider.Message) {
 	bw := c.bw
 	_, _ = bw.WriteString("MAIL FROM:<")
@@ -192,7 +206,10 @@ func (c *conn) appendEnvelope(m *provider.Message) {
 	}
 	_, _ = bw.WriteString("\r\nRCPT TO:<")
 	_, _ = bw.WriteString(m.To)
-	_, _ = bw.WriteString(">\r\nDATA\r\n")
+	_, _ = bw.WriteString(">\r\n")
+	if !c.bdat(m) {
+		_, _ = bw.WriteString("DATA\r\n")
+	}
 }
 
 var steps = [3]string{"MAIL FROM", "RCPT TO", "DATA"}
@@ -202,7 +219,9 @@ var steps = [3]string{"MAIL FROM", "RCPT TO", "DATA"}
 // missing or unreadable answer after it is Unknown.
 //
 // With PIPELINING the envelope and DATA go out in one write and their
-// three replies are read together (RFC 2920). With queued set, the
+// three replies are read together (RFC 2920). With BDAT there is no DATA:
+// once MAIL and RCPT are accepted, the content follows its BDAT command,
+// and the reply to that is the final one. With queued set, the
 // envelope went out already, behind the previous message. With next set,
 // next's envelope follows this message's content in the same write, which
 // RFC 2920 section 3.1 allows: a stream of messages then costs one round
@@ -211,13 +230,18 @@ func (c *conn) deliver(ctx context.Context, timeout time.Duration, m *provider.M
 	_ = c.nc.SetDeadline(deadline(ctx, timeout))
 	var replies [3]reply
 	n := 0 // replies read
+	chunked := c.bdat(m)
+	want := 3 // replies before the content
+	if chunked {
+		want = 2
+	}
 	var ioErr error
 	if c.pipelining {
 		if !queued {
 			c.appendEnvelope(m)
 			ioErr = c.bw.Flush()
 		}
-		for ; ioErr == nil && n < 3; n++ {
+		for ; ioErr == nil && n < want; n++ {
 			if replies[n], ioErr = readReply(c.br, false, nil); ioErr != nil {
 				break
 			}
@@ -227,7 +251,7 @@ func (c *conn) deliver(ctx context.Context, timeout time.Duration, m *provider.M
 		if c.smtputf8 && (!isASCII(m.From) || !isASCII(m.To)) {
 			cmds[0] = "MAIL FROM:<" + m.From + "> SMTPUTF8\r\n"
 		}
-		for ; n < 3; n++ {
+		for ; n < want; n++ {
 			_, _ = c.bw.WriteString(cmds[n])
 			if ioErr = c.bw.Flush(); ioErr != nil {
 				break
@@ -249,15 +273,19 @@ func (c *conn) deliver(ctx context.Context, timeout time.Duration, m *provider.M
 		}
 	}
 	if ioErr != nil {
-		return deferred(steps[min(n, 2)], ioErr), outcome{stale: n == 0 && c.reused && !queued}
+		return deferred(steps[min(n, want-1)], ioErr), outcome{stale: n == 0 && c.reused && !queued}
 	}
-	if replies[2].code != 354 {
+	if !chunked && replies[2].code != 354 {
 		return c.refused("DATA", replies[2], false, nil)
 	}
 
 	_ = c.nc.SetWriteDeadline(time.Now().Add(timeout))
-	if err := writeData(c.bw, c.cw, m.Body); err != nil {
-		// The end-of-data line did not go out: nothing was accepted.
+	write := writeData
+	if chunked {
+		write = writeChunk
+	}
+	if err := write(c.bw, c.cw, m.Body); err != nil {
+		// The content's last byte did not go out: nothing was accepted.
 		return deferred("write message", err), outcome{}
 	}
 	// Every byte up to here is the message; the stream offset of its end

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"net"
+	"strconv"
 )
 
 // crlfOnly reports whether every line of msg ends in CRLF: CR and LF
@@ -72,6 +73,23 @@ func writeData(bw *bufio.Writer, cw *countingWriter, msg []byte) error {
 		_, err := bw.WriteString(end)
 		return err
 	}
+	return writeRaw(bw, cw, msg, end)
+}
+
+// writeChunk buffers msg as the one and last BDAT chunk (RFC 3030): the
+// command with its exact size, then the content unchanged. The caller has
+// checked that every line ends in CRLF; the server adds nothing and
+// unstuffs nothing. Errors are as writeData's.
+func writeChunk(bw *bufio.Writer, cw *countingWriter, msg []byte) error {
+	_, _ = bw.WriteString("BDAT ")
+	_, _ = bw.Write(strconv.AppendInt(bw.AvailableBuffer(), int64(len(msg)), 10))
+	_, _ = bw.WriteString(" LAST\r\n")
+	return writeRaw(bw, cw, msg, "")
+}
+
+// writeRaw buffers msg and then end; a message larger than the buffer goes
+// out at once, without a copy: in one writev on TCP.
+func writeRaw(bw *bufio.Writer, cw *countingWriter, msg []byte, end string) error {
 	if len(msg)+len(end) <= bw.Available() {
 		_, _ = bw.Write(msg)
 		_, err := bw.WriteString(end)
@@ -80,9 +98,10 @@ func writeData(bw *bufio.Writer, cw *countingWriter, msg []byte) error {
 	if err := bw.Flush(); err != nil {
 		return err
 	}
-	// A large message goes out at once, without a copy: in one writev on
-	// TCP.
-	bufs := net.Buffers{msg, []byte(end)}
+	bufs := net.Buffers{msg}
+	if end != "" {
+		bufs = append(bufs, []byte(end))
+	}
 	tcp, ok := cw.w.(*net.TCPConn)
 	if !ok {
 		_, err := bufs.WriteTo(cw)

@@ -49,6 +49,9 @@ type Config struct {
 	// IdleTimeout closes connections that sat unused in the pool for
 	// longer, before a server drops them. Zero means 30s.
 	IdleTimeout time.Duration
+	// NoChunking keeps to DATA even where the server offers BDAT
+	// (CHUNKING), for a relay whose BDAT is known to misbehave.
+	NoChunking bool
 }
 
 // Pool is a bounded set of SMTP connections to one server, safe for

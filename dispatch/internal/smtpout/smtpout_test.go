@@ -2,6 +2,8 @@ package smtpout_test
 
 import (
 	"context"
+	"fmt"
+	"io"
 	"net/http/httptest"
 	"os"
 	"strings"
@@ -576,5 +578,120 @@ func TestSendToADeadServerIsDeferred(t *testing.T) {
 	pool := smtpout.NewPool(smtpout.Config{Addr: "127.0.0.1:1", Conns: 1, Timeout: time.Second})
 	if res := pool.SendOne(context.Background(), "a@example.com", "b@example.com", []byte("x")); res.Outcome != provider.Deferred {
 		t.Fatalf("got %v %q, want deferred: nothing can have been accepted", res.Outcome, res.Reason)
+	}
+}
+
+// TestChunking: a server offering CHUNKING gets each CRLF message as one
+// BDAT LAST chunk, once its envelope is accepted, with the next envelope
+// behind it; a refused recipient gets no chunk; a message with bare line
+// feeds still goes with DATA; NoChunking keeps to DATA.
+func TestChunking(t *testing.T) {
+	type seen struct {
+		Cmd, Body string
+	}
+	run := func(t *testing.T, cfg smtpout.Config, msgs []*provider.Message) ([]seen, []provider.Result) {
+		t.Helper()
+		var mu sync.Mutex
+		var got []seen
+		f := startFake(t, func(p *peer) {
+			p.hello("PIPELINING", "CHUNKING", "ENHANCEDSTATUSCODES")
+			pending := "" // a line read ahead
+			next := func() string {
+				if pending != "" {
+					l := pending
+					pending = ""
+					return l
+				}
+				return p.line()
+			}
+			for {
+				l := next()
+				if l == "QUIT" || l == "<eof>" {
+					return
+				}
+				if !strings.HasPrefix(l, "MAIL FROM:") {
+					t.Errorf("got %q, want MAIL", l)
+					return
+				}
+				rcpt := p.expect("RCPT TO:<")
+				if strings.Contains(rcpt, "refused") {
+					p.say("250 2.1.0 ok", "550 5.1.1 no such user")
+					if !p.quiet(200 * time.Millisecond) {
+						if l := p.line(); l != "RSET" {
+							t.Errorf("after a refused recipient: %q, want RSET", l)
+						}
+					}
+					p.say("250 2.0.0 reset")
+					continue
+				}
+				p.say("250 2.1.0 ok", "250 2.1.5 ok")
+				cmd := p.line()
+				var body string
+				switch {
+				case strings.HasPrefix(cmd, "BDAT "):
+					var size int
+					if _, err := fmt.Sscanf(cmd, "BDAT %d LAST", &size); err != nil {
+						t.Errorf("%q: %v", cmd, err)
+						return
+					}
+					buf := make([]byte, size)
+					if _, err := io.ReadFull(p.r, buf); err != nil {
+						return
+					}
+					body = string(buf)
+				case cmd == "DATA":
+					p.say("354 go ahead")
+					var ok bool
+					if body, ok = p.data(); !ok {
+						return
+					}
+				default:
+					t.Errorf("after the envelope: %q", cmd)
+					return
+				}
+				mu.Lock()
+				got = append(got, seen{strings.Fields(cmd)[0], body})
+				mu.Unlock()
+				if !p.quiet(200 * time.Millisecond) {
+					pending = p.line()
+				}
+				p.say("250 2.0.0 queued")
+			}
+		})
+		cfg.Addr, cfg.Timeout = f.addr, 2*time.Second
+		pool := newPool(t, cfg)
+		res := pool.Send(context.Background(), msgs)
+		pool.Close()
+		f.wait()
+		mu.Lock()
+		defer mu.Unlock()
+		return got, res
+	}
+	lf := []byte("Message-ID: <lf>\nSubject: s\n\n.bare\nline feeds\n")
+	msgs := []*provider.Message{
+		{From: "s@example.com", To: "a@example.com", Body: message("a")},
+		{From: "s@example.com", To: "refused@example.com", Body: message("r")},
+		{From: "s@example.com", To: "b@example.com", Body: message("b")},
+		{From: "s@example.com", To: "lf@example.com", Body: lf},
+		{From: "s@example.com", To: "c@example.com", Body: message("c")},
+	}
+	got, res := run(t, smtpout.Config{}, msgs)
+	want := []seen{{"BDAT", string(message("a"))}, {"BDAT", string(message("b"))},
+		{"DATA", strings.ReplaceAll(string(lf), "\n", "\r\n")}, {"BDAT", string(message("c"))}}
+	if !cmp.Equal(got, want) {
+		t.Errorf("server received %q, want %q", got, want)
+	}
+	for i, r := range res {
+		if wantOut := provider.Sent; i == 1 {
+			if r.Outcome != provider.Failed {
+				t.Errorf("refused recipient: %+v, want failed", r)
+			}
+		} else if r.Outcome != wantOut {
+			t.Errorf("message %d: %+v, want sent", i, r)
+		}
+	}
+	got, _ = run(t, smtpout.Config{NoChunking: true}, msgs[:1])
+	if len(got) != 1 || got[0].Cmd != "DATA" {
+		t.Errorf("with NoChunking the server received %q, want DATA", got)
 	}
 }
