@@ -26,6 +26,10 @@ type conn struct {
 	pipelining bool
 	smtputf8   bool
 	chunking   bool // the server takes BDAT (RFC 3030) and we may use it
+	// checked is the content bdat last scanned, and chunk its answer: a
+	// message is asked about for its envelope and again for its content.
+	checked []byte
+	chunk   bool
 	tls        bool
 	// sent counts accepted messages; reused is set once the connection has
 	// been back in the pool, idleSince when it went there.
@@ -191,7 +195,16 @@ type outcome struct {
 // message as it is: no dot-stuffing on our side, no byte-by-byte scan for
 // the end-of-data line on the server's.
 func (c *conn) bdat(m *provider.Message) bool {
-	return c.chunking && bytes.HasSuffix(m.Body, []byte("\r\n")) && crlfOnly(m.Body)
+	if !c.chunking {
+		return false
+	}
+	if len(m.Body) == 0 {
+		return false
+	}
+	if len(m.Body) != len(c.checked) || &m.Body[0] != &c.checked[0] {
+		c.checked, c.chunk = m.Body, bytes.HasSuffix(m.Body, []byte("\r\n")) && crlfOnly(m.Body)
+	}
+	return c.chunk
 }
 
 // appendEnvelope buffers the commands that open a transaction for m: MAIL
