@@ -30,7 +30,7 @@ type conn struct {
 	// message is asked about for its envelope and again for its content.
 	checked []byte
 	chunk   bool
-	tls        bool
+	tls     bool
 	// sent counts accepted messages; reused is set once the connection has
 	// been back in the pool, idleSince when it went there.
 	sent      int
