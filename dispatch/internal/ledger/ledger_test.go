@@ -362,3 +362,113 @@ func TestGlobalSuppressionsApplyToEveryTenant(t *testing.T) {
 		t.Fatalf("claim of a globally suppressed address: %+v, %v", claims, err)
 	}
 }
+
+// TestDailyCapCountsASendHeldForQuietHours: a recipient held for quiet
+// hours at the claim takes a send of their local day when the hold ends,
+// and is capped if the day is used up meanwhile; a recipient whose send
+// was counted at the claim and then deferred by the provider is not
+// counted again.
+func TestDailyCapCountsASendHeldForQuietHours(t *testing.T) {
+	ny := mustLoad(t, "America/New_York")
+	for _, tc := range []struct {
+		name      string
+		usedToday int // sends of the recipient's day by other jobs
+		want      string
+		wantCount int
+	}{
+		{"day free", 0, ledger.Sending, 1},
+		{"day used up", 1, ledger.Capped, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			db, b := setup(t)
+			ctx := context.Background()
+			for _, q := range []string{
+				`INSERT INTO tenants (id, daily_cap) VALUES ('acme', 1)`,
+				`INSERT INTO customers (tenant_id, id, email, timezone) VALUES ('acme', 'c1', 'ada@example.com', 'America/New_York')`,
+			} {
+				if _, err := db.Exec(ctx, q); err != nil {
+					t.Fatal(err)
+				}
+			}
+			local := time.Now().In(ny)
+			now := local.Hour()*60 + local.Minute()
+			held := b
+			held.Quiet = &ledger.Quiet{StartMinute: (now + 3) % 1440, EndMinute: (now + 2) % 1440, Mode: "hold"}
+			h, err := ledger.New(db).Lock(ctx, held)
+			if err != nil {
+				t.Fatal(err)
+			}
+			claims, err := h.Claim(ctx, []ledger.Item{{CustomerID: "c1", Email: "ada@example.com", MessageID: "m1"}}, "smtp:test")
+			h.Release(ctx)
+			if err != nil || len(claims) != 1 || claims[0].State != ledger.Deferred {
+				t.Fatalf("claim in quiet hours: %+v, %v", claims, err)
+			}
+			day := local.Format(time.DateOnly)
+			if tc.usedToday > 0 {
+				if _, err := db.Exec(ctx, `INSERT INTO recipient_day_counts (tenant_id, customer_id, day, sends) VALUES ('acme', 'c1', $1, $2)`, day, tc.usedToday); err != nil {
+					t.Fatal(err)
+				}
+			}
+			// The quiet hours are over.
+			if _, err := db.Exec(ctx, `UPDATE deliveries SET not_before = now() - interval '1 second' WHERE customer_id = 'c1'`); err != nil {
+				t.Fatal(err)
+			}
+			h, err = ledger.New(db).Lock(ctx, b)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer h.Release(ctx)
+			states, err := h.Retry(ctx, []string{"c1"}, "smtp:test")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if st := states["c1"]; st.State != tc.want {
+				t.Fatalf("after the hold: %+v, want %s", st, tc.want)
+			}
+			var sends int
+			if err := db.QueryRow(ctx, `SELECT sends FROM recipient_day_counts WHERE customer_id = 'c1' AND day = $1`, day).Scan(&sends); err != nil {
+				t.Fatal(err)
+			}
+			if sends != tc.wantCount {
+				t.Fatalf("%d sends counted for the day, want %d", sends, tc.wantCount)
+			}
+			if tc.want == ledger.Capped {
+				if p := progress(t, db, b.Job); p["capped"] != 1 {
+					t.Fatalf("progress %v, want one capped", p)
+				}
+			}
+		})
+	}
+	t.Run("counted at the claim", func(t *testing.T) {
+		db, b := setup(t)
+		ctx := context.Background()
+		if _, err := db.Exec(ctx, `INSERT INTO tenants (id, daily_cap) VALUES ('acme', 1)`); err != nil {
+			t.Fatal(err)
+		}
+		h, err := ledger.New(db).Lock(ctx, b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer h.Release(ctx)
+		if _, err := h.Claim(ctx, []ledger.Item{{CustomerID: "c1", Email: "ada@example.com", MessageID: "m1"}}, "smtp:test"); err != nil {
+			t.Fatal(err)
+		}
+		if err := h.Record(ctx, []ledger.Outcome{{CustomerID: "c1", State: ledger.Deferred, Reason: "421 try later"}}); err != nil {
+			t.Fatal(err)
+		}
+		states, err := h.Retry(ctx, []string{"c1"}, "smtp:test")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st := states["c1"]; st.State != ledger.Sending {
+			t.Fatalf("retry of a provider deferral: %+v, want sending", st)
+		}
+		var sends int
+		if err := db.QueryRow(ctx, `SELECT sum(sends) FROM recipient_day_counts WHERE customer_id = 'c1'`).Scan(&sends); err != nil {
+			t.Fatal(err)
+		}
+		if sends != 1 {
+			t.Fatalf("%d sends counted, want the claim's one", sends)
+		}
+	})
+}

@@ -3,18 +3,21 @@
 -- address was suppressed since (an unsubscribe while it waited), expired
 -- once past the deadline, held (or skipped) inside the recipient's quiet
 -- hours, otherwise sending again — for the provider now chosen, since the
--- last one accepted nothing. Rows held until a later time are left as they
--- are. Nothing moves while the job is not active.
+-- last one accepted nothing. A row that was never sending (held for quiet
+-- hours since its claim) takes a send of the recipient's local day now, or
+-- is capped; one that was sending had its send counted then. Rows held
+-- until a later time are left as they are. Nothing moves while the job is
+-- not active.
 -- $1 tenant, $2 job, $3 channel, $4 job submitted_at, $5 batch seq,
 -- $6 deadline, $7 progress shard, $8 customer ids, $9 provider, $10..$12
 -- quiet hours as in the claim. Returns every deferred row of the batch
 -- among $8 with its new state and, if held, until when.
 WITH rows AS (
-    SELECT x.tableoid AS part, x.ctid AS tid, x.customer_id, x.email, x.reason, x.not_before,
+    SELECT x.tableoid AS part, x.ctid AS tid, x.customer_id, x.email, x.reason, x.not_before, x.attempts,
            now() AT TIME ZONE coalesce(c.timezone, 'UTC') AS local_now, coalesce(c.timezone, 'UTC') AS tz
     FROM unnest($8::text[]) AS i(customer_id)
     CROSS JOIN LATERAL (
-        SELECT d.tableoid, d.ctid, d.customer_id, d.email, d.reason, d.not_before
+        SELECT d.tableoid, d.ctid, d.customer_id, d.email, d.reason, d.not_before, d.attempts
         FROM deliveries d
         WHERE d.tenant_id = $1 AND d.job_id = $2 AND d.channel = $3 AND d.customer_id = i.customer_id
           AND d.job_submitted_at = $4 AND d.batch_seq = $5 AND d.state = 'deferred'
@@ -22,7 +25,7 @@ WITH rows AS (
     ) x
     LEFT JOIN customers c ON c.tenant_id = $1 AND c.id = x.customer_id
 ), targets AS (
-    SELECT r.part, r.tid,
+    SELECT r.part, r.tid, r.customer_id, r.attempts, r.local_now::date AS local_day,
            CASE
                WHEN s.email IS NOT NULL THEN 'suppressed'
                WHEN now() > $6 THEN 'expired'
@@ -47,6 +50,27 @@ WITH rows AS (
     ) s ON true
     WHERE (r.not_before IS NULL OR r.not_before <= now())
       AND EXISTS (SELECT 1 FROM jobs j WHERE j.tenant_id = $1 AND j.id = $2 AND j.state = 'active')
+), tenant AS (
+    SELECT (SELECT daily_cap FROM tenants WHERE id = $1) AS daily_cap
+), day_used AS (
+    -- As in the claim: one send of the recipient's local day, unless the
+    -- cap is reached.
+    INSERT INTO recipient_day_counts AS rc (tenant_id, customer_id, day, sends)
+    SELECT $1, t.customer_id, t.local_day, 1
+    FROM targets t, tenant c
+    WHERE t.state = 'sending' AND t.attempts = 0 AND c.daily_cap IS NOT NULL
+    ON CONFLICT (tenant_id, customer_id, day) DO UPDATE SET sends = rc.sends + 1
+    WHERE rc.sends < (SELECT daily_cap FROM tenant)
+    RETURNING customer_id
+), final AS (
+    SELECT t.part, t.tid, t.not_before,
+           CASE WHEN t.state = 'sending' AND t.attempts = 0 AND c.daily_cap IS NOT NULL
+                     AND NOT EXISTS (SELECT 1 FROM day_used u WHERE u.customer_id = t.customer_id)
+                THEN 'capped' ELSE t.state END AS state,
+           CASE WHEN t.state = 'sending' AND t.attempts = 0 AND c.daily_cap IS NOT NULL
+                     AND NOT EXISTS (SELECT 1 FROM day_used u WHERE u.customer_id = t.customer_id)
+                THEN 'daily cap of ' || c.daily_cap || ' reached' ELSE t.reason END AS reason
+    FROM targets t, tenant c
 ), retried AS (
     UPDATE deliveries d
     SET state = t.state,
@@ -55,14 +79,15 @@ WITH rows AS (
         done_at = CASE WHEN t.state NOT IN ('sending', 'deferred') THEN now() END,
         provider = CASE WHEN t.state = 'sending' THEN $9 ELSE d.provider END,
         not_before = t.not_before
-    FROM targets t
+    FROM final t
     WHERE d.tableoid = t.part AND d.ctid = t.tid AND d.state = 'deferred'
     RETURNING d.customer_id, d.state, d.not_before
 ), counted AS (
-    INSERT INTO job_progress AS p (tenant_id, job_id, shard, suppressed, expired, skipped, last_done_at)
+    INSERT INTO job_progress AS p (tenant_id, job_id, shard, suppressed, expired, capped, skipped, last_done_at)
     SELECT $1, $2, $7,
            count(*) FILTER (WHERE state = 'suppressed'),
            count(*) FILTER (WHERE state = 'expired'),
+           count(*) FILTER (WHERE state = 'capped'),
            count(*) FILTER (WHERE state = 'skipped'),
            now()
     FROM retried
@@ -70,6 +95,7 @@ WITH rows AS (
     ON CONFLICT (tenant_id, job_id, shard) DO UPDATE SET
         suppressed = p.suppressed + excluded.suppressed,
         expired = p.expired + excluded.expired,
+        capped = p.capped + excluded.capped,
         skipped = p.skipped + excluded.skipped,
         last_done_at = greatest(p.last_done_at, excluded.last_done_at)
 )
