@@ -3,20 +3,19 @@ package mailcatch
 import (
 	"bufio"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net"
 	"net/textproto"
 	"os"
-	"os/exec"
 	"runtime"
 	"strconv"
 	"strings"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
+
+	"herald/shared/childserver"
 
 	"github.com/emersion/go-smtp"
 )
@@ -107,41 +106,22 @@ func benchmarkSink(b *testing.B, dial func(string) (sender, error), size, conns 
 const benchServerEnv = "MAILCATCH_BENCH_SERVER"
 
 func TestMain(m *testing.M) {
-	if os.Getenv(benchServerEnv) == "1" {
-		os.Exit(serveForBenchmark())
+	if childserver.Serving(benchServerEnv) {
+		os.Exit(childserver.Serve(func() (string, func() any, func(), error) {
+			s, err := Start(context.Background(), Options{})
+			if err != nil {
+				return "", nil, nil, err
+			}
+			return s.SMTPAddr(), func() any { return s.Stats() }, func() { _ = s.Close() }, nil
+		}))
 	}
 	os.Exit(m.Run())
 }
 
-// serveForBenchmark runs a sink-mode catcher, prints its address, answers
-// each line on standard input with its CPU time and stats, and exits when
-// standard input closes.
-func serveForBenchmark() int {
-	s, err := Start(context.Background(), Options{})
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	defer s.Close()
-	fmt.Println(s.SMTPAddr())
-	sc := bufio.NewScanner(os.Stdin)
-	for sc.Scan() {
-		var ru syscall.Rusage
-		if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			return 1
-		}
-		st, _ := json.Marshal(s.Stats())
-		fmt.Printf("%d %s\n", ru.Utime.Nano()+ru.Stime.Nano(), st)
-	}
-	return 0
-}
-
 // benchServer is a catcher running in a child process.
 type benchServer struct {
+	*childserver.Child
 	addr string
-	in   io.WriteCloser
-	out  *bufio.Reader
 }
 
 type serverUsage struct {
@@ -150,50 +130,13 @@ type serverUsage struct {
 }
 
 func startBenchServer(b *testing.B) *benchServer {
-	cmd := exec.Command(os.Args[0])
-	cmd.Env = append(os.Environ(), benchServerEnv+"=1")
-	cmd.Stderr = os.Stderr
-	in, err := cmd.StdinPipe()
-	if err != nil {
-		b.Fatal(err)
-	}
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() {
-		in.Close()
-		if err := cmd.Wait(); err != nil {
-			b.Errorf("benchmark server: %v", err)
-		}
-	})
-	s := &benchServer{in: in, out: bufio.NewReader(out)}
-	line, err := s.out.ReadString('\n')
-	if err != nil {
-		b.Fatalf("read benchmark server address: %v", err)
-	}
-	s.addr = strings.TrimSpace(line)
-	return s
+	c := childserver.Start(b, benchServerEnv)
+	return &benchServer{Child: c, addr: c.Addr}
 }
 
 func (s *benchServer) usage(b *testing.B) serverUsage {
-	if _, err := io.WriteString(s.in, "usage\n"); err != nil {
-		b.Fatal(err)
-	}
-	line, err := s.out.ReadString('\n')
-	if err != nil {
-		b.Fatal(err)
-	}
-	cpu, st, ok := strings.Cut(strings.TrimSpace(line), " ")
 	var u serverUsage
-	ns, perr := strconv.ParseInt(cpu, 10, 64)
-	if !ok || perr != nil || json.Unmarshal([]byte(st), &u.stats) != nil {
-		b.Fatalf("benchmark server said %q", line)
-	}
-	u.cpu = time.Duration(ns)
+	u.cpu = s.Usage(b, &u.stats)
 	return u
 }
 
@@ -294,10 +237,4 @@ func (p *pipeliningSender) close() {
 // cpuTime returns the CPU time, user and system, this process has used.
 // CPU per message shows the cost even when other work shares the machine and
 // skews messages per second.
-func cpuTime(b *testing.B) time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		b.Fatal(err)
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
+func cpuTime(*testing.B) time.Duration { return childserver.CPU() }

@@ -1,21 +1,16 @@
 package espout_test
 
 import (
-	"bufio"
 	"context"
-	"encoding/json"
-	"fmt"
-	"io"
 	"os"
-	"os/exec"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"herald/dispatch/internal/espout"
 	"herald/dispatch/internal/provider"
+	"herald/shared/childserver"
 	"herald/shared/espcatch"
 )
 
@@ -58,80 +53,38 @@ func BenchmarkSend(b *testing.B) {
 	}
 }
 
+// childEnv makes the test binary run an ESP catcher instead of its tests,
+// so that the benchmark's CPU figures are the client's alone.
 const childEnv = "ESPOUT_BENCH_SERVER"
 
 func TestMain(m *testing.M) {
-	if os.Getenv(childEnv) == "1" {
-		s, err := espcatch.Start(context.Background(), espcatch.Options{})
-		if err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			os.Exit(1)
-		}
-		fmt.Println(s.URL())
-		sc := bufio.NewScanner(os.Stdin)
-		for sc.Scan() {
-			st, _ := json.Marshal(s.Stats())
-			fmt.Println(string(st))
-		}
-		s.Close()
-		os.Exit(0)
+	if childserver.Serving(childEnv) {
+		os.Exit(childserver.Serve(func() (string, func() any, func(), error) {
+			s, err := espcatch.Start(context.Background(), espcatch.Options{})
+			if err != nil {
+				return "", nil, nil, err
+			}
+			return s.URL(), func() any { return s.Stats() }, func() { s.Close() }, nil
+		}))
 	}
 	os.Exit(m.Run())
 }
 
+// child is an ESP catcher in a child process.
 type child struct {
+	*childserver.Child
 	url string
-	in  io.WriteCloser
-	out *bufio.Reader
 }
 
 func startChild(b *testing.B) *child {
-	cmd := exec.Command(os.Args[0])
-	cmd.Env = append(os.Environ(), childEnv+"=1")
-	cmd.Stderr = os.Stderr
-	in, err := cmd.StdinPipe()
-	if err != nil {
-		b.Fatal(err)
-	}
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() {
-		in.Close()
-		_ = cmd.Wait()
-	})
-	c := &child{in: in, out: bufio.NewReader(out)}
-	line, err := c.out.ReadString('\n')
-	if err != nil {
-		b.Fatal(err)
-	}
-	c.url = strings.TrimSpace(line)
-	return c
+	c := childserver.Start(b, childEnv)
+	return &child{Child: c, url: c.Addr}
 }
 
 func (c *child) stats(b *testing.B) espcatch.Stats {
-	if _, err := io.WriteString(c.in, "stats\n"); err != nil {
-		b.Fatal(err)
-	}
-	line, err := c.out.ReadString('\n')
-	if err != nil {
-		b.Fatal(err)
-	}
 	var st espcatch.Stats
-	if err := json.Unmarshal([]byte(line), &st); err != nil {
-		b.Fatal(err)
-	}
+	c.Usage(b, &st)
 	return st
 }
 
-func cpuTime(b *testing.B) time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		b.Fatal(err)
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
+func cpuTime(*testing.B) time.Duration { return childserver.CPU() }

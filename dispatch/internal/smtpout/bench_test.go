@@ -1,19 +1,14 @@
 package smtpout_test
 
 import (
-	"bufio"
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
-	"io"
 	"os"
-	"os/exec"
 	"runtime"
 	"strconv"
 	"strings"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -21,6 +16,7 @@ import (
 
 	"herald/dispatch/internal/provider"
 	"herald/dispatch/internal/smtpout"
+	"herald/shared/childserver"
 	"herald/shared/mailcatch"
 )
 
@@ -180,39 +176,22 @@ func setID(msg []byte, id int64) {
 const sinkEnv = "SMTPOUT_BENCH_SINK"
 
 func TestMain(m *testing.M) {
-	if os.Getenv(sinkEnv) == "1" {
-		os.Exit(serveSink())
+	if childserver.Serving(sinkEnv) {
+		os.Exit(childserver.Serve(func() (string, func() any, func(), error) {
+			s, err := mailcatch.Start(context.Background(), mailcatch.Options{})
+			if err != nil {
+				return "", nil, nil, err
+			}
+			return s.SMTPAddr(), func() any { return s.Stats() }, func() { _ = s.Close() }, nil
+		}))
 	}
 	os.Exit(m.Run())
 }
 
-// serveSink prints the catcher's address, answers each line on standard
-// input with its CPU time and stats, and exits when standard input closes.
-func serveSink() int {
-	s, err := mailcatch.Start(context.Background(), mailcatch.Options{})
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	defer s.Close()
-	fmt.Println(s.SMTPAddr())
-	sc := bufio.NewScanner(os.Stdin)
-	for sc.Scan() {
-		var ru syscall.Rusage
-		if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			return 1
-		}
-		st, _ := json.Marshal(s.Stats())
-		fmt.Printf("%d %s\n", ru.Utime.Nano()+ru.Stime.Nano(), st)
-	}
-	return 0
-}
-
+// sink is a sink-mode catcher in a child process.
 type sink struct {
+	*childserver.Child
 	addr string
-	in   io.WriteCloser
-	out  *bufio.Reader
 }
 
 type sinkUsage struct {
@@ -221,57 +200,14 @@ type sinkUsage struct {
 }
 
 func startSink(b *testing.B) *sink {
-	cmd := exec.Command(os.Args[0])
-	cmd.Env = append(os.Environ(), sinkEnv+"=1")
-	cmd.Stderr = os.Stderr
-	in, err := cmd.StdinPipe()
-	if err != nil {
-		b.Fatal(err)
-	}
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() {
-		in.Close()
-		if err := cmd.Wait(); err != nil {
-			b.Errorf("sink: %v", err)
-		}
-	})
-	s := &sink{in: in, out: bufio.NewReader(out)}
-	line, err := s.out.ReadString('\n')
-	if err != nil {
-		b.Fatalf("read sink address: %v", err)
-	}
-	s.addr = strings.TrimSpace(line)
-	return s
+	c := childserver.Start(b, sinkEnv)
+	return &sink{Child: c, addr: c.Addr}
 }
 
 func (s *sink) usage(b *testing.B) sinkUsage {
-	if _, err := io.WriteString(s.in, "usage\n"); err != nil {
-		b.Fatal(err)
-	}
-	line, err := s.out.ReadString('\n')
-	if err != nil {
-		b.Fatal(err)
-	}
-	cpu, st, ok := strings.Cut(strings.TrimSpace(line), " ")
 	var u sinkUsage
-	ns, perr := strconv.ParseInt(cpu, 10, 64)
-	if !ok || perr != nil || json.Unmarshal([]byte(st), &u.stats) != nil {
-		b.Fatalf("sink said %q", line)
-	}
-	u.cpu = time.Duration(ns)
+	u.cpu = s.Usage(b, &u.stats)
 	return u
 }
 
-func cpuTime(b *testing.B) time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		b.Fatal(err)
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
+func cpuTime(*testing.B) time.Duration { return childserver.CPU() }
