@@ -134,6 +134,7 @@ func (a *API) Handler() http.Handler {
 	a.handle(mux, "POST /v1/jobs/{id}/pause", a.jobAction(store.Pause))
 	a.handle(mux, "POST /v1/jobs/{id}/resume", a.jobAction(store.Resume))
 	a.handle(mux, "POST /v1/jobs/{id}/cancel", a.jobAction(store.Cancel))
+	a.handle(mux, "POST /v1/jobs/{id}/redrive", a.redriveJob)
 	a.handle(mux, "GET /v1/onsite/{customer}", a.getOnsite)
 	a.public(mux, "GET /u/{token}", a.unsubscribePage)
 	a.public(mux, "POST /u/{token}", a.unsubscribe)

@@ -323,6 +323,48 @@ func (a *API) jobAction(action string) tenantHandler {
 	}
 }
 
+// redriveJob gives an active job's failed recipients another go.
+func (a *API) redriveJob(w http.ResponseWriter, r *http.Request, tenant string) {
+	id, ok := jobID(w, r)
+	if !ok {
+		return
+	}
+	now := a.now()
+	got, err := a.store.RedriveJob(r.Context(), tenant, id, now)
+	var bad *store.TransitionError
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		writeError(w, http.StatusNotFound, "not_found", "no such job")
+		return
+	case errors.As(err, &bad):
+		writeError(w, http.StatusConflict, "invalid_state", bad.Error()+"; resume a paused job first")
+		return
+	case errors.Is(err, store.ErrDeadlinePassed):
+		writeError(w, http.StatusConflict, "deadline_passed", "the job's deadline has passed: submit a new job for its failed recipients")
+		return
+	case err != nil:
+		a.internalError(w, r, tenant, err)
+		return
+	}
+	a.log.InfoContext(r.Context(), "job re-driven", "tenant_id", tenant, "job_id", id,
+		"recipients", got.Recipients, "batches", got.Batches)
+	job, err := a.store.Job(r.Context(), tenant, id)
+	if err != nil {
+		a.internalError(w, r, tenant, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, redriveView{Recipients: got.Recipients, Batches: got.Batches, Job: jobView(job, now)})
+}
+
+// redriveView answers a re-drive.
+type redriveView struct {
+	// Recipients is how many failed recipients will be tried again.
+	Recipients int64 `json:"redriven_recipients"`
+	// Batches is how many batches will be published again.
+	Batches int64   `json:"republished_batches"`
+	Job     JobView `json:"job"`
+}
+
 // Job listing bounds.
 const (
 	defaultPageSize = 50

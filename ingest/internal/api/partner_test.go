@@ -618,3 +618,37 @@ func TestOpenAPIMatchesRoutes(t *testing.T) {
 		t.Fatalf("routes (-served +documented):\n%s", diff)
 	}
 }
+
+// TestRedriveRefusesWhatCannotSend: a re-drive of a paused, cancelled or
+// overdue job is a 409 that names why, and changes nothing.
+func TestRedriveRefusesWhatCannotSend(t *testing.T) {
+	f := newFixture(t, api.DefaultLimits)
+	f.template("acme")
+	ctx := context.Background()
+	newJob := func(key string) string {
+		return f.do("POST", "/v1/jobs", "acme", "application/json", job(""), "Idempotency-Key", key).body["id"].(string)
+	}
+	redrive := func(id, wantCode string) {
+		t.Helper()
+		before := f.snapshot()
+		r := f.do("POST", "/v1/jobs/"+id+"/redrive", "acme", "", "")
+		if code, msg := errorOf(r); r.status != 409 || code != wantCode {
+			t.Fatalf("re-drive: %d %q %q; want 409 %s", r.status, code, msg, wantCode)
+		}
+		f.unchanged(before)
+	}
+	paused := newJob("paused")
+	f.do("POST", "/v1/jobs/"+paused+"/pause", "acme", "", "")
+	redrive(paused, "invalid_state")
+	cancelled := newJob("cancelled")
+	f.do("POST", "/v1/jobs/"+cancelled+"/cancel", "acme", "", "")
+	redrive(cancelled, "invalid_state")
+	overdue := newJob("overdue")
+	if _, err := f.db.Exec(ctx, `UPDATE jobs SET submitted_at = now() - interval '2 hours', deadline = now() - interval '1 minute' WHERE id = $1`, overdue); err != nil {
+		t.Fatal(err)
+	}
+	redrive(overdue, "deadline_passed")
+	if r := f.do("POST", "/v1/jobs/"+newJob("fine")+"/redrive", "acme", "", ""); r.status != 200 || r.body["redriven_recipients"] != float64(0) {
+		t.Fatalf("re-drive of an active job with nothing failed: %d %v", r.status, r.body)
+	}
+}

@@ -333,7 +333,7 @@ type TransitionError struct {
 }
 
 func (e *TransitionError) Error() string {
-	return fmt.Sprintf("a %s job cannot be %s", e.State, map[string]string{Pause: "paused", Resume: "resumed", Cancel: "cancelled"}[e.Action])
+	return fmt.Sprintf("a %s job cannot be %s", e.State, map[string]string{Pause: "paused", Resume: "resumed", Cancel: "cancelled", Redrive: "re-driven"}[e.Action])
 }
 
 // ChangeJob applies a partner's action to a job:
