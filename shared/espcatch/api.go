@@ -4,11 +4,11 @@ import (
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
-	"math"
 	"net/http"
 	"strconv"
 	"strings"
-	"time"
+
+	"herald/shared/fakeapi"
 )
 
 func (s *Server) newHandler() http.Handler {
@@ -68,25 +68,7 @@ func (s *Server) serveSend(w http.ResponseWriter, r *http.Request) {
 		s.stats.Faulted++
 		s.mu.Unlock()
 	}
-	if f.Delay > 0 {
-		t := time.NewTimer(f.Delay)
-		select {
-		case <-t.C:
-		case <-s.closing:
-			t.Stop()
-			writeError(w, http.StatusServiceUnavailable, "shutting down")
-			return
-		}
-	}
-	switch {
-	case f.Drop:
-		drop(w)
-		return
-	case f.Status != 0:
-		if f.RetryAfter > 0 {
-			w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(f.RetryAfter.Seconds()))))
-		}
-		writeError(w, f.Status, http.StatusText(f.Status))
+	if fakeapi.Apply(w, fakeapi.Fault{Delay: f.Delay, Status: f.Status, RetryAfter: f.RetryAfter, Drop: f.Drop}, s.closing) {
 		return
 	}
 	resp := s.handle(&req)
@@ -98,13 +80,6 @@ func (s *Server) serveSend(w http.ResponseWriter, r *http.Request) {
 }
 
 // drop closes the client's connection without an answer.
-func drop(w http.ResponseWriter) {
-	conn, _, err := http.NewResponseController(w).Hijack()
-	if err != nil {
-		panic(http.ErrAbortHandler) // HTTP/2: the stream is reset instead
-	}
-	_ = conn.Close()
-}
 
 func (s *Server) serveMessages(w http.ResponseWriter, r *http.Request) {
 	limit := 100
@@ -149,12 +124,8 @@ func (s *Server) serveLookup(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string][]string{"found": found})
 }
 
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(v)
-}
-
-func writeError(w http.ResponseWriter, status int, msg string) {
-	writeJSON(w, status, map[string]map[string]string{"error": {"message": msg}})
-}
+var (
+	drop       = fakeapi.Drop
+	writeJSON  = fakeapi.WriteJSON
+	writeError = fakeapi.WriteError
+)

@@ -21,16 +21,16 @@ package espcatch
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
+
+	"herald/shared/fakeapi"
 )
 
 // Limits of the API.
@@ -170,11 +170,9 @@ type Stats struct {
 type Server struct {
 	opts    Options
 	log     *slog.Logger
-	srv     *http.Server
-	url     string
+	api     *fakeapi.Server
 	handler http.Handler
 	closing chan struct{}
-	served  chan struct{}
 	// inflight counts send requests being handled; Close waits for them.
 	inflight sync.WaitGroup
 
@@ -214,34 +212,21 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 		opts:    opts,
 		log:     log.With("component", "espcatch"),
 		closing: make(chan struct{}),
-		served:  make(chan struct{}),
 		done:    make(map[string]*entry),
 		byMsgID: make(map[string]bool),
 	}
 	s.handler = s.newHandler()
-	var lc net.ListenConfig
-	ln, err := lc.Listen(ctx, "tcp", opts.Addr)
+	hs, err := fakeapi.Listen(ctx, opts.Addr, s.handler, s.log)
 	if err != nil {
-		return nil, fmt.Errorf("start espcatch: listen: %w", err)
+		return nil, fmt.Errorf("start espcatch: %w", err)
 	}
-	s.url = "http://" + ln.Addr().String()
-	s.srv = &http.Server{
-		Handler:           s.handler,
-		ReadHeaderTimeout: 10 * time.Second,
-		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
-	}
-	go func() {
-		defer close(s.served)
-		if err := s.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			s.log.Error("serve", "err", err)
-		}
-	}()
-	s.log.Info("espcatch listening", "url", s.url)
+	s.api = hs
+	s.log.Info("espcatch listening", "url", hs.URL)
 	return s, nil
 }
 
 // URL is the API's base URL, "http://host:port".
-func (s *Server) URL() string { return s.url }
+func (s *Server) URL() string { return s.api.URL }
 
 // Handler returns the API, for serving it elsewhere (httptest).
 func (s *Server) Handler() http.Handler { return s.handler }
@@ -297,8 +282,7 @@ func (s *Server) Close() error {
 	s.closed = true
 	s.mu.Unlock()
 	close(s.closing)
-	err := s.srv.Close()
-	<-s.served
+	err := s.api.Close()
 	s.inflight.Wait()
 	if err != nil {
 		return fmt.Errorf("close espcatch: %w", err)
