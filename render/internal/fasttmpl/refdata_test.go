@@ -8,8 +8,9 @@ import (
 	"testing"
 )
 
-// benchDir is the shared reference workload, relative to this package.
-const benchDir = "../../../../shared/bench"
+// benchDir holds the reference render workload: a Black Friday email in
+// html/template syntax and one recipient's data.
+const benchDir = "testdata"
 
 // Types mirroring reference-data.json, as a Herald render job would hold them.
 type refCustomer struct {

@@ -25,8 +25,9 @@ import (
 	"herald/shared/unsubscribe"
 )
 
-// benchDir is the shared reference workload, relative to this package.
-const benchDir = "../../../../shared/bench"
+// benchDir holds the reference render workload, kept beside the template
+// engine's tests.
+const benchDir = "../fasttmpl/testdata"
 
 const demoText = `Hi {{.Customer.FirstName}}, your Black Friday picks are here.
 {{range .Items}}
