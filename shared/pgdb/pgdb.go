@@ -6,7 +6,9 @@ package pgdb
 
 import (
 	"context"
+	"crypto/sha256"
 	"embed"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -95,6 +97,26 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool, log *slog.Logger) error {
 		log.InfoContext(ctx, "migration applied", "version", r.Source.Version, "file", path.Base(r.Source.Path), "duration", r.Duration)
 	}
 	return nil
+}
+
+// SchemaDigest names the schema the embedded migrations build: a hash of
+// their names and contents, so a database made from one set of migrations is
+// never taken for another's.
+func SchemaDigest() (string, error) {
+	entries, err := fs.Glob(migrations, "migrations/*.sql")
+	if err != nil {
+		return "", err
+	}
+	h := sha256.New()
+	for _, name := range entries {
+		b, err := migrations.ReadFile(name)
+		if err != nil {
+			return "", err
+		}
+		fmt.Fprintf(h, "%s %d\n", name, len(b))
+		h.Write(b)
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
 // SchemaCurrent reports an error unless every embedded migration is applied;
