@@ -100,11 +100,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if err := g.cfg.Authz.Authorize(policy.Request{Method: r.Method, Path: clean, Principal: principal, Claims: verified.Claims}); err != nil {
 		g.outcomes.WithLabelValues("denied").Inc()
-		msg := err.Error()
-		if !present {
-			msg += ": this path needs a partner token (Authorization: Bearer …)"
-		}
-		writeError(w, http.StatusForbidden, "forbidden", msg)
+		writeError(w, http.StatusForbidden, "forbidden", err.Error())
 		return
 	}
 	if present {

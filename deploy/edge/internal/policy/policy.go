@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 
 	"sigs.k8s.io/yaml"
@@ -212,6 +213,55 @@ type Request struct {
 // ErrDenied is returned for a request the policy does not allow.
 var ErrDenied = errors.New("RBAC: access denied")
 
+// A Denial is ErrDenied with what the request lacked, read from the rules
+// that would have allowed its method and path: a token at all, or a claim
+// of the token (an ops page reached with a partner token names the role).
+type Denial struct {
+	Needs []string
+}
+
+func (d *Denial) Error() string {
+	if len(d.Needs) == 0 {
+		return ErrDenied.Error()
+	}
+	return ErrDenied.Error() + ": this path needs " + strings.Join(d.Needs, ", or ")
+}
+
+func (d *Denial) Unwrap() error { return ErrDenied }
+
+// deny explains why no rule allowed r.
+func (p *AuthorizationPolicy) deny(r Request) error {
+	var needs []string
+	add := func(need string) {
+		if !slices.Contains(needs, need) {
+			needs = append(needs, need)
+		}
+	}
+	for _, rule := range p.Spec.Rules {
+		if !rule.operationMatches(r) {
+			continue
+		}
+		var lacks []string
+		if !rule.sourceMatches(r) {
+			lacks = append(lacks, "a verified token (Authorization: Bearer …)")
+		}
+		for _, c := range rule.When {
+			if c.matches(r) {
+				continue
+			}
+			if name, ok := c.claimName(); ok && len(c.Values) > 0 {
+				lacks = append(lacks, fmt.Sprintf("a token whose %s claim is %s", name, strings.Join(c.Values, " or ")))
+			} else {
+				lacks = append(lacks, "a token that meets "+c.Key)
+			}
+		}
+		if len(lacks) > 0 {
+			add(strings.Join(lacks, " and "))
+		}
+	}
+	return &Denial{Needs: needs}
+}
+
 // Authorize applies the policy as Istio does: an ALLOW policy allows what
 // one of its rules matches and denies everything else; a DENY policy
 // denies what one of its rules matches.
@@ -230,40 +280,37 @@ func (p *AuthorizationPolicy) Authorize(r Request) error {
 		return nil
 	}
 	if !matched {
-		return ErrDenied
+		return p.deny(r)
 	}
 	return nil
 }
 
 func (rule Rule) matches(r Request) bool {
-	if !rule.conditionsHold(r) {
-		return false
+	return rule.conditionsHold(r) && rule.sourceMatches(r) && rule.operationMatches(r)
+}
+
+func (rule Rule) sourceMatches(r Request) bool {
+	if len(rule.From) == 0 {
+		return true
 	}
-	if len(rule.From) > 0 {
-		ok := false
-		for _, f := range rule.From {
-			if f.Source.matches(r) {
-				ok = true
-				break
-			}
-		}
-		if !ok {
-			return false
+	for _, f := range rule.From {
+		if f.Source.matches(r) {
+			return true
 		}
 	}
-	if len(rule.To) > 0 {
-		ok := false
-		for _, t := range rule.To {
-			if t.Operation.matches(r) {
-				ok = true
-				break
-			}
-		}
-		if !ok {
-			return false
+	return false
+}
+
+func (rule Rule) operationMatches(r Request) bool {
+	if len(rule.To) == 0 {
+		return true
+	}
+	for _, t := range rule.To {
+		if t.Operation.matches(r) {
+			return true
 		}
 	}
-	return true
+	return false
 }
 
 func (rule Rule) conditionsHold(r Request) bool {
