@@ -7,6 +7,7 @@ PROTOC ?= protoc
 
 ## demo: start everything and send a Black Friday job to 100,000 customers
 demo:
+	@echo "building Herald's local runner (the first run on a machine fetches modules and takes a few minutes)"
 	$(GO) run ./deploy/local demo
 
 ## test: unit, integration and end-to-end tests against real PostgreSQL and the Pub/Sub emulator

@@ -32,7 +32,8 @@ func demo(ctx context.Context, args []string, stdout, stderr io.Writer, log *slo
 	n := fs.Int("recipients", 100_000, "customers of the demo retailer")
 	wait := fs.Bool("wait", true, "keep Herald running after the job until Ctrl-C")
 	fake := fs.Bool("fake-pubsub", false, "use Google's in-process Pub/Sub fake even where the emulator is installed")
-	maildir := fs.String("maildir", ".herald/demo-mail", "where delivered emails are kept as .eml files (emptied first)")
+	maildir := fs.String("maildir", filepath.Join(os.TempDir(), "herald-demo-mail"), "where delivered emails are kept as .eml files (emptied first)")
+	keepMail := fs.Int("keep-mail", 1000, "how many delivered emails to keep as .eml files; the rest are counted only (0: all)")
 	jaeger := fs.Bool("jaeger", false, "start a local Jaeger (built from the Go module proxy once per machine) and print the job's trace")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -44,7 +45,13 @@ func demo(ctx context.Context, args []string, stdout, stderr io.Writer, log *slo
 	if err := os.RemoveAll(dir); err != nil {
 		return fmt.Errorf("empty maildir: %w", err)
 	}
-	opts := stack.Options{Maildir: dir, FakePubsub: *fake, Log: log}
+	opts := stack.Options{Maildir: dir, MaxMailFiles: *keepMail, FakePubsub: *fake, Log: log}
+	signing, err := newDemoDKIM()
+	if err != nil {
+		return err
+	}
+	defer signing.remove()
+	opts.Flags = map[string][]string{"dispatch": signing.flags()}
 	var traces *stack.Jaeger
 	if *jaeger {
 		work, err := os.MkdirTemp("", "herald-demo-")
@@ -68,6 +75,7 @@ func demo(ctx context.Context, args []string, stdout, stderr io.Writer, log *slo
 		opts.Dir, opts.TraceEndpoint = work, traces.OTLP
 		fmt.Fprintf(stdout, "  Jaeger at %s\n", traces.UI)
 	}
+	fmt.Fprintln(stdout, "Building the four services and the edge (the first run on a machine takes a few minutes)…")
 	fmt.Fprintln(stdout, "Starting PostgreSQL, Pub/Sub, a mail catcher, ingest, recommend, render, dispatch and the edge…")
 	start := time.Now()
 	st, err := stack.Start(ctx, opts)
@@ -103,7 +111,7 @@ func demo(ctx context.Context, args []string, stdout, stderr io.Writer, log *slo
 	if err != nil {
 		return err
 	}
-	report(stdout, job)
+	report(stdout, tenant, job)
 	if traces != nil {
 		id, err := traceID(ctx, st.DatabaseURL, job.ID)
 		if err != nil {
@@ -121,10 +129,18 @@ func demo(ctx context.Context, args []string, stdout, stderr io.Writer, log *slo
 		fmt.Fprintf(stdout, "  trace: %s\n    spans: %s\n", traces.TraceURL(id), strings.Join(services, ", "))
 	}
 	msgs := st.Mail.Messages()
-	fmt.Fprintf(stdout, "\nThe mail catcher holds %d messages in %s, for example:\n", len(msgs), dir)
-	for _, m := range msgs[:min(3, len(msgs))] {
+	kept := msgs[:0:0]
+	for _, m := range msgs {
+		if m.Path != "" {
+			kept = append(kept, m)
+		}
+	}
+	fmt.Fprintf(stdout, "\nThe mail catcher received %d messages and keeps the first %d as .eml files in %s, for example:\n", len(msgs), len(kept), dir)
+	for _, m := range kept[:min(3, len(kept))] {
 		fmt.Fprintf(stdout, "  %s\n    to %s: %q\n", m.Path, strings.Join(m.To, ", "), m.Subject)
 	}
+	fmt.Fprintf(stdout, "Each is DKIM-signed (d=%s, s=%s) with a key made for this run; a receiver checks it against this DNS record:\n  %s\n",
+		signing.domain, signing.selector, signing.record())
 	if !*wait {
 		return nil
 	}
@@ -144,15 +160,25 @@ func demo(ctx context.Context, args []string, stdout, stderr io.Writer, log *slo
 		return err
 	}
 	fmt.Fprintf(stdout, "The ops page (an operator's token): %s/ops?access_token=%s\n", st.IngestURL, ops)
-	fmt.Fprintf(stdout, "The API is described at %s/v1/openapi.json. Press Ctrl-C to stop everything.\n", st.IngestURL)
+	fmt.Fprintf(stdout, "The API is described by its OpenAPI document (a partner token reads it):\n")
+	fmt.Fprintf(stdout, "  curl -H \"Authorization: Bearer $HERALD_TOKEN\" %s/v1/openapi.json\n", st.IngestURL)
+	fmt.Fprintln(stdout, "Press Ctrl-C to stop everything.")
 	<-ctx.Done()
 	return nil
 }
 
-func report(w io.Writer, j stack.Job) {
-	fmt.Fprintf(w, "\nJob %s is %s:\n", j.ID, j.State)
+func report(w io.Writer, tn stack.DemoTenant, j stack.Job) {
+	unsubscribed := 0
+	for i := range tn.Customers {
+		if !tn.Customer(i).Subscribed {
+			unsubscribed++
+		}
+	}
+	fmt.Fprintf(w, "\nThe audience is every subscribed customer: of %d, %d had unsubscribed, so %d were planned.\n",
+		tn.Customers, unsubscribed, j.Planned)
+	fmt.Fprintf(w, "Job %s is %s:\n", j.ID, j.State)
 	fmt.Fprintf(w, "  delivered   %9d\n", j.Counts.Sent)
-	fmt.Fprintf(w, "  suppressed  %9d\n", j.Counts.Suppressed)
+	fmt.Fprintf(w, "  suppressed  %9d   (on the tenant's suppression list: earlier bounces and complaints)\n", j.Counts.Suppressed)
 	fmt.Fprintf(w, "  failed      %9d\n", j.Counts.Failed)
 	if j.Counts.Expired+j.Counts.Ambiguous > 0 {
 		fmt.Fprintf(w, "  expired     %9d\n  ambiguous   %9d\n", j.Counts.Expired, j.Counts.Ambiguous)

@@ -59,6 +59,9 @@ type Options struct {
 	// Maildir, when set, is where the mail catcher keeps every message as
 	// an .eml file; otherwise it only counts them.
 	Maildir string
+	// MaxMailFiles, when positive, keeps only the first so many messages
+	// in Maildir; the rest are counted.
+	MaxMailFiles int
 	// DatabaseURL and PubsubHost reuse running servers instead of starting
 	// them (tests share one of each). With DatabaseURL set, the database
 	// must exist; the schema is applied.
@@ -296,7 +299,7 @@ func (s *Stack) startServers(ctx context.Context) error {
 	if s.Project == "" {
 		s.Project = "herald-local"
 	}
-	mail, err := mailcatch.Start(ctx, mailcatch.Options{Maildir: s.opts.Maildir, Domain: "mail.herald.test", Log: s.log})
+	mail, err := mailcatch.Start(ctx, mailcatch.Options{Maildir: s.opts.Maildir, MaxFiles: s.opts.MaxMailFiles, Domain: "mail.herald.test", Log: s.log})
 	if err != nil {
 		return err
 	}

@@ -66,6 +66,10 @@ type Options struct {
 	// into new/. The directories are created if needed. When empty, message
 	// bodies are read and discarded (sink mode).
 	Maildir string
+	// MaxFiles, when positive, bounds how many messages are kept in the
+	// Maildir; later ones are recorded and counted as in sink mode, so a
+	// large demo job does not fill the disk.
+	MaxFiles int
 	// Domain is the server's host name in its greeting and in the names of
 	// Maildir files. Empty means "mailcatch.localhost".
 	Domain string
@@ -140,13 +144,15 @@ type record struct {
 
 // Server is a running mail catcher.
 type Server struct {
-	smtp    *smtp.Server
-	ln      net.Listener
-	addr    string
-	maildir string // absolute, or empty in sink mode
-	host    string // Domain made safe for file names
-	log     *slog.Logger
-	handler http.Handler
+	smtp     *smtp.Server
+	ln       net.Listener
+	addr     string
+	maildir  string       // absolute, or empty in sink mode
+	maxFiles int64        // 0: no bound
+	files    atomic.Int64 // files kept or being written
+	host     string       // Domain made safe for file names
+	log      *slog.Logger
+	handler  http.Handler
 
 	fault     atomic.Pointer[FaultFunc]
 	fileSeq   atomic.Uint64
@@ -201,6 +207,7 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 			}
 		}
 		s.maildir = dir
+		s.maxFiles = int64(max(opts.MaxFiles, 0))
 	}
 
 	srv := smtp.NewServer(smtp.BackendFunc(func(c *smtp.Conn) (smtp.Session, error) {
@@ -397,6 +404,16 @@ var errShuttingDown = &smtp.SMTPError{
 	Message:      "Server shutting down",
 }
 
+// reserveFile takes one of the Maildir's places for a message, reporting
+// false when MaxFiles are already taken.
+func (s *Server) reserveFile() bool {
+	if s.files.Add(1) <= s.maxFiles || s.maxFiles == 0 {
+		return true
+	}
+	s.files.Add(-1)
+	return false
+}
+
 // errStorage is returned when a message cannot be written to the Maildir.
 var errStorage = &smtp.SMTPError{
 	Code:         451,
@@ -427,11 +444,12 @@ func (s *Server) receive(from string, to []string, r io.Reader, ended func() boo
 	var src io.Reader = counter
 	var file *os.File
 	var tmpPath, name string
-	if s.maildir != "" {
+	if s.maildir != "" && s.reserveFile() {
 		name = s.fileName()
 		tmpPath = filepath.Join(s.maildir, "tmp", name)
 		f, err := os.OpenFile(tmpPath, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
 		if err != nil {
+			s.files.Add(-1)
 			s.log.Error("create message file", "err", err)
 			return errStorage
 		}
@@ -442,6 +460,7 @@ func (s *Server) receive(from string, to []string, r io.Reader, ended func() boo
 		if file != nil {
 			_ = file.Close()
 			_ = os.Remove(tmpPath)
+			s.files.Add(-1)
 		}
 	}
 
@@ -484,11 +503,13 @@ func (s *Server) receive(from string, to []string, r io.Reader, ended func() boo
 	if file != nil {
 		if err := file.Close(); err != nil {
 			_ = os.Remove(tmpPath)
+			s.files.Add(-1)
 			s.log.Error("close message file", "err", err)
 			return errStorage
 		}
 		if err := os.Rename(tmpPath, filepath.Join(s.maildir, "new", name)); err != nil {
 			_ = os.Remove(tmpPath)
+			s.files.Add(-1)
 			s.log.Error("deliver message file", "err", err)
 			return errStorage
 		}

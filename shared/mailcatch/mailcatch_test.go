@@ -175,6 +175,30 @@ func TestSinkModeStoresNoFiles(t *testing.T) {
 	}
 }
 
+func TestMaxFilesBoundsTheMaildir(t *testing.T) {
+	dir := t.TempDir()
+	s := startServer(t, Options{Maildir: dir, MaxFiles: 2})
+	for i := range 5 {
+		id := fmt.Sprintf("m%d@herald", i)
+		if err := send(t, s.SMTPAddr(), "a@example.com", []string{"b@example.com"}, rawMessage(id, "s", "body")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	kept := 0
+	for _, m := range s.Messages() {
+		if m.Path != "" {
+			kept++
+		}
+	}
+	files, err := os.ReadDir(filepath.Join(dir, "new"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := s.Stats().Messages; got != 5 || kept != 2 || len(files) != 2 {
+		t.Errorf("5 messages with MaxFiles 2: %d counted, %d with a path, %d files; want 5, 2, 2", got, kept, len(files))
+	}
+}
+
 func TestFaultInjection(t *testing.T) {
 	dir := t.TempDir()
 	s := startServer(t, Options{Maildir: dir})
