@@ -41,7 +41,7 @@ root=$(cd "$here/../.." && pwd)
 # a comment may say ../../../anything
 cat ../../../shared/BRIEF.md
 `,
-		".ci/run": "cd \"$(dirname \"$0\")/..\"\nls ../../shared\n",
+		".ci/run":  "cd \"$(dirname \"$0\")/..\"\nls ../../shared\n",
 		"Makefile": "test:\n\tgo test ./...\n\tcp ../x .\n",
 	}
 	for name, body := range files {
