@@ -15,6 +15,9 @@ import (
 func TestCrashMidJobLosesAndRepeatsNothing(t *testing.T) {
 	for _, victim := range []string{"dispatch", "render", "recommend"} {
 		t.Run(victim, func(t *testing.T) {
+			// Each waits out a stall before its re-drive: side by side, the
+			// waits overlap.
+			t.Parallel()
 			// Small batches and chunks give the kill many batches in every
 			// stage to land among.
 			st := startStack(t, stack.Options{Flags: map[string][]string{

@@ -72,6 +72,7 @@ func submitAndWait(t *testing.T, st *stack.Stack, tn stack.DemoTenant, key strin
 // TestTransientRefusalsAreRetried has the SMTP server refuse 30% of
 // messages with a temporary error: every recipient still gets exactly one.
 func TestTransientRefusalsAreRetried(t *testing.T) {
+	t.Parallel() // mostly waiting: on rates, retries or the clock
 	st := startStack(t, stack.Options{Flags: map[string][]string{"ingest": {"-stall-after=10s"}}})
 	var faults atomic.Int64
 	var mu sync.Mutex
@@ -133,6 +134,7 @@ func TestHardBounceSuppressesLaterJobs(t *testing.T) {
 // gmail's recipients wait, nobody else does, and once gmail accepts again
 // the job completes with nothing lost or sent twice.
 func TestReceiverDeferralsSlowOnlyThatReceiver(t *testing.T) {
+	t.Parallel() // mostly waiting: on rates, retries or the clock
 	st := startStack(t, stack.Options{Flags: map[string][]string{
 		"dispatch": {"-mailbox-domains=gmail=gmail.example", "-mailbox-rates=gmail=5000,other=5000,outlook=5000", "-rate-cooldown=2s", "-rate-wait=500ms"},
 		"ingest":   {"-stall-after=10s"},
@@ -208,6 +210,7 @@ func TestReceiverDeferralsSlowOnlyThatReceiver(t *testing.T) {
 // sends/s and runs three dispatch processes: over any 10-second window the
 // SMTP server sees at most 1,000/s (+5%).
 func TestRateHoldsAcrossThreeDispatchReplicas(t *testing.T) {
+	t.Parallel() // mostly waiting: on rates, retries or the clock
 	st := startStack(t, stack.Options{Replicas: map[string]int{"dispatch": 3},
 		Flags: map[string][]string{"ingest": {"-batch-size=100"}}})
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
@@ -246,12 +249,13 @@ func TestRateHoldsAcrossThreeDispatchReplicas(t *testing.T) {
 }
 
 // TestRepeatedKillsOfDispatch SIGKILLs dispatch five times at random
-// moments of a 200,000-recipient job.
+// moments of a 40,000-recipient job: about 80 batches of 500, so each kill
+// lands among batches in flight.
 func TestRepeatedKillsOfDispatch(t *testing.T) {
 	st := startStack(t, stack.Options{Flags: map[string][]string{"ingest": {"-stall-after=10s"}}})
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
-	tn := stack.DemoTenant{ID: "acme", Customers: 200_000, Items: 300, Seed: 17}
+	tn := stack.DemoTenant{ID: "acme", Customers: 40_000, Items: 300, Seed: 17}
 	client := &stack.Client{BaseURL: st.IngestURL, Tenant: tn.ID}
 	if err := tn.Load(ctx, client); err != nil {
 		t.Fatal(err)

@@ -13,6 +13,7 @@ import (
 // (they are in UTC here) in both modes: skip sends nothing; hold sends
 // nothing until the window ends, then everything, once.
 func TestQuietHoursHoldThenSend(t *testing.T) {
+	t.Parallel() // mostly waiting: on rates, retries or the clock
 	st := startStack(t, stack.Options{})
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()
