@@ -8,6 +8,8 @@ import (
 	"encoding/pem"
 	"fmt"
 	"os"
+
+	"herald/deploy/stack"
 )
 
 // demoDKIM is the signing key the demo makes for its retailer's From
@@ -37,8 +39,7 @@ func newDemoDKIM() (*demoDKIM, error) {
 		os.Remove(f.Name())
 		return nil, fmt.Errorf("write the demo's DKIM key: %w", err)
 	}
-	// The demo retailer's templates send from this domain (deploy/stack).
-	return &demoDKIM{domain: "acme.example", selector: "herald-demo", keyFile: f.Name(), key: key}, nil
+	return &demoDKIM{domain: stack.DemoSenderDomain, selector: "herald-demo", keyFile: f.Name(), key: key}, nil
 }
 
 func (d *demoDKIM) flags() []string {

@@ -12,6 +12,9 @@ import (
 	"strings"
 )
 
+// DemoSenderDomain is the domain the demo retailer sends from.
+const DemoSenderDomain = "acme.example"
+
 // DemoTenant is a synthetic retailer: a catalog, customers with names and
 // addresses, per-customer recommendations and a few suppressed addresses,
 // all derived from a seed so that tests can predict every message.
@@ -163,7 +166,7 @@ func (t DemoTenant) Load(ctx context.Context, c *Client) error {
 		}
 	}
 	tmpl := map[string]string{
-		"from_name": "Acme Outfitters", "from_email": "deals@acme.example",
+		"from_name": "Acme Outfitters", "from_email": "deals@" + DemoSenderDomain,
 		"subject":   "{{.Customer.FirstName}}, your Black Friday picks are here",
 		"preheader": "Up to 60% off the things you have been eyeing, today only.",
 		"html":      demoHTML, "text": demoText,
