@@ -6,6 +6,9 @@
 //	local bench   the same on a 1,000,000-recipient job against a counting
 //	              SMTP sink; prints throughput, CPU and memory per service,
 //	              and submit-to-delivered latency
+//	local promtool
+//	              print the path of the promtool tools/go.mod pins,
+//	              building it first if this machine has none
 //	local env -- CMD...
 //	              start PostgreSQL and the Pub/Sub emulator, run CMD with
 //	              HERALD_TEST_DATABASE_URL and PUBSUB_EMULATOR_HOST set,
@@ -22,6 +25,8 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"herald/deploy/stack"
 )
 
 func main() {
@@ -38,7 +43,7 @@ func main() {
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
-		return errors.New("usage: local demo|bench|env [flags]")
+		return errors.New("usage: local demo|bench|env|promtool [flags]")
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	switch args[0] {
@@ -48,8 +53,19 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return bench(ctx, args[1:], stdout, stderr, log)
 	case "env":
 		return env(ctx, args[1:], stderr, log)
+	case "promtool":
+		root, err := stack.ModuleRoot()
+		if err != nil {
+			return err
+		}
+		bin, err := preparePromtool(ctx, root, stderr)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintln(stdout, bin)
+		return nil
 	default:
-		return fmt.Errorf("unknown command %q: want demo, bench or env", args[0])
+		return fmt.Errorf("unknown command %q: want demo, bench, env or promtool", args[0])
 	}
 }
 

@@ -16,19 +16,17 @@ const (
 	rulesTestFile = "rules/herald.rules.test.yml"
 )
 
-// promtool is the promtool binary: $PROMTOOL, or the version pinned in
-// tools/go.mod, built from the Go module proxy (`make test` builds it first
-// and sets $PROMTOOL; Go caches the build). It is never skipped for want of
-// one: these tests are the only thing standing between a broken rule file
-// and a pager that never rings.
+// promtool is the promtool binary: $PROMTOOL (`make test` sets it), or the
+// version tools/go.mod pins, which `go run ./deploy/local promtool` builds
+// once per machine. It is never skipped for want of one: these tests are the
+// only thing standing between a broken rule file and a pager that never
+// rings.
 func promtool(t *testing.T) string {
 	t.Helper()
 	if p := os.Getenv("PROMTOOL"); p != "" {
 		return p
 	}
-	t.Log("building promtool from tools/go.mod (the first build on a machine takes a few minutes)")
-	cmd := exec.CommandContext(t.Context(), "go", "tool", "-n", "promtool")
-	cmd.Dir = "../../tools"
+	cmd := exec.CommandContext(t.Context(), "go", "run", "herald/deploy/local", "promtool")
 	out, err := cmd.Output()
 	if err != nil {
 		var stderr []byte
