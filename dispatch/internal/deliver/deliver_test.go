@@ -141,6 +141,16 @@ func (r *rig) states(t *testing.T) map[string]int {
 	return got
 }
 
+// done reports whether the batch is done in the job's plan.
+func (r *rig) done(t *testing.T) bool {
+	t.Helper()
+	var done bool
+	if err := r.db.QueryRow(context.Background(), `SELECT done_at IS NOT NULL FROM job_batches WHERE job_id = $1`, r.b.Job).Scan(&done); err != nil {
+		t.Fatal(err)
+	}
+	return done
+}
+
 // TestInterruptedSendsTheProviderLacksGoOutAtOnce: after a dispatch dies
 // mid-send, the next delivery of the batch settles its rows with the relay
 // and sends the ones the relay does not have in that same delivery, so the
@@ -172,9 +182,8 @@ func TestInterruptedSendsTheProviderLacksGoOutAtOnce(t *testing.T) {
 					t.Fatalf("after delivery %d the relay holds %d messages, %d distinct; want each of 5 once", copyNo, stats.Messages, stats.DistinctMessageIDs)
 				}
 			}
-			var done bool
-			if err := r.db.QueryRow(context.Background(), `SELECT done_at IS NOT NULL FROM job_batches WHERE job_id = $1`, r.b.Job).Scan(&done); err != nil || !done {
-				t.Fatalf("batch done %v, %v; want done", done, err)
+			if !r.done(t) {
+				t.Fatal("batch not done in the plan")
 			}
 		})
 	}
@@ -216,5 +225,27 @@ func TestRecipientsDeferredByAnInterruptedAttemptAreSentByTheNextCopy(t *testing
 	}
 	if n := r.mail.Stats().Messages; n != 3 {
 		t.Fatalf("relay holds %d messages after another copy, want 3", n)
+	}
+}
+
+// TestInterruptedSendsExpireOnceTheDeadlinePassed: a copy of the batch
+// that comes only after the job's deadline (the re-drive that follows it)
+// sends nothing late: what the relay lacks is recorded expired, so the
+// batch, and with it the job, ends.
+func TestInterruptedSendsExpireOnceTheDeadlinePassed(t *testing.T) {
+	r := newRig(t, 3)
+	r.interrupt(t, 1)
+	r.in.Job.Deadline = timestamppb.New(time.Now().Add(-time.Second))
+	if err := r.deliver(t); err != nil {
+		t.Fatalf("delivery after the deadline: %v; want every recipient final", err)
+	}
+	if diff := cmp.Diff(map[string]int{ledger.Sent: 1, ledger.Expired: 2}, r.states(t)); diff != "" {
+		t.Fatalf("ledger (-want +got):\n%s", diff)
+	}
+	if n := r.mail.Stats().Messages; n != 1 {
+		t.Fatalf("relay holds %d messages, want only the one it had before the crash", n)
+	}
+	if !r.done(t) {
+		t.Fatal("batch not done in the plan")
 	}
 }
