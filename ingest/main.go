@@ -71,7 +71,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	set.Int(&cfg.Planner.Window, "window", "HERALD_WINDOW", 64, "batches in flight in the whole pipeline at most")
 	set.Int(&cfg.Planner.JobWindow, "job-window", "HERALD_JOB_WINDOW", 48, "batches in flight of one job at most (less than -window, so a new job always has room)")
 	set.Duration(&cfg.Planner.ReleaseEvery, "release-every", "HERALD_RELEASE_EVERY", 100*time.Millisecond, "how often batches are released when no completion wakes the releaser")
-	set.Int(&cfg.Planner.MaxPublishes, "max-publishes", "HERALD_MAX_PUBLISHES", 10, "how often one batch is published at most")
+	set.Int(&cfg.Planner.MaxPublishes, "max-publishes", "HERALD_MAX_PUBLISHES", 10, "publishes of one batch before the re-drives of a stalled job back off (doubling, and once after its deadline)")
 	set.Duration(&cfg.Triggers.Poll, "trigger-poll", "HERALD_TRIGGER_POLL", 2*time.Second, "how often catalog changes (back in stock, price drop) are looked for")
 	cfg.Limits = api.DefaultLimits
 	set.Float(&cfg.Limits.TenantRate, "tenant-rate", "HERALD_TENANT_RATE", api.DefaultLimits.TenantRate, "partner API requests a second per tenant and replica (0: unlimited)")

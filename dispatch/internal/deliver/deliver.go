@@ -245,20 +245,20 @@ func (d *Dispatcher) chunk(ctx context.Context, held *ledger.Held, in *eventv1.D
 			}
 		}
 	}
-	var outcomes []ledger.Outcome
 	done := true
-	for prov, rs := range interrupted {
-		again, settled, ok := d.settle(ctx, prov, rs, "an earlier attempt was interrupted")
-		outcomes = append(outcomes, settled...)
-		done = done && ok
-		if len(again) > 0 {
-			// The provider that had them does not: they go out afresh, later.
-			for _, r := range again {
-				outcomes = append(outcomes, ledger.Outcome{CustomerID: r.CustomerId, State: ledger.Deferred,
-					Reason: "an earlier attempt was interrupted and " + prov + " does not have the message"})
-			}
+	if len(interrupted) > 0 {
+		again, ok, err := d.resume(ctx, held, job, byID, interrupted)
+		if err != nil {
+			return res, err
 		}
+		// The ones the provider lacks go out now, through the retry below:
+		// finishing the batch must not wait for another copy of its
+		// message, which may never come (the emulator loses redeliveries
+		// to the streams of a killed process, and re-drives are few).
+		deferred = append(deferred, again...)
+		done = ok
 	}
+	var outcomes []ledger.Outcome
 	if len(deferred) > 0 && p != nil {
 		states, err := held.Retry(ctx, deferred, name)
 		if err != nil {
@@ -309,6 +309,37 @@ func (d *Dispatcher) chunk(ctx context.Context, held *ledger.Held, in *eventv1.D
 	}
 	res.pending = !done
 	return res, nil
+}
+
+// resume settles the rows an interrupted attempt of this batch left in
+// sending, each with the provider that had it, and records what it decided.
+// It returns the recipients that provider does not have, recorded deferred
+// so that the retry takes them back for the provider now chosen (re-checking
+// suppression, the deadline and quiet hours). ok is false if a provider could
+// not be asked: its rows stay in sending for a later attempt.
+func (d *Dispatcher) resume(ctx context.Context, held *ledger.Held, job *eventv1.Job, byID map[string]*eventv1.Rendered,
+	interrupted map[string][]*eventv1.Rendered) (again []string, ok bool, err error) {
+	ok = true
+	var outcomes []ledger.Outcome
+	for prov, rs := range interrupted {
+		lacking, settled, asked := d.settle(ctx, prov, rs, "an earlier attempt was interrupted")
+		outcomes = append(outcomes, settled...)
+		ok = ok && asked
+		for _, r := range lacking {
+			outcomes = append(outcomes, ledger.Outcome{CustomerID: r.CustomerId, State: ledger.Deferred,
+				Reason: "an earlier attempt was interrupted and " + prov + " does not have the message"})
+			again = append(again, r.CustomerId)
+		}
+	}
+	if err := held.Record(ctx, outcomes); err != nil {
+		return nil, false, err
+	}
+	for _, o := range outcomes {
+		if o.State != ledger.Deferred {
+			d.count(job, o.State, byID[o.CustomerID])
+		}
+	}
+	return again, ok, nil
 }
 
 // count records one final (or deferred) outcome in the metrics.

@@ -89,7 +89,9 @@ type Config struct {
 	// Stall is how long a job may make no progress before its unfinished
 	// batches are published again.
 	Stall time.Duration
-	// MaxPublishes caps how often one batch is published.
+	// MaxPublishes is how often one batch is published at the Stall
+	// interval; after that, re-drives back off, doubling, and one more
+	// follows the job's deadline so that what is left of it expires.
 	MaxPublishes int
 	// Window is how many batches may be in flight (published, not done)
 	// in the whole pipeline, and JobWindow how many of them one job may
@@ -579,8 +581,10 @@ func scanRecipients(rows pgx.Rows, capacity int) ([]*eventv1.Recipient, error) {
 // Redrive publishes again, every few seconds, the unfinished batches of jobs
 // that have stalled: Pub/Sub delivers at least once while a message is in
 // its subscription, but a message can still go missing for a job — dead-
-// lettered after repeated failures, or lost by a faulty broker. A batch is
-// published at most MaxPublishes times in all.
+// lettered after repeated failures, or lost by a faulty broker. After
+// MaxPublishes publishes a batch is re-driven at doubling intervals, and
+// once more when its job's deadline has passed, so that a job never waits
+// forever on recipients that were deferred: by then they expire.
 func (p *Planner) Redrive(ctx, workCtx context.Context) error {
 	t := time.NewTicker(max(p.cfg.Stall/4, time.Second))
 	defer t.Stop()
