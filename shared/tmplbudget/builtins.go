@@ -335,7 +335,7 @@ func (m *Meter) funcs(html bool, user map[string]any) map[string]any {
 		}
 	}
 	fs := map[string]any{
-		stepFunc:   func() (bool, error) { return false, m.Step() },
+		stepFunc:   m.stepFunc,
 		"print":    bounded(fmt.Sprint),
 		"println":  bounded(fmt.Sprintln),
 		"html":     bounded(texttemplate.HTMLEscaper),
@@ -361,6 +361,17 @@ func (m *Meter) funcs(html bool, user map[string]any) map[string]any {
 		delete(fs, name)
 	}
 	return fs
+}
+
+// stepFunc is Step as the instrumented templates call it. It panics
+// rather than return its error, which text/template turns into the
+// execution's error all the same: a function of one result costs a step
+// less to call.
+func (m *Meter) stepFunc() bool {
+	if err := m.Step(); err != nil {
+		panic(err)
+	}
+	return false
 }
 
 // htmlEvalArgs is html/template's _eval_args_: fmt.Sprint of the
