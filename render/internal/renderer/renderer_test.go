@@ -275,7 +275,7 @@ func TestRenderBudgetFailsOnlyThatRecipient(t *testing.T) {
 			t.Errorf("recipient %d: error %q", i, m.Error)
 		}
 	}
-	if e := out.Messages[1].Error; !strings.Contains(e, ErrRenderBudget.Error()) || !strings.Contains(e, "output limit") {
+	if e := out.Messages[1].Error; !strings.Contains(e, ErrRenderBudget.Error()) || !strings.Contains(e, "output budget exceeded") {
 		t.Errorf("over-budget recipient's reason %q", e)
 	}
 }

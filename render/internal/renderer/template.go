@@ -15,6 +15,7 @@ import (
 	"herald/render/internal/fasttmpl"
 	"herald/shared/emailtemplate"
 	eventv1 "herald/shared/event/v1"
+	"herald/shared/tmplbudget"
 )
 
 //go:embed sql/template.sql
@@ -145,14 +146,11 @@ type parts struct {
 // does (subject and preheader first, single-lined, so the bodies can show
 // them), within the recipient's budgets.
 func (c *compiled) render(d *emailtemplate.Data, p *parts) error {
-	deadline := time.Now().Add(MaxRenderTime)
-	limits := func() fasttmpl.Limits {
-		return fasttmpl.Limits{MaxBytes: MaxOutputBytes, Timeout: max(time.Until(deadline), time.Nanosecond)}
-	}
+	limits := tmplbudget.Limits{Bytes: MaxOutputBytes, Deadline: time.Now().Add(MaxRenderTime)}
 	exec := func(name string, t *fasttmpl.Template, buf *bytes.Buffer) error {
 		buf.Reset()
-		if err := t.ExecuteLimited(buf, d, limits()); err != nil {
-			if errors.Is(err, fasttmpl.ErrOutputLimit) || errors.Is(err, fasttmpl.ErrTimeLimit) {
+		if err := t.ExecuteLimited(buf, d, limits); err != nil {
+			if tmplbudget.Exceeded(err) != "" {
 				return fmt.Errorf("render %s: %w: %w", name, ErrRenderBudget, err)
 			}
 			return fmt.Errorf("render %s: %w", name, err)
