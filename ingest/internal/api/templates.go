@@ -81,7 +81,7 @@ func (a *API) addTemplate(w http.ResponseWriter, r *http.Request, tenant string)
 		writeErrorDetails(w, http.StatusUnprocessableEntity, "invalid_template", "invalid template: "+p.Part+": "+p.Message, problems)
 		return
 	}
-	_, err := emailtemplate.Parse(sourceOf(req))
+	_, err := emailtemplate.Parse(sourceOf(req), emailtemplate.DefaultBudget)
 	var bad *emailtemplate.ProblemError
 	if errors.As(err, &bad) {
 		writeErrorDetails(w, http.StatusUnprocessableEntity, "invalid_template", bad.Error(), bad.Problems)
@@ -211,7 +211,7 @@ func (a *API) previewTemplate(w http.ResponseWriter, r *http.Request, tenant str
 		return
 	}
 	parsed, err := emailtemplate.Parse(emailtemplate.Source{FromName: t.FromName, FromEmail: t.FromEmail, Subject: t.Subject,
-		Preheader: t.Preheader, HTML: t.HTML, Text: t.Text})
+		Preheader: t.Preheader, HTML: t.HTML, Text: t.Text}, emailtemplate.DefaultBudget)
 	if err != nil {
 		a.internalError(w, r, tenant, fmt.Errorf("parse stored template: %w", err))
 		return

@@ -64,7 +64,7 @@ var dataType = reflect.TypeFor[*emailtemplate.Data]()
 // The compiled engine is byte-identical to html/template and text/template;
 // a part it cannot compile runs on them (fasttmpl's fallback).
 func compile(src emailtemplate.Source) (*compiled, error) {
-	t, err := emailtemplate.Parse(src)
+	t, err := emailtemplate.Parse(src, emailtemplate.DefaultBudget)
 	if err != nil {
 		return nil, err
 	}
