@@ -25,6 +25,7 @@ import (
 
 	"herald/ingest/internal/store"
 	"herald/ingest/internal/strictjson"
+	"herald/shared/emailtemplate"
 	"herald/shared/unsubscribe"
 )
 
@@ -44,6 +45,10 @@ type Limits struct {
 	// (per ingest replica); 0 disables the limit.
 	TenantRate  float64
 	TenantBurst int
+	// TemplateBudget bounds every render of a partner template here: the
+	// sample render at upload and previews. It is the one render sends
+	// with; a zero field is no limit.
+	TemplateBudget emailtemplate.Budget
 }
 
 // DefaultLimits suit the partner API.
@@ -57,6 +62,7 @@ var DefaultLimits = Limits{
 	MaxSchedule:    30 * 24 * time.Hour,
 	TenantRate:     100,
 	TenantBurst:    200,
+	TemplateBudget: emailtemplate.DefaultBudget,
 }
 
 // Config is what the API needs besides the store.
