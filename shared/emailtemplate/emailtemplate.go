@@ -96,7 +96,8 @@ const (
 // holds wherever a partner template runs: the sample render when it is
 // uploaded, a preview, and every send. A zero field is no limit.
 type Budget struct {
-	// Steps bounds each part's loop iterations and template calls.
+	// Steps bounds each part's steps: one for the part, one for every
+	// template call and loop iteration.
 	Steps int
 	// Bytes bounds each part's output, and any string a builtin such as
 	// printf builds.
@@ -232,6 +233,13 @@ func Parse(src Source, budget Budget) (*Template, error) {
 	}
 	if len(problems) > 0 {
 		return nil, &ProblemError{Problems: problems}
+	}
+	// The parts share one deadline: ready them all before the clock
+	// starts (see tmplbudget.Runner.Prepare).
+	for _, r := range []*tmplbudget.Runner{t.subject, t.preheader, t.html, t.text} {
+		if err := r.Prepare(); err != nil {
+			return nil, err
+		}
 	}
 	var out Rendered
 	if err := t.Render(Sample(), &out); err != nil {

@@ -124,9 +124,9 @@ func TestParseWithinBudget(t *testing.T) {
 		{"loops that write nothing, on html/template's fallback", func(s *emailtemplate.Source) {
 			s.HTML = `<script>var x = {{template "v" .}};</script>{{define "v"}}1{{end}}{{range .Items}}{{range $.Items}}{{end}}{{end}}`
 		}, emailtemplate.Budget{Steps: 40}, &emailtemplate.BudgetError{Part: "html", Budget: "steps"}},
-		{"the same loops within the steps", func(s *emailtemplate.Source) {
+		{"the same loops within the steps", func(s *emailtemplate.Source) { // html, v, 6 items and 36 more
 			s.HTML = `<script>var x = {{template "v" .}};</script>{{define "v"}}1{{end}}{{range .Items}}{{range $.Items}}{{end}}{{end}}`
-		}, emailtemplate.Budget{Steps: 43}, nil},
+		}, emailtemplate.Budget{Steps: 44}, nil},
 		{"output over the budget", func(s *emailtemplate.Source) {
 			s.HTML = `{{range .Items}}<p>{{.Title}}</p>{{end}}`
 		}, emailtemplate.Budget{Bytes: 100}, &emailtemplate.BudgetError{Part: "html", Budget: "bytes"}},

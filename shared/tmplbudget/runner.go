@@ -7,6 +7,7 @@ import (
 	"sync"
 	texttemplate "text/template"
 	"text/template/parse"
+	"time"
 )
 
 // stepFunc is the function the steps inserted into a template call.
@@ -18,11 +19,14 @@ const stepFunc = "_tmplbudget_step"
 // text/template and html/template offer no hook that runs at every loop
 // iteration or template call, so Runner executes instrumented copies of
 // the set: a step ({{if _tmplbudget_step}}{{end}}, which writes nothing and
-// leaves html/template's escaping contexts as they are) opens every loop
-// body and precedes every template call, and the builtins that build
-// strings are replaced by bounded versions. A copy's functions are bound
-// to the copy's own Meter, so a copy runs one execution at a time; Runner
-// keeps as many as there are executions at once.
+// leaves html/template's escaping contexts as they are) opens the body of
+// every template and of every loop, and the builtins that build strings
+// are replaced by bounded versions. A copy's functions are bound to the
+// copy's own Meter, so a copy runs one execution at a time; Runner keeps
+// as many as there are executions at once.
+//
+// An execution thus counts one step for the template it runs, one for
+// every template call and one for every loop iteration.
 type Runner struct {
 	name    string
 	newCopy func(*Meter) (func(io.Writer, any) error, error)
@@ -47,9 +51,7 @@ func NewHTML(t *htmltemplate.Template, funcs htmltemplate.FuncMap) (*Runner, err
 		return nil, err
 	}
 	for _, x := range master.Templates() {
-		if x.Tree != nil {
-			instrument(x.Tree.Root)
-		}
+		instrumentTemplate(x.Tree)
 	}
 	return &Runner{name: t.Name(), newCopy: func(m *Meter) (func(io.Writer, any) error, error) {
 		c, err := master.Clone()
@@ -73,7 +75,7 @@ func NewText(t *texttemplate.Template, funcs texttemplate.FuncMap) (*Runner, err
 	for _, x := range master.Templates() {
 		if x.Tree != nil {
 			x.Tree = x.Tree.Copy()
-			instrument(x.Tree.Root)
+			instrumentTemplate(x.Tree)
 		}
 	}
 	return &Runner{name: t.Name(), newCopy: func(m *Meter) (func(io.Writer, any) error, error) {
@@ -85,16 +87,33 @@ func NewText(t *texttemplate.Template, funcs texttemplate.FuncMap) (*Runner, err
 	}}, nil
 }
 
+// Prepare makes a copy of the template ready for an execution. Making one
+// (copying the set and, for html/template, escaping it) takes time no
+// budget counts: Execute moves the deadline of an execution that has to
+// make one, but a caller that shares one deadline between several
+// executions prepares them first.
+func (r *Runner) Prepare() error {
+	inst, _, err := r.get()
+	if err != nil {
+		return err
+	}
+	r.put(inst)
+	return nil
+}
+
 // Execute renders data into w within lim. An execution that runs out of
 // a budget fails with a text/template ExecError wrapping ErrSteps,
 // ErrBytes or ErrTime; output before the failure is left in w, but no
 // write that would go over the output budget is made.
 func (r *Runner) Execute(w io.Writer, data any, lim Limits) error {
-	inst, err := r.get()
+	inst, making, err := r.get()
 	if err != nil {
 		return err
 	}
 	defer r.put(inst)
+	if !lim.Deadline.IsZero() {
+		lim.Deadline = lim.Deadline.Add(making)
+	}
 	inst.meter.Start(lim)
 	inst.w = meteredWriter{w: w, m: &inst.meter}
 	err = inst.exec(&inst.w, data)
@@ -107,22 +126,28 @@ func (r *Runner) Execute(w io.Writer, data any, lim Limits) error {
 	return err
 }
 
-func (r *Runner) get() (*instance, error) {
+// get takes a free copy, or makes one and says how long that took.
+func (r *Runner) get() (inst *instance, making time.Duration, err error) {
 	r.mu.Lock()
 	if n := len(r.free); n > 0 {
 		inst := r.free[n-1]
 		r.free = r.free[:n-1]
 		r.mu.Unlock()
-		return inst, nil
+		return inst, 0, nil
 	}
 	r.mu.Unlock()
-	inst := &instance{}
-	exec, err := r.newCopy(&inst.meter)
-	if err != nil {
-		return nil, err
+	start := time.Now()
+	inst = &instance{}
+	if inst.exec, err = r.newCopy(&inst.meter); err != nil {
+		return nil, 0, err
 	}
-	inst.exec = exec
-	return inst, nil
+	// html/template escapes a set when it first executes it. Executing
+	// the copy with a meter that stops at the first step, which opens the
+	// template, escapes it and runs nothing else. An escaping error is
+	// kept by the copy and returned by every execution.
+	inst.meter.halt()
+	_ = inst.exec(io.Discard, nil)
+	return inst, time.Since(start), nil
 }
 
 func (r *Runner) put(inst *instance) {
@@ -147,23 +172,26 @@ func (w *meteredWriter) Write(p []byte) (int, error) {
 	return w.w.Write(p)
 }
 
-// instrument inserts a step at the start of every loop body and before
-// every template call under n.
+// instrumentTemplate inserts a step at the start of a template's body and
+// of every loop body in it.
+func instrumentTemplate(t *parse.Tree) {
+	if t == nil || t.Root == nil {
+		return
+	}
+	instrument(t.Root)
+	t.Root.Nodes = append([]parse.Node{step()}, t.Root.Nodes...)
+}
+
+// instrument inserts a step at the start of every loop body under n.
 func instrument(n parse.Node) {
 	switch n := n.(type) {
 	case *parse.ListNode:
 		if n == nil {
 			return
 		}
-		nodes := make([]parse.Node, 0, len(n.Nodes))
 		for _, c := range n.Nodes {
-			if _, call := c.(*parse.TemplateNode); call {
-				nodes = append(nodes, step())
-			}
 			instrument(c)
-			nodes = append(nodes, c)
 		}
-		n.Nodes = nodes
 	case *parse.IfNode:
 		instrument(n.List)
 		instrument(n.ElseList)

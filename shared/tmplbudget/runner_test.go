@@ -109,13 +109,15 @@ func TestRunnerBudgets(t *testing.T) {
 		lim  tmplbudget.Limits
 		want string // the budget exceeded, "" for none
 	}{
-		{"a loop that writes nothing", `{{range .Items}}{{end}}`, tmplbudget.Limits{Steps: 39}, "steps"},
-		{"the same loop within its steps", `{{range .Items}}{{end}}`, tmplbudget.Limits{Steps: 40}, ""},
+		// One step for the template, one for each of the 40 items.
+		{"a loop that writes nothing", `{{range .Items}}{{end}}`, tmplbudget.Limits{Steps: 40}, "steps"},
+		{"the same loop within its steps", `{{range .Items}}{{end}}`, tmplbudget.Limits{Steps: 41}, ""},
 		{"nested loops that write nothing", `{{range .Items}}{{range $.Items}}{{end}}{{end}}`, tmplbudget.Limits{Steps: 1000}, "steps"},
 		{"template calls that double", doubling(20), tmplbudget.Limits{Steps: 1000}, "steps"},
 		{"doubling calls from a script", `<script>var x = {{template "la"}};</script>` + doubling(20), tmplbudget.Limits{Steps: 1000}, "steps"},
-		{"template calls within their steps", doubling(3), tmplbudget.Limits{Steps: 15}, ""},
-		{"template calls one step over", doubling(3), tmplbudget.Limits{Steps: 14}, "steps"},
+		// The template, la, 2 lb, 4 lc and 8 ld.
+		{"template calls within their steps", doubling(3), tmplbudget.Limits{Steps: 16}, ""},
+		{"template calls one step over", doubling(3), tmplbudget.Limits{Steps: 15}, "steps"},
 		{"a loop past the deadline", `{{range .Items}}{{range $.Items}}{{end}}{{end}}`, tmplbudget.Limits{Deadline: past}, "time"},
 		{"output in a loop", `{{range .Items}}{{$.Big}}{{end}}`, tmplbudget.Limits{Bytes: 5000}, "bytes"},
 		{"a wide printf field", `{{printf "%0999999d" 1}}`, tmplbudget.Limits{Bytes: 1000}, "bytes"},
@@ -203,5 +205,39 @@ func TestRunnerKeepsUserFunctions(t *testing.T) {
 	var out bytes.Buffer
 	if err := r.Execute(&out, testData(), tmplbudget.Limits{Bytes: 100}); err != nil || out.String() != "mine" {
 		t.Errorf("output %q, error %v", out.String(), err)
+	}
+}
+
+// TestPrepareRunsNothing checks that making a copy ready (which escapes it
+// on html/template) runs none of the template.
+func TestPrepareRunsNothing(t *testing.T) {
+	calls := 0
+	count := func() string { calls++; return "" }
+	src := `{{count}}{{range .Items}}{{count}}{{end}}`
+	hr, err := tmplbudget.NewHTML(htmltemplate.Must(htmltemplate.New("t").Funcs(htmltemplate.FuncMap{"count": count}).Parse(src)),
+		htmltemplate.FuncMap{"count": count})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr, err := tmplbudget.NewText(texttemplate.Must(texttemplate.New("t").Funcs(texttemplate.FuncMap{"count": count}).Parse(src)),
+		texttemplate.FuncMap{"count": count})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range []*tmplbudget.Runner{hr, tr} {
+		if err := r.Prepare(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if calls != 0 {
+		t.Fatalf("Prepare ran the template: %d calls", calls)
+	}
+	for _, r := range []*tmplbudget.Runner{hr, tr} {
+		if err := r.Execute(&bytes.Buffer{}, testData(), tmplbudget.Limits{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if calls != 2*41 {
+		t.Errorf("%d calls, want 82", calls)
 	}
 }

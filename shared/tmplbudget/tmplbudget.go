@@ -1,13 +1,14 @@
 // Package tmplbudget bounds one execution of an untrusted Go template: the
-// steps it takes (loop iterations and template calls), the bytes it writes
-// and the wall time it runs.
+// steps it takes (template and loop bodies run), the bytes it writes and
+// the wall time it runs.
 //
 // Output alone is not enough to bound: a loop that writes nothing, or
 // template calls that double at every level, run for as long as they like
 // without writing a byte, and a printf with a wide field or a print of many
 // large values builds a string far past the output budget before anything
-// reaches the writer. So an execution counts a step at every loop iteration
-// and template call, reads the clock every ClockEvery steps, and the
+// reaches the writer. So an execution counts a step for every template
+// body it runs (the one executed and every one called) and every loop
+// iteration, reads the clock every ClockEvery steps, and the
 // builtins that build strings (print, printf, println, html, js, urlquery)
 // refuse to build one larger than the output budget.
 //
@@ -25,8 +26,9 @@ import (
 
 // Limits bound one execution. A zero field is no limit.
 type Limits struct {
-	// Steps is how many loop iterations and template calls the execution
-	// may make.
+	// Steps is how many template and loop bodies the execution may run:
+	// one for the template executed, one for every template call and one
+	// for every loop iteration.
 	Steps int
 	// Bytes is how much output it may write; no builtin may build a
 	// string longer than that either.
@@ -84,6 +86,14 @@ func (m *Meter) Start(lim Limits) {
 	m.schedule()
 }
 
+// halt makes the meter stop its execution at the first step, write or
+// string-building builtin.
+func (m *Meter) halt() {
+	m.Start(Limits{})
+	m.maxSteps, m.maxBytes = 0, -1
+	m.schedule()
+}
+
 // schedule sets the next step that needs more than counting.
 func (m *Meter) schedule() {
 	m.next = math.MaxInt
@@ -95,8 +105,9 @@ func (m *Meter) schedule() {
 	}
 }
 
-// Step counts a loop iteration or a template call. It fails once the
-// steps are over the budget, or at a look at the clock past the deadline.
+// Step counts a step: a run of a template's body (the template executed,
+// or one it calls) or of a loop's body. It fails once the steps are over
+// the budget, or at a look at the clock past the deadline.
 func (m *Meter) Step() error {
 	m.steps++
 	if m.steps < m.next {
@@ -107,7 +118,7 @@ func (m *Meter) Step() error {
 
 func (m *Meter) check() error {
 	if m.steps > m.maxSteps {
-		return m.fail(fmt.Errorf("%w (more than %d loop iterations and template calls)", ErrSteps, m.maxSteps))
+		return m.fail(fmt.Errorf("%w (more than %d template and loop bodies run)", ErrSteps, m.maxSteps))
 	}
 	if m.timed && m.steps%ClockEvery == 0 && !time.Now().Before(m.deadline) {
 		return m.fail(fmt.Errorf("%w (still running at the deadline, after %d steps)", ErrTime, m.steps))

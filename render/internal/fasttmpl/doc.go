@@ -56,15 +56,15 @@
 //
 // # Limits
 //
-// ExecuteLimited bounds one execution's steps (loop iterations and
-// template calls), output and time (tmplbudget.Limits), so an untrusted
-// template fails with tmplbudget.ErrSteps, ErrBytes or ErrTime instead of
-// taking a worker down. Both engines count the same steps: the compiled
-// engine at every loop iteration and template call, with the output
-// checked at every output action too; the fallbacks run as a
-// tmplbudget.Runner, on copies of the template instrumented to count the
-// same steps, so loops and calls that write nothing are stopped there as
-// well. The clock is read every tmplbudget.ClockEvery steps. On both, the
+// ExecuteLimited bounds one execution's steps (the template's body, and
+// every template call and loop iteration), output and time
+// (tmplbudget.Limits), so an untrusted template fails with
+// tmplbudget.ErrSteps, ErrBytes or ErrTime instead of taking a worker
+// down. Both engines count the same steps: the compiled engine checks the
+// budget at each of them and the output at every output action; the
+// fallbacks run as a tmplbudget.Runner, on copies of the template
+// instrumented to count the same steps, so loops and calls that write
+// nothing are stopped there as well. The clock is read every tmplbudget.ClockEvery steps. On both, the
 // builtins that build strings (print, printf, println, html, js,
 // urlquery) refuse to build one longer than the output budget, and a
 // printf whose widths and precisions alone would pass it is refused before

@@ -55,9 +55,9 @@ func (s *state) overOutput() {
 	s.budget(s.meter.Size(len(s.out)))
 }
 
-// tick counts a loop iteration or template call as a step and checks the
-// budget: the output every time, the steps and, every
-// tmplbudget.ClockEvery steps, the clock.
+// tick counts a step (the template's body, a template call or a loop
+// iteration) and checks the budget: the output every time, the steps and,
+// every tmplbudget.ClockEvery steps, the clock.
 func (s *state) tick() {
 	s.checkOutput()
 	if err := s.meter.Step(); err != nil {

@@ -63,6 +63,13 @@ func Compile(name, src string, funcs template.FuncMap, dataType reflect.Type) (t
 		return nil
 	}
 	t.prog, t.reason = compileProgram(lookup, false, name, funcs, dataType)
+	if t.prog == nil {
+		// Copying and escaping the fallback's copy is no execution's to
+		// pay for.
+		if err := t.fallback.Prepare(); err != nil {
+			return nil, err
+		}
+	}
 	return t, nil
 }
 
@@ -95,6 +102,11 @@ func CompileText(name, src string, funcs texttemplate.FuncMap, dataType reflect.
 		return nil
 	}
 	t.prog, t.reason = compileProgram(lookup, true, name, template.FuncMap(funcs), dataType)
+	if t.prog == nil {
+		if err := t.fallback.Prepare(); err != nil {
+			return nil, err
+		}
+	}
 	return t, nil
 }
 
@@ -203,8 +215,9 @@ func (t *Template) Execute(buf *bytes.Buffer, data any) error {
 // cannot make one render take unbounded memory or time: an execution over
 // its steps, output or deadline fails with an error wrapping
 // tmplbudget.ErrSteps, ErrBytes or ErrTime. Both engines count the same
-// steps (loop iterations and template calls) and bound the same builtins;
-// output before the failure is left in buf.
+// steps (one for the template, one for every template call and loop
+// iteration) and bound the same builtins; output before the failure is
+// left in buf.
 func (t *Template) ExecuteLimited(buf *bytes.Buffer, data any, lim tmplbudget.Limits) error {
 	if t.prog == nil {
 		return t.fallback.Execute(buf, data, lim)
@@ -283,6 +296,7 @@ func (t *Template) run(s *state, dot reflect.Value) (err error) {
 	}
 	s.vars[0] = dot
 	s.base, s.depth, s.name = 0, 0, t.name
+	s.tick() // the template's body is a step, as every one it calls
 	t.prog.root.exec(s, dot)
 	s.checkOutput()
 	return nil

@@ -175,14 +175,16 @@ func TestLimits(t *testing.T) {
 		{"output of one hole", "{{.Big}}{{.Big}}", tmplbudget.Limits{Bytes: 1500}, tmplbudget.ErrBytes},
 		{"output in a loop", "{{range .Items}}{{$.Big}}{{end}}", tmplbudget.Limits{Bytes: 10_000}, tmplbudget.ErrBytes},
 		{"static text in a loop", "{{range .Items}}" + big + "{{end}}", tmplbudget.Limits{Bytes: 10_000}, tmplbudget.ErrBytes},
-		{"a loop that writes nothing", "{{range .Items}}{{end}}", tmplbudget.Limits{Steps: 199}, tmplbudget.ErrSteps},
-		{"the same loop within its steps", "{{range .Items}}{{end}}{{.Big}}", tmplbudget.Limits{Steps: 200, Bytes: 1000}, nil},
+		// A step for the template, one for each of the 200 items.
+		{"a loop that writes nothing", "{{range .Items}}{{end}}", tmplbudget.Limits{Steps: 200}, tmplbudget.ErrSteps},
+		{"the same loop within its steps", "{{range .Items}}{{end}}{{.Big}}", tmplbudget.Limits{Steps: 201, Bytes: 1000}, nil},
 		{"a long loop past the deadline", "{{range .N}}{{end}}", tmplbudget.Limits{Deadline: past}, tmplbudget.ErrTime},
 		{"nested loops past the deadline", "{{range .Items}}{{range $.Items}}{{range $.Items}}{{end}}{{end}}{{end}}x",
 			tmplbudget.Limits{Deadline: past}, tmplbudget.ErrTime},
 		{"template calls that double", doubling(20), tmplbudget.Limits{Steps: 1000}, tmplbudget.ErrSteps},
-		{"template calls within their steps", doubling(3), tmplbudget.Limits{Steps: 15}, nil},
-		{"template calls one step over", doubling(3), tmplbudget.Limits{Steps: 14}, tmplbudget.ErrSteps},
+		// The template, l0, 2 l1, 4 l2 and 8 l3.
+		{"template calls within their steps", doubling(3), tmplbudget.Limits{Steps: 16}, nil},
+		{"template calls one step over", doubling(3), tmplbudget.Limits{Steps: 15}, tmplbudget.ErrSteps},
 		{"a wide printf field", `{{printf "%0999999d" 1}}`, tmplbudget.Limits{Bytes: 1000}, tmplbudget.ErrBytes},
 		{"a wide printf field kept in a variable", `{{$x := printf "%0999999d" 1}}`, tmplbudget.Limits{Bytes: 1000}, tmplbudget.ErrBytes},
 		{"a value that doubles", `{{$x := .Big}}{{$x = print $x $x}}{{$x = print $x $x}}{{$x = print $x $x}}`,
@@ -241,7 +243,9 @@ func TestFallbackLimits(t *testing.T) {
 		{"a long loop past the deadline", script + "{{range .N}}{{end}}", tmplbudget.Limits{Deadline: past}, tmplbudget.ErrTime},
 		{"template calls that double", script + doubling(20), tmplbudget.Limits{Steps: 1000}, tmplbudget.ErrSteps},
 		{"calls that double inside the script", `<script>var x = {{template "l0"}};</script>` + doubling(20), tmplbudget.Limits{Steps: 1000}, tmplbudget.ErrSteps},
-		{"within budget", script + "{{range .Items}}{{end}}", tmplbudget.Limits{Steps: 201}, nil},
+		// The template, v and 200 items.
+		{"within budget", script + "{{range .Items}}{{end}}", tmplbudget.Limits{Steps: 202}, nil},
+		{"one step over", script + "{{range .Items}}{{end}}", tmplbudget.Limits{Steps: 201}, tmplbudget.ErrSteps},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
