@@ -109,7 +109,12 @@ func referenceBatch(n int, channel string) *eventv1.RenderBatch {
 
 func mustCompile(t testing.TB, src emailtemplate.Source) *compiled {
 	t.Helper()
-	c, err := compile(src)
+	return mustCompileWithin(t, src, emailtemplate.DefaultBudget)
+}
+
+func mustCompileWithin(t testing.TB, src emailtemplate.Source, budget emailtemplate.Budget) *compiled {
+	t.Helper()
+	c, err := compile(src, budget)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -160,7 +165,7 @@ func TestCompiledPartsMatchReference(t *testing.T) {
 		if err := c.tmpl.Render(&ref, &want); err != nil {
 			t.Fatal(err)
 		}
-		if err := c.render(d, &ps); err != nil {
+		if err := c.render(d, &ps, r.cfg.Budget.Limits(time.Now())); err != nil {
 			t.Fatal(err)
 		}
 		got := []string{ps.subject, ps.html.String(), ps.text.String()}
@@ -265,7 +270,7 @@ func TestRenderBudgetFailsOnlyThatRecipient(t *testing.T) {
 	src := referenceSource(t)
 	c := mustCompile(t, src)
 	in := referenceBatch(3, ChannelEmail)
-	huge := &eventv1.Product{Id: "HUGE", Title: strings.Repeat("<b>", MaxOutputBytes/10), Url: "https://x.example/p", Currency: "USD"}
+	huge := &eventv1.Product{Id: "HUGE", Title: strings.Repeat("<b>", emailtemplate.MaxOutputBytes/10), Url: "https://x.example/p", Currency: "USD"}
 	in.Products = append(in.Products, huge)
 	in.Recipients[1].Products[0] = int32(len(in.Products) - 1)
 	out := render(t, r, c, in)
@@ -277,6 +282,64 @@ func TestRenderBudgetFailsOnlyThatRecipient(t *testing.T) {
 	}
 	if e := out.Messages[1].Error; !strings.Contains(e, ErrRenderBudget.Error()) || !strings.Contains(e, "output budget exceeded") {
 		t.Errorf("over-budget recipient's reason %q", e)
+	}
+}
+
+// TestRenderBudgetOnTheFallback renders a template that runs on
+// html/template (a template called inside <script>) and whose loops write
+// nothing: the recipient whose 24 products take it over its steps fails,
+// the other is rendered, and the batch goes on.
+func TestRenderBudgetOnTheFallback(t *testing.T) {
+	r := testRenderer(t)
+	r.cfg.Budget = emailtemplate.Budget{Steps: 100, Bytes: emailtemplate.MaxOutputBytes}
+	src := referenceSource(t)
+	src.HTML = `<script>var brand = {{template "brand" .}};</script>{{define "brand"}}{{.Brand.Name}}{{end}}` +
+		`{{range .Items}}{{range $.Items}}{{end}}{{end}}<p>{{.Customer.FirstName}}</p>`
+	c := mustCompileWithin(t, src, r.cfg.Budget)
+	if _, ok := c.fallbacks()["html"]; !ok {
+		t.Fatal("the HTML part runs on the compiled engine; the test needs it on html/template")
+	}
+	in := referenceBatch(2, ChannelEmail)
+	for k := range 24 - 6 { // 1+1+24+576 steps, where 6 products take 44
+		in.Recipients[1].Products = append(in.Recipients[1].Products, int32(k))
+	}
+	out := render(t, r, c, in)
+	ok, over := out.Messages[0], out.Messages[1]
+	if ok.Error != "" || len(ok.Mime) == 0 {
+		t.Errorf("recipient within budget: error %q, %d bytes of MIME", ok.Error, len(ok.Mime))
+	}
+	if !strings.Contains(over.Error, ErrRenderBudget.Error()) || !strings.Contains(over.Error, "step budget exceeded") || len(over.Mime) != 0 {
+		t.Errorf("recipient over budget: error %q, %d bytes of MIME", over.Error, len(over.Mime))
+	}
+}
+
+// TestUnusableTemplate sorts the errors of loading a job's template into
+// those that fail every recipient of the batch with the reason (the
+// template is gone, or no longer passes its checks or budget on the
+// sample) and those worth retrying the batch for.
+func TestUnusableTemplate(t *testing.T) {
+	src := referenceSource(t)
+	src.HTML = `{{range .Items}}{{range $.Items}}{{end}}{{end}}`
+	_, overBudget := compile(src, emailtemplate.Budget{Steps: 10})
+	src.HTML = `{{call .Customer.FirstName}}`
+	_, invalid := compile(src, emailtemplate.DefaultBudget)
+	tests := []struct {
+		name   string
+		err    error
+		reason string // "" for an error to retry the batch for
+	}{
+		{"gone", fmt.Errorf("load: %w", errNoTemplate), "template version not found"},
+		{"over budget on the sample", fmt.Errorf("parse stored template bf v1: %w", overBudget), "step budget exceeded"},
+		{"no longer valid", fmt.Errorf("parse stored template bf v1: %w", invalid), `"call" is not allowed`},
+		{"the database", errors.New("load template: connection refused"), ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			reason, ok := unusable(tc.err)
+			if ok != (tc.reason != "") || !strings.Contains(reason, tc.reason) {
+				t.Errorf("unusable(%v) = %q, %v; want a reason with %q", tc.err, reason, ok, tc.reason)
+			}
+		})
 	}
 }
 
@@ -339,7 +402,7 @@ func TestRenderRejectsUntrustedTemplates(t *testing.T) {
 	} {
 		src := referenceSource(t)
 		src.HTML = html
-		_, err := compile(src)
+		_, err := compile(src, emailtemplate.DefaultBudget)
 		var bad *emailtemplate.ProblemError
 		if !errors.As(err, &bad) {
 			t.Errorf("%s: compile returned %v, want a ProblemError", name, err)
