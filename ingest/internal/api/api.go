@@ -47,7 +47,7 @@ type Limits struct {
 	TenantBurst int
 	// TemplateBudget bounds every render of a partner template here: the
 	// sample render at upload and previews. It is the one render sends
-	// with; a zero field is no limit.
+	// with; a zero Budget is emailtemplate.DefaultBudget.
 	TemplateBudget emailtemplate.Budget
 }
 
@@ -92,6 +92,9 @@ type API struct {
 // New returns the API over s, registering its metrics on reg.
 func New(s *store.Store, log *slog.Logger, reg prometheus.Registerer, cfg Config) *API {
 	f := promauto.With(reg)
+	if cfg.Limits.TemplateBudget == (emailtemplate.Budget{}) {
+		cfg.Limits.TemplateBudget = emailtemplate.DefaultBudget
+	}
 	return &API{
 		store:   s,
 		log:     log,
