@@ -208,7 +208,11 @@ func (r *Renderer) renderWith(c *compiled, in *eventv1.RenderBatch, out *eventv1
 	var ps parts
 	var buf bytes.Buffer
 	d := &emailtemplate.Data{Brand: c.brand}
-	feedbackID := job.Campaign + ":" + job.TenantId + ":herald"
+	campaign := job.Campaign
+	if campaign == "" {
+		campaign = job.JobId // as the template's .Job.Campaign
+	}
+	feedbackID := email.FeedbackID(campaign, job.TenantId)
 	for _, p := range in.Recipients {
 		rec := p.Recipient
 		msg := &eventv1.Rendered{CustomerId: rec.CustomerId, Email: rec.Email,

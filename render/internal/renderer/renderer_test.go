@@ -12,6 +12,7 @@ import (
 	"mime/quotedprintable"
 	"net/mail"
 	"os"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -240,6 +241,46 @@ func TestRenderEmail(t *testing.T) {
 	if got := m.Provenance; got.Strategy != want.Strategy || got.ModelVersion != want.ModelVersion ||
 		got.CatalogVersion != want.CatalogVersion || got.TemplateVersion != want.TemplateVersion {
 		t.Errorf("provenance %v, want %v", got, want)
+	}
+}
+
+// TestRenderHeaderHygiene renders a subject of over a thousand bytes for
+// a campaign whose name has a ':' and 8-bit characters: the subject is
+// folded to lines of at most 78 bytes and reads back whole, and the
+// Feedback-ID keeps its three fields of safe characters.
+func TestRenderHeaderHygiene(t *testing.T) {
+	r := testRenderer(t)
+	src := referenceSource(t)
+	src.Subject = `{{range .Items}}{{range $.Items}}{{.Title}} by {{.Brand}}, {{end}}{{end}}`
+	c := mustCompile(t, src)
+	in := referenceBatch(1, ChannelEmail)
+	in.Job.Campaign = "Été: -50% ★"
+	m := render(t, r, c, in).Messages[0]
+	if m.Error != "" {
+		t.Fatal(m.Error)
+	}
+	head, _, _ := bytes.Cut(m.Mime, []byte("\r\n\r\n"))
+	field := ""
+	for _, l := range strings.Split(string(head), "\r\n") {
+		if l[0] != ' ' {
+			field, _, _ = strings.Cut(l, ":")
+		}
+		// A line holding one long token (the unsubscribe URL) cannot
+		// be folded; none may pass RFC 5322's 998.
+		if len(l) > 998 || field == "Subject" && len(l) > 78 {
+			t.Errorf("a %s line of %d bytes: %.80q", field, len(l), l)
+		}
+	}
+	msg, err := mail.ReadMessage(bytes.NewReader(m.Mime))
+	if err != nil {
+		t.Fatal(err)
+	}
+	subject, err := new(mime.WordDecoder).DecodeHeader(msg.Header.Get("Subject"))
+	if err != nil || len(subject) < 1000 || !strings.HasPrefix(subject, in.Products[in.Recipients[0].Products[0]].Title+" by ") {
+		t.Errorf("subject of %d bytes (%v): %.80q", len(subject), err, subject)
+	}
+	if id := msg.Header.Get("Feedback-ID"); !regexp.MustCompile(`^[A-Za-z0-9._-]+:acme:herald$`).MatchString(id) {
+		t.Errorf("Feedback-ID %q", id)
 	}
 }
 
