@@ -89,7 +89,10 @@ const (
 	MaxHTMLBytes    = 256 << 10
 	MaxTextBytes    = 64 << 10
 	MaxSubjectBytes = 1000
-	MaxOutputBytes  = 1 << 20
+	// MaxFromNameBytes keeps the From header within a line (RFC 5322:
+	// 998 bytes) even when the name is one word and cannot be folded.
+	MaxFromNameBytes = 200
+	MaxOutputBytes   = 1 << 20
 )
 
 // Budget bounds one recipient's render of a template. The same budget
@@ -180,6 +183,8 @@ func Parse(src Source, budget Budget) (*Template, error) {
 		add("from_email %q is not an email address", src.FromEmail)
 	case strings.ContainsAny(src.FromName, "\r\n"):
 		add("from_name must not contain line breaks")
+	case len(src.FromName) > MaxFromNameBytes:
+		add("from_name must be at most %d bytes", MaxFromNameBytes)
 	default:
 		t.From = (&mail.Address{Name: src.FromName, Address: src.FromEmail}).String()
 	}

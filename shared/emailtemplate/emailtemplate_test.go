@@ -101,6 +101,26 @@ func TestParseRejectsUntrustedCode(t *testing.T) {
 	}
 }
 
+// TestParseFromName checks that the From header a template makes always
+// fits a header line: a display name of one long word cannot be folded.
+func TestParseFromName(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		ok   bool
+	}{
+		{"Acme", true},
+		{strings.Repeat("A", emailtemplate.MaxFromNameBytes), true},
+		{strings.Repeat("A", emailtemplate.MaxFromNameBytes+1), false},
+	} {
+		src := source()
+		src.FromName = tc.name
+		_, err := emailtemplate.Parse(src, emailtemplate.DefaultBudget)
+		if (err == nil) != tc.ok || err != nil && !strings.Contains(err.Error(), "from_name must be at most") {
+			t.Errorf("from_name of %d bytes: %v", len(tc.name), err)
+		}
+	}
+}
+
 // TestParseWithinBudget checks that the sample render at upload is held
 // to the budget: templates that pass the static checks but run out of
 // steps or bytes on the sample are refused, naming the budget.
