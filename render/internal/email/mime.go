@@ -147,6 +147,9 @@ func appendHeader(dst []byte, name, value string) []byte {
 	dst = append(dst, name...)
 	dst = append(dst, ": "...)
 	col := len(name) + 2
+	if col+len(value) <= maxLine {
+		return append(append(dst, value...), "\r\n"...)
+	}
 	for start := 0; start < len(value); {
 		end := nextFold(value, start+1)
 		if start > 0 && col+end-start > maxLine {
