@@ -22,11 +22,24 @@ var AllowedFuncs = []string{
 // the list's length to this power.
 const MaxRangeDepth = 2
 
+// Template calls are bounded too: without recursion each call still runs
+// its callee's calls, so calls that double at every level make 2^levels of
+// them from a template of a few hundred bytes.
+const (
+	// MaxCallDepth is how deeply template calls may nest.
+	MaxCallDepth = 10
+	// MaxCalls is how many template calls one render of a part may
+	// make, counting each loop body once (the budget's steps bound the
+	// loops).
+	MaxCalls = 1000
+)
+
 // Check vets one part of a template (subject, preheader, html or text) as
 // untrusted code, without executing it: only AllowedFuncs may be called,
 // every loop must range over a list of the data (never a number, which
-// would count up to it), loops nest at most MaxRangeDepth deep and no
-// template invokes itself. It returns what is wrong, or nothing.
+// would count up to it), loops nest at most MaxRangeDepth deep, no
+// template invokes itself and template calls nest at most MaxCallDepth
+// deep and number at most MaxCalls. It returns what is wrong, or nothing.
 func Check(part, src string) []string {
 	trees := map[string]*parse.Tree{}
 	t := parse.New(part)
@@ -50,6 +63,14 @@ func Check(part, src string) []string {
 		for _, name := range names {
 			if d := c.rangeDepth(name); d > MaxRangeDepth {
 				c.add("loops nest %d deep in template %q (counting the templates they invoke); at most %d", d, name, MaxRangeDepth)
+			}
+		}
+		if _, ok := trees[part]; ok {
+			if d := c.callDepth(part, map[string]int{}); d > MaxCallDepth {
+				c.add("template calls nest %d deep; at most %d", d, MaxCallDepth)
+			}
+			if n := c.callCount(part, map[string]int{}); n > MaxCalls {
+				c.add("template calls make more than %d calls in one render (counting each loop body once); at most %d", MaxCalls, MaxCalls)
 			}
 		}
 	}
@@ -238,4 +259,32 @@ func (c *checker) rangeDepth(name string) int {
 	}
 	c.memo[name] = d
 	return d
+}
+
+// callDepth is how deeply template calls nest from name (there are no
+// cycles when it is called).
+func (c *checker) callDepth(name string, memo map[string]int) int {
+	if d, ok := memo[name]; ok {
+		return d
+	}
+	d := 0
+	for _, callee := range c.calls[name] {
+		d = max(d, 1+c.callDepth(callee, memo))
+	}
+	memo[name] = d
+	return d
+}
+
+// callCount is how many template calls one call of name makes, each loop
+// body counted once, up to MaxCalls+1.
+func (c *checker) callCount(name string, memo map[string]int) int {
+	if n, ok := memo[name]; ok {
+		return n
+	}
+	n := 0
+	for _, callee := range c.calls[name] {
+		n = min(n+1+c.callCount(callee, memo), MaxCalls+1)
+	}
+	memo[name] = n
+	return n
 }

@@ -1,18 +1,21 @@
 // Package emailtemplate is the contract between a partner's email template
 // and Herald: the data a template sees, how a template is parsed and checked
 // when it is uploaded, and how it renders one recipient's subject, HTML and
-// text. ingest uses it to reject a bad template at upload; render uses it to
-// render.
+// text within a budget (Budget) of steps, bytes and time. ingest uses it to
+// reject a bad template at upload and to preview one; render uses it to
+// check a template before it compiles it.
 package emailtemplate
 
 import (
 	"bytes"
-	"errors"
 	"fmt"
 	htmltemplate "html/template"
 	"net/mail"
 	"strings"
 	texttemplate "text/template"
+	"time"
+
+	"herald/shared/tmplbudget"
 )
 
 // Data is what a template is executed on. Customer and Recipient vary per
@@ -86,8 +89,50 @@ const (
 	MaxHTMLBytes    = 256 << 10
 	MaxTextBytes    = 64 << 10
 	MaxSubjectBytes = 1000
-	MaxOutputBytes  = 1 << 20
+	// MaxFromNameBytes keeps the From header within a line (RFC 5322:
+	// 998 bytes) even when the name is one word and cannot be folded.
+	MaxFromNameBytes = 200
+	MaxOutputBytes   = 1 << 20
 )
+
+// Budget bounds one recipient's render of a template. The same budget
+// holds wherever a partner template runs: the sample render when it is
+// uploaded, a preview, and every send. A zero field is no limit.
+type Budget struct {
+	// Steps bounds each part's steps: one for the part, one for every
+	// template call and loop iteration.
+	Steps int
+	// Bytes bounds each part's output, and any string a builtin such as
+	// printf builds.
+	Bytes int
+	// Time bounds the render of all the parts together.
+	Time time.Duration
+}
+
+// DefaultBudget is the budget partner templates render within. A typical
+// email renders in tens of microseconds and a few dozen steps; 24 products
+// (the most a job picks) in two nested loops take 600.
+var DefaultBudget = Budget{Steps: 10_000, Bytes: MaxOutputBytes, Time: 50 * time.Millisecond}
+
+// Limits are the limits of each part of a render that started at start.
+func (b Budget) Limits(start time.Time) tmplbudget.Limits {
+	lim := tmplbudget.Limits{Steps: b.Steps, Bytes: b.Bytes}
+	if b.Time > 0 {
+		lim.Deadline = start.Add(b.Time)
+	}
+	return lim
+}
+
+// BudgetError is a render of a part that ran out of its budget.
+type BudgetError struct {
+	Part   string // subject, preheader, html or text
+	Budget string // what ran out: steps, bytes or time (tmplbudget.Exceeded)
+	err    error
+}
+
+func (e *BudgetError) Error() string { return "render " + e.Part + ": " + e.err.Error() }
+
+func (e *BudgetError) Unwrap() error { return e.err }
 
 // Source is a template as uploaded.
 type Source struct {
@@ -103,24 +148,32 @@ type Source struct {
 type Template struct {
 	From      string // the RFC 5322 From header value
 	FromEmail string
-	subject   *texttemplate.Template
-	preheader *texttemplate.Template
-	html      *htmltemplate.Template
-	text      *texttemplate.Template
+	subject   *tmplbudget.Runner // text/template
+	preheader *tmplbudget.Runner // text/template
+	html      *tmplbudget.Runner // html/template
+	text      *tmplbudget.Runner // text/template
+	budget    Budget
 }
 
 // ProblemError describes everything wrong with an uploaded template.
-type ProblemError struct{ Problems []string }
+type ProblemError struct {
+	Problems []string
+	err      error // what failed the sample render, if that is the problem
+}
 
 func (e *ProblemError) Error() string { return "invalid template: " + strings.Join(e.Problems, "; ") }
 
-// Parse checks and parses src. Every part is vetted as untrusted code first
-// (Check: allow-listed functions, loops bounded by the data, no recursion).
-// Besides syntax it executes every part once on Sample data, which is when
-// html/template finds contextual-escaping errors (an action inside an
-// unquoted attribute that changes context, say), so a template that passes
-// here does not fail for structural reasons at send time.
-func Parse(src Source) (*Template, error) {
+// Unwrap is what failed the sample render (a *BudgetError, say), or nil.
+func (e *ProblemError) Unwrap() error { return e.err }
+
+// Parse checks and parses src, to render within budget. Every part is
+// vetted as untrusted code first (Check: allow-listed functions, loops
+// bounded by the data, no recursion, template calls that stay few).
+// Besides syntax it executes every part once on Sample data within budget,
+// which is when html/template finds contextual-escaping errors (an action
+// inside an unquoted attribute that changes context, say), so a template
+// that passes here does not fail for structural reasons at send time.
+func Parse(src Source, budget Budget) (*Template, error) {
 	var problems []string
 	add := func(format string, args ...any) { problems = append(problems, fmt.Sprintf(format, args...)) }
 	t := &Template{FromEmail: src.FromEmail}
@@ -130,6 +183,8 @@ func Parse(src Source) (*Template, error) {
 		add("from_email %q is not an email address", src.FromEmail)
 	case strings.ContainsAny(src.FromName, "\r\n"):
 		add("from_name must not contain line breaks")
+	case len(src.FromName) > MaxFromNameBytes:
+		add("from_name must be at most %d bytes", MaxFromNameBytes)
 	default:
 		t.From = (&mail.Address{Name: src.FromName, Address: src.FromEmail}).String()
 	}
@@ -159,26 +214,41 @@ func Parse(src Source) (*Template, error) {
 	if len(problems) > 0 {
 		return nil, &ProblemError{Problems: problems}
 	}
-	parseText := func(name, s string) *texttemplate.Template {
+	t.budget = budget
+	parseText := func(name, s string) *tmplbudget.Runner {
 		tt, err := texttemplate.New(name).Option("missingkey=error").Parse(s)
-		if err != nil {
-			add("%s: %v", name, err)
+		if err == nil {
+			var r *tmplbudget.Runner
+			if r, err = tmplbudget.NewText(tt, nil); err == nil {
+				return r
+			}
 		}
-		return tt
+		add("%s: %v", name, err)
+		return nil
 	}
 	t.subject = parseText("subject", src.Subject)
 	t.preheader = parseText("preheader", src.Preheader)
 	t.text = parseText("text", src.Text)
-	t.html, err = htmltemplate.New("html").Option("missingkey=error").Parse(src.HTML)
+	ht, err := htmltemplate.New("html").Option("missingkey=error").Parse(src.HTML)
+	if err == nil {
+		t.html, err = tmplbudget.NewHTML(ht, nil)
+	}
 	if err != nil {
 		add("html: %v", err)
 	}
 	if len(problems) > 0 {
 		return nil, &ProblemError{Problems: problems}
 	}
+	// The parts share one deadline: ready them all before the clock
+	// starts (see tmplbudget.Runner.Prepare).
+	for _, r := range []*tmplbudget.Runner{t.subject, t.preheader, t.html, t.text} {
+		if err := r.Prepare(); err != nil {
+			return nil, err
+		}
+	}
 	var out Rendered
 	if err := t.Render(Sample(), &out); err != nil {
-		return nil, &ProblemError{Problems: []string{err.Error()}}
+		return nil, &ProblemError{Problems: []string{err.Error()}, err: err}
 	}
 	return t, nil
 }
@@ -190,34 +260,36 @@ type Rendered struct {
 	Text    bytes.Buffer
 }
 
-// ErrOutputTooLarge is returned when a recipient's message would exceed
-// MaxOutputBytes.
-var ErrOutputTooLarge = errors.New("rendered message too large")
-
-// Render renders d into out, reusing out's buffers. d.Subject and
-// d.Preheader are filled from the template's own subject and preheader first,
-// so the HTML can show them.
+// Render renders d into out, reusing out's buffers, within the budget the
+// template was parsed with; a part that runs out of it fails the render
+// with a *BudgetError. d.Subject and d.Preheader are filled from the
+// template's own subject and preheader first, so the HTML can show them.
 func (t *Template) Render(d *Data, out *Rendered) error {
+	lim := t.budget.Limits(time.Now())
+	exec := func(part string, r *tmplbudget.Runner, buf *bytes.Buffer) error {
+		buf.Reset()
+		if err := r.Execute(buf, d, lim); err != nil {
+			if b := tmplbudget.Exceeded(err); b != "" {
+				return &BudgetError{Part: part, Budget: b, err: err}
+			}
+			return fmt.Errorf("render %s: %w", part, err)
+		}
+		return nil
+	}
 	var line bytes.Buffer
-	if err := t.subject.Execute(&line, d); err != nil {
-		return fmt.Errorf("render subject: %w", err)
+	if err := exec("subject", t.subject, &line); err != nil {
+		return err
 	}
 	d.Subject = OneLine(line.String())
-	line.Reset()
-	if err := t.preheader.Execute(&line, d); err != nil {
-		return fmt.Errorf("render preheader: %w", err)
+	if err := exec("preheader", t.preheader, &line); err != nil {
+		return err
 	}
 	d.Preheader = OneLine(line.String())
 	out.Subject = d.Subject
-	out.HTML.Reset()
-	out.Text.Reset()
-	if err := t.html.Execute(&limitWriter{buf: &out.HTML, max: MaxOutputBytes}, d); err != nil {
-		return fmt.Errorf("render html: %w", err)
+	if err := exec("html", t.html, &out.HTML); err != nil {
+		return err
 	}
-	if err := t.text.Execute(&limitWriter{buf: &out.Text, max: MaxOutputBytes}, d); err != nil {
-		return fmt.Errorf("render text: %w", err)
-	}
-	return nil
+	return exec("text", t.text, &out.Text)
 }
 
 // OneLine makes a rendered subject safe for a header: no line breaks or
@@ -229,20 +301,6 @@ func OneLine(s string) string {
 		}
 		return r
 	}, s))
-}
-
-// limitWriter fails a render that grows past max instead of letting one
-// recipient's data exhaust the worker's memory.
-type limitWriter struct {
-	buf *bytes.Buffer
-	max int
-}
-
-func (w *limitWriter) Write(p []byte) (int, error) {
-	if w.buf.Len()+len(p) > w.max {
-		return 0, ErrOutputTooLarge
-	}
-	return w.buf.Write(p)
 }
 
 // Sample is the data a template is checked with at upload and previewed with.

@@ -25,6 +25,7 @@ import (
 
 	"herald/ingest/internal/store"
 	"herald/ingest/internal/strictjson"
+	"herald/shared/emailtemplate"
 	"herald/shared/unsubscribe"
 )
 
@@ -44,6 +45,10 @@ type Limits struct {
 	// (per ingest replica); 0 disables the limit.
 	TenantRate  float64
 	TenantBurst int
+	// TemplateBudget bounds every render of a partner template here: the
+	// sample render at upload and previews. It is the one render sends
+	// with; a zero Budget is emailtemplate.DefaultBudget.
+	TemplateBudget emailtemplate.Budget
 }
 
 // DefaultLimits suit the partner API.
@@ -57,6 +62,7 @@ var DefaultLimits = Limits{
 	MaxSchedule:    30 * 24 * time.Hour,
 	TenantRate:     100,
 	TenantBurst:    200,
+	TemplateBudget: emailtemplate.DefaultBudget,
 }
 
 // Config is what the API needs besides the store.
@@ -86,6 +92,9 @@ type API struct {
 // New returns the API over s, registering its metrics on reg.
 func New(s *store.Store, log *slog.Logger, reg prometheus.Registerer, cfg Config) *API {
 	f := promauto.With(reg)
+	if cfg.Limits.TemplateBudget == (emailtemplate.Budget{}) {
+		cfg.Limits.TemplateBudget = emailtemplate.DefaultBudget
+	}
 	return &API{
 		store:   s,
 		log:     log,

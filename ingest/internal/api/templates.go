@@ -81,7 +81,10 @@ func (a *API) addTemplate(w http.ResponseWriter, r *http.Request, tenant string)
 		writeErrorDetails(w, http.StatusUnprocessableEntity, "invalid_template", "invalid template: "+p.Part+": "+p.Message, problems)
 		return
 	}
-	_, err := emailtemplate.Parse(sourceOf(req))
+	_, err := emailtemplate.Parse(sourceOf(req), a.limits.TemplateBudget)
+	if budgetExceeded(w, err) {
+		return
+	}
 	var bad *emailtemplate.ProblemError
 	if errors.As(err, &bad) {
 		writeErrorDetails(w, http.StatusUnprocessableEntity, "invalid_template", bad.Error(), bad.Problems)
@@ -99,6 +102,25 @@ func (a *API) addTemplate(w http.ResponseWriter, r *http.Request, tenant string)
 	}
 	w.Header().Set("Location", fmt.Sprintf("/v1/templates/%s/versions/%d", id, t.Version))
 	writeJSON(w, http.StatusCreated, templateResponse{ID: id, Version: t.Version, CreatedAt: t.CreatedAt})
+}
+
+// budgetProblem says which part of a template ran out of which budget
+// (steps, bytes or time) when it rendered.
+type budgetProblem struct {
+	Part   string `json:"part"`
+	Budget string `json:"budget"`
+}
+
+// budgetExceeded answers 422 if err is a render that ran out of its
+// budget, and reports whether it did.
+func budgetExceeded(w http.ResponseWriter, err error) bool {
+	var be *emailtemplate.BudgetError
+	if !errors.As(err, &be) {
+		return false
+	}
+	writeErrorDetails(w, http.StatusUnprocessableEntity, "template_budget_exceeded", be.Error(),
+		budgetProblem{Part: be.Part, Budget: be.Budget})
+	return true
 }
 
 // templateProblem is one thing wrong with one part of a template.
@@ -210,14 +232,23 @@ func (a *API) previewTemplate(w http.ResponseWriter, r *http.Request, tenant str
 		a.internalError(w, r, tenant, err)
 		return
 	}
+	// A stored template passed at upload, but possibly under a larger
+	// budget than today's.
 	parsed, err := emailtemplate.Parse(emailtemplate.Source{FromName: t.FromName, FromEmail: t.FromEmail, Subject: t.Subject,
-		Preheader: t.Preheader, HTML: t.HTML, Text: t.Text})
+		Preheader: t.Preheader, HTML: t.HTML, Text: t.Text}, a.limits.TemplateBudget)
+	if budgetExceeded(w, err) {
+		return
+	}
 	if err != nil {
 		a.internalError(w, r, tenant, fmt.Errorf("parse stored template: %w", err))
 		return
 	}
 	var out emailtemplate.Rendered
-	if err := parsed.Render(data, &out); err != nil {
+	err = parsed.Render(data, &out)
+	if budgetExceeded(w, err) {
+		return
+	}
+	if err != nil {
 		writeError(w, http.StatusUnprocessableEntity, "render_failed", err.Error())
 		return
 	}

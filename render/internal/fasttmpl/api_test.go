@@ -118,6 +118,25 @@ func TestCompileRunsNoUserCode(t *testing.T) {
 	}
 }
 
+// TestCompileRunsNoTemplateCode checks that forcing html/template's
+// escaping at compile time runs none of the template: not a loop that
+// writes nothing, nor template calls that double.
+func TestCompileRunsNoTemplateCode(t *testing.T) {
+	for _, src := range []string{
+		`{{range 4611686018427387904}}{{end}}<p>{{.S}}</p>`,
+		`{{range $i := 4611686018427387904}}{{$x := $i}}{{end}}`,
+		doubling(62),
+	} {
+		ft, err := Compile("t", src, nil, reflect.TypeFor[*corpusData]())
+		if err != nil {
+			t.Fatalf("%.40q: %v", src, err)
+		}
+		if !ft.Fast() {
+			t.Errorf("%.40q fell back: %s", src, ft.FallbackReason())
+		}
+	}
+}
+
 func TestExecuteAppends(t *testing.T) {
 	ft, err := Compile("t", `<b>{{.S}}</b>`, nil, reflect.TypeFor[*corpusData]())
 	if err != nil {

@@ -248,7 +248,9 @@ func compileComparison(sig reflect.Type) builtinCompiler {
 	}
 }
 
-// compileAnyBuiltin compiles a builtin taking ...any and returning a string.
+// compileAnyBuiltin compiles a builtin taking ...any and returning a
+// string. Like printf, it is bounded by the output budget, as on the
+// fallback (see tmplbudget).
 func compileAnyBuiltin(fn func([]any) string) builtinCompiler {
 	return func(c *compiler, name string, args []parse.Node, hasFinal bool, sc *scope, dot reflect.Type) (cmdFn, reflect.Type) {
 		fns, _ := c.rawArgs(args, sc, dot)
@@ -260,7 +262,10 @@ func compileAnyBuiltin(fn func([]any) string) builtinCompiler {
 			for i, v := range vals {
 				a[i] = box(v)
 			}
-			return reflect.ValueOf(fn(a))
+			s.budget(s.meter.Args(a))
+			str := fn(a)
+			s.budget(s.meter.Size(len(str)))
+			return reflect.ValueOf(str)
 		}, stringType
 	}
 }
@@ -292,7 +297,10 @@ func compilePrintf(c *compiler, name string, args []parse.Node, hasFinal bool, s
 			// The format itself arrives through the pipeline.
 			f = s.validateType(final, stringType).String()
 		}
-		return reflect.ValueOf(fmt.Sprintf(f, a...))
+		s.budget(s.meter.Printf(f, a))
+		str := fmt.Sprintf(f, a...)
+		s.budget(s.meter.Size(len(str)))
+		return reflect.ValueOf(str)
 	}, stringType
 }
 

@@ -372,9 +372,29 @@ func TestCorpusDifferential(t *testing.T) {
 						t.Errorf("%v variant %d: %s", set.typ, i, diff)
 					}
 				}
+				// The pointer and struct forms of the same data,
+				// each of the type the other was compiled for, run
+				// on the fallback (budgeted html/template).
+				for i, v := range otherForm(sets, set) {
+					if diff := renderBoth(ht, ft, v); diff != "" {
+						t.Errorf("%v on the fallback, variant %d: %s", set.typ, i, diff)
+					}
+				}
 			}
 		})
 	}
+}
+
+// otherForm returns the values of the pointer set for the struct set and
+// the other way round; none for the others.
+func otherForm(sets []dataSet, set dataSet) []any {
+	switch set.typ {
+	case sets[0].typ:
+		return sets[1].values
+	case sets[1].typ:
+		return sets[0].values
+	}
+	return nil
 }
 
 // TestReferenceDifferential renders the reference template for a whole job

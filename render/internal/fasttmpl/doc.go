@@ -56,13 +56,19 @@
 //
 // # Limits
 //
-// ExecuteLimited bounds one execution's output and time, so an untrusted
-// template fails with ErrOutputLimit or ErrTimeLimit instead of taking a
-// worker down. The compiled engine checks the output at every output action,
-// loop iteration and template call, and the clock every 64 iterations or
-// calls; on the fallback engines the writer checks both (a loop that writes
-// nothing is not interrupted there, so untrusted templates must also be
-// vetted statically, as emailtemplate.Check does).
+// ExecuteLimited bounds one execution's steps (the template's body, and
+// every template call and loop iteration), output and time
+// (tmplbudget.Limits), so an untrusted template fails with
+// tmplbudget.ErrSteps, ErrBytes or ErrTime instead of taking a worker
+// down. Both engines count the same steps: the compiled engine checks the
+// budget at each of them and the output at every output action; the
+// fallbacks run as a tmplbudget.Runner, on copies of the template
+// instrumented to count the same steps, so loops and calls that write
+// nothing are stopped there as well. The clock is read every tmplbudget.ClockEvery steps. On both, the
+// builtins that build strings (print, printf, println, html, js,
+// urlquery) refuse to build one longer than the output budget, and a
+// printf whose widths and precisions alone would pass it is refused before
+// it formats anything. Compile itself runs none of the template.
 //
 // # Use of unsafe
 //

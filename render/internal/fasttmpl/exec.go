@@ -4,8 +4,9 @@ import (
 	"fmt"
 	"reflect"
 	texttemplate "text/template"
-	"time"
 	"unsafe"
+
+	"herald/shared/tmplbudget"
 )
 
 // maxExecDepth matches text/template's limit on nested template calls, so
@@ -22,10 +23,9 @@ type state struct {
 	name  string          // template currently executing, for error messages
 	tmp   [3][]byte       // scratch for escaper chains (0,1) and hole sources (2)
 
-	// Limits of the current execution (see Limits).
-	maxOut   int       // len(out) may not exceed it
-	deadline time.Time // zero: none
-	steps    uint32    // loop iterations and template calls so far
+	// The budget of the current execution (see ExecuteLimited).
+	meter  tmplbudget.Meter
+	maxOut int // len(out) may not exceed it: the meter's MaxBytes
 
 	reader renderReader // kept here so Execute does not allocate it
 }
@@ -42,19 +42,33 @@ func (s *state) errorf(format string, args ...any) {
 	}})
 }
 
-// checkOutput fails the execution if its output is over the limit.
+// checkOutput fails the execution if its output is over the budget.
 func (s *state) checkOutput() {
 	if len(s.out) > s.maxOut {
-		s.errorf("%w (%d bytes)", ErrOutputLimit, s.maxOut)
+		s.overOutput()
 	}
 }
 
-// tick counts a loop iteration or template call and checks the limits:
-// the output every time, the clock every 64 steps.
+// overOutput is checkOutput's failure, kept out of line so checkOutput
+// inlines.
+func (s *state) overOutput() {
+	s.budget(s.meter.Size(len(s.out)))
+}
+
+// tick counts a step (the template's body, a template call or a loop
+// iteration) and checks the budget: the output every time, the steps and,
+// every tmplbudget.ClockEvery steps, the clock.
 func (s *state) tick() {
 	s.checkOutput()
-	if s.steps++; s.steps%64 == 0 && !s.deadline.IsZero() && time.Now().After(s.deadline) {
-		s.errorf("%w", ErrTimeLimit)
+	if err := s.meter.Step(); err != nil {
+		s.budget(err)
+	}
+}
+
+// budget fails the execution with err, a budget it ran out of (nil: none).
+func (s *state) budget(err error) {
+	if err != nil {
+		s.errorf("%w", err)
 	}
 }
 

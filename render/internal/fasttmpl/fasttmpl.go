@@ -6,29 +6,24 @@ import (
 	"fmt"
 	"html/template"
 	"io"
-	"math"
 	"reflect"
 	"sync"
 	"sync/atomic"
 	texttemplate "text/template"
 	"text/template/parse"
-	"time"
+
+	"herald/shared/tmplbudget"
 )
 
 // Template is a compiled email template. It is safe for concurrent use.
 type Template struct {
 	name     string
 	dataType reflect.Type
-	fallback executor     // the html/template (or text/template), used when not fast
-	prog     *program     // nil when falling back
-	reason   string       // why the template falls back
-	pool     sync.Pool    // *state
-	hint     atomic.Int64 // expected output size, to grow the buffer once
-}
-
-// executor is html/template's and text/template's Execute.
-type executor interface {
-	Execute(w io.Writer, data any) error
+	fallback *tmplbudget.Runner // html/template (or text/template), used when not fast
+	prog     *program           // nil when falling back
+	reason   string             // why the template falls back
+	pool     sync.Pool          // *state
+	hint     atomic.Int64       // expected output size, to grow the buffer once
 }
 
 // Compile parses src as an html/template named name with the given extra funcs
@@ -51,13 +46,16 @@ func Compile(name, src string, funcs template.FuncMap, dataType reflect.Type) (t
 	if err != nil {
 		return nil, err
 	}
-	t = &Template{name: name, dataType: dataType, fallback: orig}
-	t.pool.New = func() any { return new(state) }
-
 	escaped, err := escapedClone(orig, funcs)
 	if err != nil {
 		return nil, err
 	}
+	fallback, err := tmplbudget.NewHTML(orig, funcs)
+	if err != nil {
+		return nil, err
+	}
+	t = &Template{name: name, dataType: dataType, fallback: fallback}
+	t.pool.New = func() any { return new(state) }
 	lookup := func(name string) *parse.Tree {
 		if t := escaped.Lookup(name); t != nil {
 			return t.Tree
@@ -65,6 +63,13 @@ func Compile(name, src string, funcs template.FuncMap, dataType reflect.Type) (t
 		return nil
 	}
 	t.prog, t.reason = compileProgram(lookup, false, name, funcs, dataType)
+	if t.prog == nil {
+		// Copying and escaping the fallback's copy is no execution's to
+		// pay for.
+		if err := t.fallback.Prepare(); err != nil {
+			return nil, err
+		}
+	}
 	return t, nil
 }
 
@@ -84,7 +89,11 @@ func CompileText(name, src string, funcs texttemplate.FuncMap, dataType reflect.
 	if err != nil {
 		return nil, err
 	}
-	t = &Template{name: name, dataType: dataType, fallback: orig}
+	fallback, err := tmplbudget.NewText(orig, funcs)
+	if err != nil {
+		return nil, err
+	}
+	t = &Template{name: name, dataType: dataType, fallback: fallback}
 	t.pool.New = func() any { return new(state) }
 	lookup := func(name string) *parse.Tree {
 		if t := orig.Lookup(name); t != nil {
@@ -93,6 +102,11 @@ func CompileText(name, src string, funcs texttemplate.FuncMap, dataType reflect.
 		return nil
 	}
 	t.prog, t.reason = compileProgram(lookup, true, name, template.FuncMap(funcs), dataType)
+	if t.prog == nil {
+		if err := t.fallback.Prepare(); err != nil {
+			return nil, err
+		}
+	}
 	return t, nil
 }
 
@@ -106,25 +120,34 @@ func (stopWriter) Write([]byte) (int, error) { return 0, errStopWrite }
 // escapedClone returns a clone of orig on which html/template has run its
 // contextual escaper, so its parse trees carry the escaping functions.
 // html/template only escapes on first execution, so the clone is executed
-// with nil data, a writer that fails on the first byte and user functions
-// replaced by stubs that fail: execution stops at the first output or
-// function call and no user code runs.
+// once, with nil data, after a first action that stops the execution is
+// put at the start of its body (and taken out again afterwards): no
+// template code runs, not even loops that write nothing. User functions
+// are replaced by stubs that fail, and the writer fails on the first byte,
+// should anything run all the same.
 func escapedClone(orig *template.Template, funcs template.FuncMap) (*template.Template, error) {
 	clone, err := orig.Clone()
 	if err != nil {
 		return nil, err
 	}
-	if len(funcs) > 0 {
-		stubs := template.FuncMap{}
-		for name, f := range funcs {
-			ft := reflect.TypeOf(f)
-			stubs[name] = reflect.MakeFunc(ft, func([]reflect.Value) []reflect.Value {
-				panic(errStopWrite)
-			}).Interface()
-		}
-		clone.Funcs(stubs)
+	stubs := template.FuncMap{stopFunc: func() (bool, error) { return false, errStopWrite }}
+	for name, f := range funcs {
+		ft := reflect.TypeOf(f)
+		stubs[name] = reflect.MakeFunc(ft, func([]reflect.Value) []reflect.Value {
+			panic(errStopWrite)
+		}).Interface()
+	}
+	clone.Funcs(stubs)
+	var root *parse.ListNode
+	first := stopNode()
+	if clone.Tree != nil && clone.Tree.Root != nil {
+		root = clone.Tree.Root
+		root.Nodes = append([]parse.Node{first}, root.Nodes...)
 	}
 	err = clone.Execute(stopWriter{}, nil)
+	if root != nil && len(root.Nodes) > 0 && root.Nodes[0] == first {
+		root.Nodes = root.Nodes[1:]
+	}
 	var execErr texttemplate.ExecError
 	if err == nil || errors.Is(err, errStopWrite) || errors.As(err, &execErr) {
 		return clone, nil
@@ -132,6 +155,19 @@ func escapedClone(orig *template.Template, funcs template.FuncMap) (*template.Te
 	// Escaping failed: html/template would fail every execution the
 	// same way.
 	return nil, err
+}
+
+// stopFunc is the function of the action that stops escapedClone's
+// execution.
+const stopFunc = "_fasttmpl_stop"
+
+// stopNode is {{if _fasttmpl_stop}}{{end}}: it writes nothing and leaves
+// html/template's escaping context as it is.
+func stopNode() parse.Node {
+	cmd := &parse.CommandNode{NodeType: parse.NodeCommand, Args: []parse.Node{parse.NewIdentifier(stopFunc)}}
+	pipe := &parse.PipeNode{NodeType: parse.NodePipe, Cmds: []*parse.CommandNode{cmd}}
+	return &parse.IfNode{BranchNode: parse.BranchNode{NodeType: parse.NodeIf, Pipe: pipe,
+		List: &parse.ListNode{NodeType: parse.NodeList}}}
 }
 
 // compileProgram compiles the escaped template, reporting why not if it
@@ -172,47 +208,27 @@ func (t *Template) FallbackReason() string { return t.reason }
 // correct either way. As with html/template, output produced before an
 // execution error is left in buf.
 func (t *Template) Execute(buf *bytes.Buffer, data any) error {
-	return t.ExecuteLimited(buf, data, Limits{})
+	return t.ExecuteLimited(buf, data, tmplbudget.Limits{})
 }
 
-// Limits bound one execution of a template, so that an untrusted template
-// cannot make one render take unbounded memory or time.
-type Limits struct {
-	// MaxBytes is the most output the execution may append to the buffer;
-	// 0 means no limit.
-	MaxBytes int
-	// Timeout is the longest the execution may run; 0 means no limit.
-	Timeout time.Duration
-}
-
-// Errors an execution that exceeds its Limits fails with (wrapped).
-var (
-	ErrOutputLimit = errors.New("output limit exceeded")
-	ErrTimeLimit   = errors.New("time limit exceeded")
-)
-
-// ExecuteLimited is Execute within lim. The compiled engine checks the
-// output size at every output action, loop iteration and template call, and
-// the clock every 64 loop iterations or template calls; templates that fall
-// back are checked on every write (a loop that writes nothing is not
-// interrupted there). Output before the failure is left in buf.
-func (t *Template) ExecuteLimited(buf *bytes.Buffer, data any, lim Limits) error {
+// ExecuteLimited is Execute within lim, so that an untrusted template
+// cannot make one render take unbounded memory or time: an execution over
+// its steps, output or deadline fails with an error wrapping
+// tmplbudget.ErrSteps, ErrBytes or ErrTime. Both engines count the same
+// steps (one for the template, one for every template call and loop
+// iteration) and bound the same builtins; output before the failure is
+// left in buf.
+func (t *Template) ExecuteLimited(buf *bytes.Buffer, data any, lim tmplbudget.Limits) error {
 	if t.prog == nil {
-		return t.fallback.Execute(newLimitWriter(buf, lim), data)
+		return t.fallback.Execute(buf, data, lim)
 	}
 	dv := reflect.ValueOf(data)
 	if !dv.IsValid() || dv.Type() != t.dataType {
-		return t.fallback.Execute(newLimitWriter(buf, lim), data)
+		return t.fallback.Execute(buf, data, lim)
 	}
 	s := t.pool.Get().(*state)
-	s.maxOut = math.MaxInt
-	if lim.MaxBytes > 0 {
-		s.maxOut = lim.MaxBytes
-	}
-	s.deadline = time.Time{}
-	if lim.Timeout > 0 {
-		s.deadline = time.Now().Add(lim.Timeout)
-	}
+	s.meter.Start(lim)
+	s.maxOut = s.meter.MaxBytes()
 	// Render straight into buf's free space: ReadFrom hands that space
 	// to renderReader.Read, which saves copying the output once more.
 	buf.Grow(int(t.hint.Load()))
@@ -279,41 +295,9 @@ func (t *Template) run(s *state, dot reflect.Value) (err error) {
 		s.vars = make([]reflect.Value, t.prog.frame)
 	}
 	s.vars[0] = dot
-	s.base, s.depth, s.name, s.steps = 0, 0, t.name, 0
+	s.base, s.depth, s.name = 0, 0, t.name
+	s.tick() // the template's body is a step, as every one it calls
 	t.prog.root.exec(s, dot)
 	s.checkOutput()
 	return nil
-}
-
-// limitWriter enforces Limits on a template that runs on html/template or
-// text/template.
-type limitWriter struct {
-	buf      *bytes.Buffer
-	max      int // buf.Len() may not exceed it
-	deadline time.Time
-	writes   int
-}
-
-func newLimitWriter(buf *bytes.Buffer, lim Limits) io.Writer {
-	if lim == (Limits{}) {
-		return buf
-	}
-	w := &limitWriter{buf: buf, max: math.MaxInt}
-	if lim.MaxBytes > 0 {
-		w.max = buf.Len() + lim.MaxBytes
-	}
-	if lim.Timeout > 0 {
-		w.deadline = time.Now().Add(lim.Timeout)
-	}
-	return w
-}
-
-func (w *limitWriter) Write(p []byte) (int, error) {
-	if len(p) > w.max-w.buf.Len() {
-		return 0, ErrOutputLimit
-	}
-	if w.writes++; !w.deadline.IsZero() && w.writes%16 == 0 && time.Now().After(w.deadline) {
-		return 0, ErrTimeLimit
-	}
-	return w.buf.Write(p)
 }

@@ -201,12 +201,16 @@ func FuzzRender(f *testing.F) {
 			if !ft.Fast() && !strings.Contains(ft.FallbackReason(), "derived") {
 				t.Fatalf("template %q fell back: %s", src, ft.FallbackReason())
 			}
-			var v any = d
+			var v, other any = d, *d
 			if typ.Kind() == reflect.Struct {
-				v = *d
+				v, other = *d, d
 			}
 			if diff := renderBoth(ht, ft, v); diff != "" {
 				t.Fatalf("template %q (%v): %s", src, typ, diff)
+			}
+			// Data of the other type runs on the fallback.
+			if diff := renderBoth(ht, ft, other); diff != "" {
+				t.Fatalf("template %q (%v) on the fallback: %s", src, typ, diff)
 			}
 		}
 	})

@@ -375,7 +375,10 @@ func (src *evalArgsSrc) text(s *state, dot reflect.Value) (string, ctype) {
 	for i, f := range src.args {
 		a[i] = box(f(s, dot))
 	}
-	return htmlEvalArgs(a), ctPlain
+	s.budget(s.meter.Args(a))
+	str := htmlEvalArgs(a)
+	s.budget(s.meter.Size(len(str)))
+	return str, ctPlain
 }
 
 // jsvalSrc applies html/template's JS value escaper to an arbitrary value.
@@ -638,6 +641,9 @@ func (src *printfSrc) text(s *state, dot reflect.Value) (string, ctype) {
 		return src.slow(s, vals[:n])
 	}
 	b = append(b, src.segs[n].lit...)
+	if len(b) > s.maxOut {
+		s.budget(s.meter.Size(len(b)))
+	}
 	return s.keep(b), ctPlain
 }
 
@@ -646,5 +652,9 @@ func (src *printfSrc) slow(s *state, vals []reflect.Value) (string, ctype) {
 	for i, v := range vals {
 		a[i] = box(v)
 	}
-	return s.keep(fmt.Appendf(s.scratch(), src.format, a...)), ctPlain
+	b := fmt.Appendf(s.scratch(), src.format, a...)
+	if len(b) > s.maxOut {
+		s.budget(s.meter.Size(len(b)))
+	}
+	return s.keep(b), ctPlain
 }

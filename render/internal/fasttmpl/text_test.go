@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"herald/shared/tmplbudget"
 )
 
 // renderTextBoth renders data with text/template and the compiled text
@@ -55,6 +57,11 @@ func TestTextCorpusDifferential(t *testing.T) {
 				for i, v := range set.values {
 					if diff := renderTextBoth(tt, ft, v); diff != "" {
 						t.Errorf("%v variant %d: %s", set.typ, i, diff)
+					}
+				}
+				for i, v := range otherForm(sets, set) {
+					if diff := renderTextBoth(tt, ft, v); diff != "" {
+						t.Errorf("%v on the fallback, variant %d: %s", set.typ, i, diff)
 					}
 				}
 			}
@@ -139,25 +146,52 @@ type limitData struct {
 	N     int
 }
 
-// TestLimits checks that a template over its output or time budget fails
-// with the matching error, on the compiled engine and on the fallbacks.
+// doubling is templates in which every level calls the next twice:
+// 2^levels calls that write nothing.
+func doubling(levels int) string {
+	var b strings.Builder
+	for i := range levels {
+		fmt.Fprintf(&b, `{{define "l%d"}}{{template "l%d"}}{{template "l%d"}}{{end}}`, i, i+1, i+1)
+	}
+	fmt.Fprintf(&b, `{{define "l%d"}}{{end}}{{template "l0"}}`, levels)
+	return b.String()
+}
+
+// TestLimits checks that a template over its steps, output or time budget
+// fails with the matching error, on the compiled engine and on the
+// fallbacks, for HTML and text alike; loops and calls that write nothing
+// included.
 func TestLimits(t *testing.T) {
 	big := strings.Repeat("x", 1000)
 	items := make([]string, 200)
 	d := &limitData{Items: items, Big: big, N: 1 << 40}
+	past := time.Now().Add(-time.Second)
 	tests := []struct {
 		name string
 		src  string
-		lim  Limits
+		lim  tmplbudget.Limits
 		want error
 	}{
-		{"output of one hole", "{{.Big}}{{.Big}}", Limits{MaxBytes: 1500}, ErrOutputLimit},
-		{"output in a loop", "{{range .Items}}{{$.Big}}{{end}}", Limits{MaxBytes: 10_000}, ErrOutputLimit},
-		{"static text in a loop", "{{range .Items}}" + big + "{{end}}", Limits{MaxBytes: 10_000}, ErrOutputLimit},
-		{"a loop that writes nothing", "{{range .N}}{{end}}", Limits{Timeout: 20 * time.Millisecond}, ErrTimeLimit},
-		{"nested loops", "{{range .Items}}{{range $.Items}}{{range $.Items}}{{end}}{{end}}{{end}}x",
-			Limits{Timeout: time.Millisecond}, ErrTimeLimit},
-		{"within budget", "{{range .Items}}{{end}}{{.Big}}", Limits{MaxBytes: 1000, Timeout: time.Minute}, nil},
+		{"output of one hole", "{{.Big}}{{.Big}}", tmplbudget.Limits{Bytes: 1500}, tmplbudget.ErrBytes},
+		{"output in a loop", "{{range .Items}}{{$.Big}}{{end}}", tmplbudget.Limits{Bytes: 10_000}, tmplbudget.ErrBytes},
+		{"static text in a loop", "{{range .Items}}" + big + "{{end}}", tmplbudget.Limits{Bytes: 10_000}, tmplbudget.ErrBytes},
+		// A step for the template, one for each of the 200 items.
+		{"a loop that writes nothing", "{{range .Items}}{{end}}", tmplbudget.Limits{Steps: 200}, tmplbudget.ErrSteps},
+		{"the same loop within its steps", "{{range .Items}}{{end}}{{.Big}}", tmplbudget.Limits{Steps: 201, Bytes: 1000}, nil},
+		{"a long loop past the deadline", "{{range .N}}{{end}}", tmplbudget.Limits{Deadline: past}, tmplbudget.ErrTime},
+		{"nested loops past the deadline", "{{range .Items}}{{range $.Items}}{{range $.Items}}{{end}}{{end}}{{end}}x",
+			tmplbudget.Limits{Deadline: past}, tmplbudget.ErrTime},
+		{"template calls that double", doubling(20), tmplbudget.Limits{Steps: 1000}, tmplbudget.ErrSteps},
+		// The template, l0, 2 l1, 4 l2 and 8 l3.
+		{"template calls within their steps", doubling(3), tmplbudget.Limits{Steps: 16}, nil},
+		{"template calls one step over", doubling(3), tmplbudget.Limits{Steps: 15}, tmplbudget.ErrSteps},
+		{"a wide printf field", `{{printf "%0999999d" 1}}`, tmplbudget.Limits{Bytes: 1000}, tmplbudget.ErrBytes},
+		{"a wide printf field kept in a variable", `{{$x := printf "%0999999d" 1}}`, tmplbudget.Limits{Bytes: 1000}, tmplbudget.ErrBytes},
+		{"a value that doubles", `{{$x := .Big}}{{$x = print $x $x}}{{$x = print $x $x}}{{$x = print $x $x}}`,
+			tmplbudget.Limits{Bytes: 5000}, tmplbudget.ErrBytes},
+		{"html of many arguments", `{{html .Big .Big .Big}}`, tmplbudget.Limits{Bytes: 2500}, tmplbudget.ErrBytes},
+		{"within budget", "{{range .Items}}{{end}}{{.Big}}{{printf \"%5d\" 3}}",
+			tmplbudget.Limits{Steps: 1000, Bytes: 1005, Deadline: time.Now().Add(time.Hour)}, nil},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -169,35 +203,63 @@ func TestLimits(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			for _, ft := range []*Template{html, text} {
-				if !ft.Fast() {
-					t.Fatalf("fell back: %s", ft.FallbackReason())
+			// Data of another type than compiled for runs on the
+			// fallbacks, html/template and text/template.
+			for _, run := range []struct {
+				engine string
+				ft     *Template
+				data   any
+			}{{"compiled html", html, d}, {"compiled text", text, d}, {"html/template", html, *d}, {"text/template", text, *d}} {
+				if !run.ft.Fast() {
+					t.Fatalf("fell back: %s", run.ft.FallbackReason())
 				}
 				var buf bytes.Buffer
-				start := time.Now()
-				err := ft.ExecuteLimited(&buf, d, tc.lim)
+				err := run.ft.ExecuteLimited(&buf, run.data, tc.lim)
 				if !errors.Is(err, tc.want) || (tc.want == nil) != (err == nil) {
-					t.Fatalf("error %v, want %v", err, tc.want)
+					t.Errorf("%s: error %v, want %v", run.engine, err, tc.want)
 				}
-				if tc.lim.MaxBytes > 0 && buf.Len() > tc.lim.MaxBytes+len(big)+100 {
-					t.Errorf("%d bytes written past a %d-byte limit", buf.Len(), tc.lim.MaxBytes)
-				}
-				if time.Since(start) > 10*time.Second {
-					t.Errorf("took %v", time.Since(start))
+				if tc.lim.Bytes > 0 && buf.Len() > tc.lim.Bytes+len(big)+100 {
+					t.Errorf("%s: %d bytes written past a %d-byte budget", run.engine, buf.Len(), tc.lim.Bytes)
 				}
 			}
 		})
 	}
-	// The fallback engines enforce the output limit through the writer.
-	fb, err := Compile("l", "{{range .Items}}{{$.Big}}{{end}}", nil, reflect.TypeFor[*limitData]())
-	if err != nil {
-		t.Fatal(err)
+}
+
+// TestFallbackLimits runs templates that fall back to html/template as a
+// whole (a template called inside <script>) over their budgets: loops and
+// calls that write nothing are stopped there too.
+func TestFallbackLimits(t *testing.T) {
+	script := `<script>var x = {{template "v" .}};</script>{{define "v"}}{{.N}}{{end}}`
+	d := &limitData{Items: make([]string, 200), N: 1 << 40}
+	past := time.Now().Add(-time.Second)
+	tests := []struct {
+		name string
+		src  string
+		lim  tmplbudget.Limits
+		want error
+	}{
+		{"a loop that writes nothing", script + "{{range .Items}}{{range $.Items}}{{end}}{{end}}", tmplbudget.Limits{Steps: 1000}, tmplbudget.ErrSteps},
+		{"a long loop past the deadline", script + "{{range .N}}{{end}}", tmplbudget.Limits{Deadline: past}, tmplbudget.ErrTime},
+		{"template calls that double", script + doubling(20), tmplbudget.Limits{Steps: 1000}, tmplbudget.ErrSteps},
+		{"calls that double inside the script", `<script>var x = {{template "l0"}};</script>` + doubling(20), tmplbudget.Limits{Steps: 1000}, tmplbudget.ErrSteps},
+		// The template, v and 200 items.
+		{"within budget", script + "{{range .Items}}{{end}}", tmplbudget.Limits{Steps: 202}, nil},
+		{"one step over", script + "{{range .Items}}{{end}}", tmplbudget.Limits{Steps: 201}, tmplbudget.ErrSteps},
 	}
-	var buf bytes.Buffer
-	if err := fb.ExecuteLimited(&buf, map[string]any{"Items": items, "Big": big}, Limits{MaxBytes: 5000}); !errors.Is(err, ErrOutputLimit) {
-		t.Errorf("html/template fallback over budget: %v", err)
-	}
-	if buf.Len() > 5000 {
-		t.Errorf("fallback wrote %d bytes past a 5000-byte limit", buf.Len())
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			ft, err := Compile("l", tc.src, nil, reflect.TypeFor[*limitData]())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ft.Fast() {
+				t.Fatal("compiled; the test needs a template that falls back")
+			}
+			var buf bytes.Buffer
+			if err := ft.ExecuteLimited(&buf, d, tc.lim); !errors.Is(err, tc.want) || (tc.want == nil) != (err == nil) {
+				t.Errorf("error %v, want %v", err, tc.want)
+			}
+		})
 	}
 }

@@ -12,9 +12,11 @@
 //     image URLs (see AdCreative).
 //
 // Partner templates are untrusted: they are vetted by emailtemplate.Parse
-// (allow-listed functions, bounded loops, no recursion) and rendered within
-// per-recipient budgets; a recipient whose render fails or blows its budget
-// is carried to dispatch with the reason, and nobody else is affected.
+// (allow-listed functions, bounded loops, no recursion, few template
+// calls) and rendered within a per-recipient budget of steps, bytes and
+// time (Config.Budget, the budget of uploads and previews too) on either
+// engine; a recipient whose render fails or runs out of its budget is
+// carried to dispatch with the reason, and nobody else is affected.
 package renderer
 
 import (
@@ -57,12 +59,17 @@ type Publisher interface {
 	Publish(ctx context.Context, b event.Batch, traceparent string) (*pubsub.PublishResult, error)
 }
 
-// Config says how links in messages are built.
+// Config says how links in messages are built and what a render may
+// spend.
 type Config struct {
 	// PublicURL is the base of the public endpoints (one-click unsubscribe)
 	// as recipients reach them.
 	PublicURL string
 	Signer    *unsubscribe.Signer
+	// Budget bounds each recipient's render, and the sample render that
+	// checks a template before it is used; a zero Budget is
+	// emailtemplate.DefaultBudget, the budget of uploads and previews.
+	Budget emailtemplate.Budget
 }
 
 // Renderer handles render batches.
@@ -79,6 +86,9 @@ type Renderer struct {
 // New returns a renderer.
 func New(db *pgxpool.Pool, pub Publisher, log *slog.Logger, reg prometheus.Registerer, cfg Config) *Renderer {
 	f := promauto.With(reg)
+	if cfg.Budget == (emailtemplate.Budget{}) {
+		cfg.Budget = emailtemplate.DefaultBudget
+	}
 	return &Renderer{
 		db: db, pub: pub, log: log, cfg: cfg, now: time.Now,
 		rendered: f.NewCounterVec(prometheus.CounterOpts{
@@ -153,10 +163,10 @@ func (r *Renderer) Render(ctx context.Context, in *eventv1.RenderBatch) (*eventv
 	job := in.GetJob()
 	out := &eventv1.DispatchBatch{Job: job, Messages: make([]*eventv1.Rendered, 0, len(in.Recipients))}
 	c, err := r.template(ctx, job)
-	if errors.Is(err, errNoTemplate) {
+	if reason, ok := unusable(err); ok {
 		for _, p := range in.Recipients {
 			out.Messages = append(out.Messages, &eventv1.Rendered{CustomerId: p.Recipient.CustomerId,
-				Email: p.Recipient.Email, Error: errNoTemplate.Error(), Provenance: provenance(job, p)})
+				Email: p.Recipient.Email, Error: reason, Provenance: provenance(job, p)})
 		}
 		return out, nil
 	}
@@ -164,6 +174,22 @@ func (r *Renderer) Render(ctx context.Context, in *eventv1.RenderBatch) (*eventv
 		return nil, err
 	}
 	return r.renderWith(c, in, out)
+}
+
+// unusable reports whether err, from loading a job's template, means the
+// template cannot render anyone, and why: it is gone, or no longer passes
+// its checks or its budget on the sample data (it was stored under other
+// rules). Every recipient of the batch then fails with the reason; failing
+// the batch would only have it retried.
+func unusable(err error) (reason string, ok bool) {
+	var bad *emailtemplate.ProblemError
+	switch {
+	case errors.Is(err, errNoTemplate):
+		return errNoTemplate.Error(), true
+	case errors.As(err, &bad):
+		return err.Error(), true
+	}
+	return "", false
 }
 
 // renderWith renders in with c into out.
@@ -182,7 +208,11 @@ func (r *Renderer) renderWith(c *compiled, in *eventv1.RenderBatch, out *eventv1
 	var ps parts
 	var buf bytes.Buffer
 	d := &emailtemplate.Data{Brand: c.brand}
-	feedbackID := job.Campaign + ":" + job.TenantId + ":herald"
+	campaign := job.Campaign
+	if campaign == "" {
+		campaign = job.JobId // as the template's .Job.Campaign
+	}
+	feedbackID := email.FeedbackID(campaign, job.TenantId)
 	for _, p := range in.Recipients {
 		rec := p.Recipient
 		msg := &eventv1.Rendered{CustomerId: rec.CustomerId, Email: rec.Email,
@@ -211,7 +241,7 @@ func (r *Renderer) renderWith(c *compiled, in *eventv1.RenderBatch, out *eventv1
 			}
 			d.Items = append(d.Items, it)
 		}
-		if err := c.render(d, &ps); err != nil {
+		if err := c.render(d, &ps, r.cfg.Budget.Limits(time.Now())); err != nil {
 			msg.Error = err.Error()
 			continue
 		}

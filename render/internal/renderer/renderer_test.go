@@ -12,6 +12,7 @@ import (
 	"mime/quotedprintable"
 	"net/mail"
 	"os"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -109,7 +110,12 @@ func referenceBatch(n int, channel string) *eventv1.RenderBatch {
 
 func mustCompile(t testing.TB, src emailtemplate.Source) *compiled {
 	t.Helper()
-	c, err := compile(src)
+	return mustCompileWithin(t, src, emailtemplate.DefaultBudget)
+}
+
+func mustCompileWithin(t testing.TB, src emailtemplate.Source, budget emailtemplate.Budget) *compiled {
+	t.Helper()
+	c, err := compile(src, budget)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -160,7 +166,7 @@ func TestCompiledPartsMatchReference(t *testing.T) {
 		if err := c.tmpl.Render(&ref, &want); err != nil {
 			t.Fatal(err)
 		}
-		if err := c.render(d, &ps); err != nil {
+		if err := c.render(d, &ps, r.cfg.Budget.Limits(time.Now())); err != nil {
 			t.Fatal(err)
 		}
 		got := []string{ps.subject, ps.html.String(), ps.text.String()}
@@ -238,6 +244,46 @@ func TestRenderEmail(t *testing.T) {
 	}
 }
 
+// TestRenderHeaderHygiene renders a subject of over a thousand bytes for
+// a campaign whose name has a ':' and 8-bit characters: the subject is
+// folded to lines of at most 78 bytes and reads back whole, and the
+// Feedback-ID keeps its three fields of safe characters.
+func TestRenderHeaderHygiene(t *testing.T) {
+	r := testRenderer(t)
+	src := referenceSource(t)
+	src.Subject = `{{range .Items}}{{range $.Items}}{{.Title}} by {{.Brand}}, {{end}}{{end}}`
+	c := mustCompile(t, src)
+	in := referenceBatch(1, ChannelEmail)
+	in.Job.Campaign = "Été: -50% ★"
+	m := render(t, r, c, in).Messages[0]
+	if m.Error != "" {
+		t.Fatal(m.Error)
+	}
+	head, _, _ := bytes.Cut(m.Mime, []byte("\r\n\r\n"))
+	field := ""
+	for _, l := range strings.Split(string(head), "\r\n") {
+		if l[0] != ' ' {
+			field, _, _ = strings.Cut(l, ":")
+		}
+		// A line holding one long token (the unsubscribe URL) cannot
+		// be folded; none may pass RFC 5322's 998.
+		if len(l) > 998 || field == "Subject" && len(l) > 78 {
+			t.Errorf("a %s line of %d bytes: %.80q", field, len(l), l)
+		}
+	}
+	msg, err := mail.ReadMessage(bytes.NewReader(m.Mime))
+	if err != nil {
+		t.Fatal(err)
+	}
+	subject, err := new(mime.WordDecoder).DecodeHeader(msg.Header.Get("Subject"))
+	if err != nil || len(subject) < 1000 || !strings.HasPrefix(subject, in.Products[in.Recipients[0].Products[0]].Title+" by ") {
+		t.Errorf("subject of %d bytes (%v): %.80q", len(subject), err, subject)
+	}
+	if id := msg.Header.Get("Feedback-ID"); !regexp.MustCompile(`^[A-Za-z0-9._-]+:acme:herald$`).MatchString(id) {
+		t.Errorf("Feedback-ID %q", id)
+	}
+}
+
 func TestRenderSkippedRecipient(t *testing.T) {
 	r := testRenderer(t)
 	c := mustCompile(t, referenceSource(t))
@@ -265,7 +311,7 @@ func TestRenderBudgetFailsOnlyThatRecipient(t *testing.T) {
 	src := referenceSource(t)
 	c := mustCompile(t, src)
 	in := referenceBatch(3, ChannelEmail)
-	huge := &eventv1.Product{Id: "HUGE", Title: strings.Repeat("<b>", MaxOutputBytes/10), Url: "https://x.example/p", Currency: "USD"}
+	huge := &eventv1.Product{Id: "HUGE", Title: strings.Repeat("<b>", emailtemplate.MaxOutputBytes/10), Url: "https://x.example/p", Currency: "USD"}
 	in.Products = append(in.Products, huge)
 	in.Recipients[1].Products[0] = int32(len(in.Products) - 1)
 	out := render(t, r, c, in)
@@ -275,8 +321,66 @@ func TestRenderBudgetFailsOnlyThatRecipient(t *testing.T) {
 			t.Errorf("recipient %d: error %q", i, m.Error)
 		}
 	}
-	if e := out.Messages[1].Error; !strings.Contains(e, ErrRenderBudget.Error()) || !strings.Contains(e, "output limit") {
+	if e := out.Messages[1].Error; !strings.Contains(e, ErrRenderBudget.Error()) || !strings.Contains(e, "output budget exceeded") {
 		t.Errorf("over-budget recipient's reason %q", e)
+	}
+}
+
+// TestRenderBudgetOnTheFallback renders a template that runs on
+// html/template (a template called inside <script>) and whose loops write
+// nothing: the recipient whose 24 products take it over its steps fails,
+// the other is rendered, and the batch goes on.
+func TestRenderBudgetOnTheFallback(t *testing.T) {
+	r := testRenderer(t)
+	r.cfg.Budget = emailtemplate.Budget{Steps: 100, Bytes: emailtemplate.MaxOutputBytes}
+	src := referenceSource(t)
+	src.HTML = `<script>var brand = {{template "brand" .}};</script>{{define "brand"}}{{.Brand.Name}}{{end}}` +
+		`{{range .Items}}{{range $.Items}}{{end}}{{end}}<p>{{.Customer.FirstName}}</p>`
+	c := mustCompileWithin(t, src, r.cfg.Budget)
+	if _, ok := c.fallbacks()["html"]; !ok {
+		t.Fatal("the HTML part runs on the compiled engine; the test needs it on html/template")
+	}
+	in := referenceBatch(2, ChannelEmail)
+	for k := range 24 - 6 { // 1+1+24+576 steps, where 6 products take 44
+		in.Recipients[1].Products = append(in.Recipients[1].Products, int32(k))
+	}
+	out := render(t, r, c, in)
+	ok, over := out.Messages[0], out.Messages[1]
+	if ok.Error != "" || len(ok.Mime) == 0 {
+		t.Errorf("recipient within budget: error %q, %d bytes of MIME", ok.Error, len(ok.Mime))
+	}
+	if !strings.Contains(over.Error, ErrRenderBudget.Error()) || !strings.Contains(over.Error, "step budget exceeded") || len(over.Mime) != 0 {
+		t.Errorf("recipient over budget: error %q, %d bytes of MIME", over.Error, len(over.Mime))
+	}
+}
+
+// TestUnusableTemplate sorts the errors of loading a job's template into
+// those that fail every recipient of the batch with the reason (the
+// template is gone, or no longer passes its checks or budget on the
+// sample) and those worth retrying the batch for.
+func TestUnusableTemplate(t *testing.T) {
+	src := referenceSource(t)
+	src.HTML = `{{range .Items}}{{range $.Items}}{{end}}{{end}}`
+	_, overBudget := compile(src, emailtemplate.Budget{Steps: 10})
+	src.HTML = `{{call .Customer.FirstName}}`
+	_, invalid := compile(src, emailtemplate.DefaultBudget)
+	tests := []struct {
+		name   string
+		err    error
+		reason string // "" for an error to retry the batch for
+	}{
+		{"gone", fmt.Errorf("load: %w", errNoTemplate), "template version not found"},
+		{"over budget on the sample", fmt.Errorf("parse stored template bf v1: %w", overBudget), "step budget exceeded"},
+		{"no longer valid", fmt.Errorf("parse stored template bf v1: %w", invalid), `"call" is not allowed`},
+		{"the database", errors.New("load template: connection refused"), ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			reason, ok := unusable(tc.err)
+			if ok != (tc.reason != "") || !strings.Contains(reason, tc.reason) {
+				t.Errorf("unusable(%v) = %q, %v; want a reason with %q", tc.err, reason, ok, tc.reason)
+			}
+		})
 	}
 }
 
@@ -339,7 +443,7 @@ func TestRenderRejectsUntrustedTemplates(t *testing.T) {
 	} {
 		src := referenceSource(t)
 		src.HTML = html
-		_, err := compile(src)
+		_, err := compile(src, emailtemplate.DefaultBudget)
 		var bad *emailtemplate.ProblemError
 		if !errors.As(err, &bad) {
 			t.Errorf("%s: compile returned %v, want a ProblemError", name, err)

@@ -8,30 +8,20 @@ import (
 	"fmt"
 	"reflect"
 	"strings"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 
 	"herald/render/internal/fasttmpl"
 	"herald/shared/emailtemplate"
 	eventv1 "herald/shared/event/v1"
+	"herald/shared/tmplbudget"
 )
 
 //go:embed sql/template.sql
 var templateSQL string
 
-// Budgets of one recipient's render: a template that blows them fails that
-// recipient with the reason, and nobody else.
-const (
-	// MaxOutputBytes bounds each rendered part.
-	MaxOutputBytes = emailtemplate.MaxOutputBytes
-	// MaxRenderTime bounds the time to render all of a recipient's parts.
-	// A typical email takes tens of microseconds.
-	MaxRenderTime = 50 * time.Millisecond
-)
-
-// ErrRenderBudget marks a recipient whose render exceeded MaxOutputBytes or
-// MaxRenderTime.
+// ErrRenderBudget marks a recipient whose render ran out of its budget
+// (Config.Budget): that recipient fails with the reason, and nobody else.
 var ErrRenderBudget = errors.New("render budget exceeded")
 
 type templateKey struct {
@@ -59,11 +49,12 @@ var errNoTemplate = errors.New("template version not found")
 
 var dataType = reflect.TypeFor[*emailtemplate.Data]()
 
-// compile checks src as emailtemplate.Parse does and compiles each part.
-// The compiled engine is byte-identical to html/template and text/template;
-// a part it cannot compile runs on them (fasttmpl's fallback).
-func compile(src emailtemplate.Source) (*compiled, error) {
-	t, err := emailtemplate.Parse(src)
+// compile checks src as emailtemplate.Parse does, within budget, and
+// compiles each part. The compiled engine is byte-identical to
+// html/template and text/template; a part it cannot compile runs on them
+// (fasttmpl's fallback), within the same budget.
+func compile(src emailtemplate.Source, budget emailtemplate.Budget) (*compiled, error) {
+	t, err := emailtemplate.Parse(src, budget)
 	if err != nil {
 		return nil, err
 	}
@@ -120,7 +111,7 @@ func (r *Renderer) template(ctx context.Context, job *eventv1.Job) (*compiled, e
 	if err != nil {
 		return nil, fmt.Errorf("load template: %w", err)
 	}
-	c, err := compile(src)
+	c, err := compile(src, r.cfg.Budget)
 	if err != nil {
 		return nil, fmt.Errorf("parse stored template %s v%d: %w", key.id, key.version, err)
 	}
@@ -143,16 +134,12 @@ type parts struct {
 
 // render renders d's parts into p exactly as emailtemplate.Template.Render
 // does (subject and preheader first, single-lined, so the bodies can show
-// them), within the recipient's budgets.
-func (c *compiled) render(d *emailtemplate.Data, p *parts) error {
-	deadline := time.Now().Add(MaxRenderTime)
-	limits := func() fasttmpl.Limits {
-		return fasttmpl.Limits{MaxBytes: MaxOutputBytes, Timeout: max(time.Until(deadline), time.Nanosecond)}
-	}
+// them), within limits.
+func (c *compiled) render(d *emailtemplate.Data, p *parts, limits tmplbudget.Limits) error {
 	exec := func(name string, t *fasttmpl.Template, buf *bytes.Buffer) error {
 		buf.Reset()
-		if err := t.ExecuteLimited(buf, d, limits()); err != nil {
-			if errors.Is(err, fasttmpl.ErrOutputLimit) || errors.Is(err, fasttmpl.ErrTimeLimit) {
+		if err := t.ExecuteLimited(buf, d, limits); err != nil {
+			if tmplbudget.Exceeded(err) != "" {
 				return fmt.Errorf("render %s: %w: %w", name, ErrRenderBudget, err)
 			}
 			return fmt.Errorf("render %s: %w", name, err)
