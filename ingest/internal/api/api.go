@@ -15,7 +15,6 @@ import (
 	"math"
 	"mime"
 	"net/http"
-	"regexp"
 	"slices"
 	"strconv"
 	"time"
@@ -25,6 +24,7 @@ import (
 
 	"herald/ingest/internal/store"
 	"herald/ingest/internal/strictjson"
+	"herald/shared/tenantid"
 	"herald/shared/unsubscribe"
 )
 
@@ -157,8 +157,6 @@ func (a *API) Routes() []string {
 // tenantHandler is a route that runs for a known tenant.
 type tenantHandler func(w http.ResponseWriter, r *http.Request, tenant string)
 
-var tenantPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`)
-
 // public serves a route that needs no tenant: the edge lets it through
 // without a partner token, so it makes its own checks.
 func (a *API) public(mux *http.ServeMux, pattern string, h http.HandlerFunc) {
@@ -183,13 +181,17 @@ func (a *API) handle(mux *http.ServeMux, pattern string, h tenantHandler) {
 			a.requests.WithLabelValues(pattern, strconv.Itoa(rec.code)).Inc()
 			a.latency.WithLabelValues(pattern).Observe(time.Since(start).Seconds())
 		}()
-		tenant := r.Header.Get(TenantHeader)
-		if tenant == "" {
+		// Exactly one header, exactly a tenant id: the edge sets one from
+		// the token and refuses a claim that is not an id, so anything
+		// else did not come from the edge.
+		tenants := r.Header.Values(TenantHeader)
+		if len(tenants) == 0 {
 			writeError(rec, http.StatusUnauthorized, "unauthenticated", "missing "+TenantHeader+": requests must come through the edge, which sets it from the partner's token")
 			return
 		}
-		if !tenantPattern.MatchString(tenant) {
-			writeError(rec, http.StatusUnauthorized, "unauthenticated", "malformed "+TenantHeader)
+		tenant := tenants[0]
+		if len(tenants) > 1 || !tenantid.Valid(tenant) {
+			writeError(rec, http.StatusUnauthorized, "unauthenticated", "malformed "+TenantHeader+": want one, of "+tenantid.Syntax)
 			return
 		}
 		if wait, ok := a.limiter.allow(tenant, a.now()); !ok {

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"herald/ingest/internal/strictjson"
+	"herald/shared/tenantid"
 	"herald/shared/unsubscribe"
 )
 
@@ -65,7 +66,7 @@ func (a *API) verifyToken(r *http.Request) *unsubscribe.Claim {
 	if err != nil {
 		return nil
 	}
-	if _, err := mail.ParseAddress(c.Email); err != nil || !tenantPattern.MatchString(c.Tenant) {
+	if _, err := mail.ParseAddress(c.Email); err != nil || !tenantid.Valid(c.Tenant) {
 		return nil
 	}
 	return &c
@@ -170,7 +171,7 @@ func (a *API) espWebhook(w http.ResponseWriter, r *http.Request) {
 		if e.Type != "bounce" && e.Type != "complaint" {
 			f.add(fmt.Sprintf("events[%d].type", i), "must be bounce or complaint")
 		}
-		if !tenantPattern.MatchString(e.Tenant) {
+		if !tenantid.Valid(e.Tenant) {
 			f.add(fmt.Sprintf("events[%d].tenant", i), "is not a tenant id")
 		}
 		if addr, err := mail.ParseAddress(e.Email); err != nil || addr.Address != e.Email {

@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -185,5 +186,37 @@ func TestKeysRotate(t *testing.T) {
 	}
 	if status, _ := e.do("GET", "/v1/jobs", tok1, nil); status != 401 {
 		t.Fatalf("retired key: %d", status)
+	}
+}
+
+// A tenant claim reaches ingest only if it is exactly a tenant id: HTTP
+// trims header values, so a claim with surrounding whitespace would act as
+// the trimmed tenant.
+func TestTenantClaimMustBeExactlyAnID(t *testing.T) {
+	e := newEdge(t)
+	tests := []struct {
+		claim      string
+		wantStatus int
+		wantTenant string // "" when the request must not be proxied
+	}{
+		{"acme", 204, "acme"},
+		{" acme", 401, ""},
+		{"acme ", 401, ""},
+		{"acme\t", 401, ""},
+		{"ac me", 401, ""},
+		{"acme/globex", 401, ""},
+		{strings.Repeat("a", 65), 401, ""},
+		{"", 401, ""},
+	}
+	for _, tc := range tests {
+		status, seen := e.do("GET", "/v1/jobs", e.token("k1", tc.claim), nil)
+		got := ""
+		if seen != nil {
+			got = seen.Get("X-Tenant-ID")
+		}
+		if status != tc.wantStatus || (seen != nil) != (tc.wantTenant != "") || got != tc.wantTenant {
+			t.Errorf("tenant claim %q: status %d, proxied %v with tenant %q; want %d, tenant %q",
+				tc.claim, status, seen != nil, got, tc.wantStatus, tc.wantTenant)
+		}
 	}
 }
