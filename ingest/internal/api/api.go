@@ -15,9 +15,12 @@ import (
 	"math"
 	"mime"
 	"net/http"
+	"regexp"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
@@ -174,6 +177,7 @@ func (a *API) public(mux *http.ServeMux, pattern string, h http.HandlerFunc) {
 
 func (a *API) handle(mux *http.ServeMux, pattern string, h tenantHandler) {
 	a.routes = append(a.routes, pattern)
+	params := pathParams(pattern)
 	mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		rec := &statusRecorder{ResponseWriter: w, code: http.StatusOK}
@@ -200,8 +204,38 @@ func (a *API) handle(mux *http.ServeMux, pattern string, h tenantHandler) {
 				fmt.Sprintf("more than %g requests a second for this tenant; retry after %s", a.limits.TenantRate, wait.Round(time.Millisecond)))
 			return
 		}
-		h(rec, r, tenant)
+		if storableParams(rec, r, params) {
+			h(rec, r, tenant)
+		}
 	})
+}
+
+var wildcard = regexp.MustCompile(`\{([A-Za-z_]+)(?:\.\.\.)?\}`)
+
+// pathParams lists the names of a route pattern's wildcards.
+func pathParams(pattern string) []string {
+	var names []string
+	for _, m := range wildcard.FindAllStringSubmatch(pattern, -1) {
+		names = append(names, m[1])
+	}
+	return names
+}
+
+// storableParams answers 422 for a path parameter that no text column can
+// hold (invalid UTF-8 or NUL, which PostgreSQL refuses) and reports
+// whether every parameter is fine. Each handler then checks its own
+// parameters' syntax.
+func storableParams(w http.ResponseWriter, r *http.Request, params []string) bool {
+	var f fieldErrors
+	for _, name := range params {
+		switch v := r.PathValue(name); {
+		case !utf8.ValidString(v):
+			f.add(name, "path parameter is not valid UTF-8")
+		case strings.IndexByte(v, 0) >= 0:
+			f.add(name, "path parameter contains NUL, which PostgreSQL cannot store")
+		}
+	}
+	return !f.answer(w)
 }
 
 type statusRecorder struct {
@@ -258,9 +292,11 @@ func requireContentType(w http.ResponseWriter, r *http.Request, types ...string)
 	return false
 }
 
-// decodeJSON reads one JSON object of at most limit bytes into v, strictly:
-// duplicate keys, unknown fields and trailing data are errors. It answers
-// the error itself and reports whether decoding succeeded.
+// decodeJSON reads one JSON object of at most limit bytes into v, strictly
+// (see strictjson): malformed JSON, duplicate keys, unknown fields and
+// trailing data are 400; a value PostgreSQL could not store is 422 naming
+// the field. It answers the error itself and reports whether decoding
+// succeeded.
 func decodeJSON(w http.ResponseWriter, r *http.Request, limit int64, v any) bool {
 	if !requireContentType(w, r, "application/json") {
 		return false
@@ -273,11 +309,17 @@ func decodeJSON(w http.ResponseWriter, r *http.Request, limit int64, v any) bool
 		return true
 	}
 	var tooBig *http.MaxBytesError
-	if errors.As(err, &tooBig) {
+	var refused *strictjson.ValueError
+	switch {
+	case errors.As(err, &tooBig):
 		writeError(w, http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("body larger than %d bytes", tooBig.Limit))
-		return false
+	case errors.As(err, &refused):
+		var f fieldErrors
+		f.add(refused.Path, "%s", refused.Reason)
+		f.answer(w)
+	default:
+		writeError(w, http.StatusBadRequest, "invalid_json", describeJSONError(err))
 	}
-	writeError(w, http.StatusBadRequest, "invalid_json", describeJSONError(err))
 	return false
 }
 

@@ -47,7 +47,7 @@ func bulk[T any](a *API, d store.Dataset, toRow rowFunc[T]) tenantHandler {
 			if lines.truncated {
 				msg = fmt.Sprintf("more than %d bad lines, nothing stored; first: %v", len(lines.errs), lines.errs[0])
 			}
-			writeErrorDetails(w, http.StatusBadRequest, "invalid_lines", msg, lines.errs)
+			writeErrorDetails(w, lines.status(), "invalid_lines", msg, lines.errs)
 		case err != nil:
 			a.internalError(w, r, tenant, err)
 		default:
@@ -74,6 +74,17 @@ type lineErrors struct {
 }
 
 func (e *lineErrors) Error() string { return fmt.Sprintf("%d bad lines", len(e.errs)) }
+
+// status is 400 if a line is malformed, as for a malformed JSON body, and
+// 422 if every bad line is well formed with values that are refused.
+func (e *lineErrors) status() int {
+	for _, le := range e.errs {
+		if le.Malformed {
+			return http.StatusBadRequest
+		}
+	}
+	return http.StatusUnprocessableEntity
+}
 
 func (s *lineSource[T]) Next() bool {
 	for {

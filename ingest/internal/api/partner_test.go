@@ -105,7 +105,7 @@ func TestRejectionsChangeNothing(t *testing.T) {
 		{"wrong content type for NDJSON", "POST", "/v1/events", "acme", "application/json", "{}", nil, 415, "unsupported_media_type", "ndjson"},
 		{"malformed NDJSON line", "POST", "/v1/catalog/items", "acme", ndjson,
 			`{"id":"i1","title":"T","url":"https://s.example/i1","price_cents":100}` + "\n" + `{"id":` + "\n", nil, 400, "invalid_lines", "line 2"},
-		{"invalid email", "POST", "/v1/suppressions", "acme", ndjson, `{"email":"no-at-sign"}` + "\n", nil, 400, "invalid_lines", "line 1: email"},
+		{"invalid email", "POST", "/v1/suppressions", "acme", ndjson, `{"email":"no-at-sign"}` + "\n", nil, 422, "invalid_lines", "line 1: email"},
 		{"CR/LF in a subject", "POST", "/v1/templates/t2/versions", "acme", "application/json",
 			`{"from_email":"d@acme.example","subject":"Hi\r\nBcc: victim@example.com","html":"<p>x</p>"}`, nil, 422, "invalid_request", "subject"},
 		{"CR/LF in the from name", "POST", "/v1/templates/t2/versions", "acme", "application/json",
@@ -484,7 +484,7 @@ func TestEventsLandInMonthlyPartitions(t *testing.T) {
 	}
 	before := f.snapshot()
 	r := f.do("POST", "/v1/events", "acme", ndjson, `{"customer_id":"c1","kind":"wishlist","item_id":"i1","occurred_at":"2026-01-01T00:00:00Z"}`+"\n")
-	if code, msg := errorOf(r); r.status != 400 || code != "invalid_lines" || !strings.Contains(msg, "kind") {
+	if code, msg := errorOf(r); r.status != 422 || code != "invalid_lines" || !strings.Contains(msg, "kind") {
 		t.Fatalf("bad kind: %d %v", r.status, r.body)
 	}
 	f.unchanged(before)

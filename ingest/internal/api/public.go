@@ -162,11 +162,17 @@ func (a *API) espWebhook(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var in webhookBody
-	if err := strictjson.Decode(body, &in); err != nil {
+	var f fieldErrors
+	var refused *strictjson.ValueError
+	switch err := strictjson.Decode(body, &in); {
+	case errors.As(err, &refused):
+		f.add(refused.Path, "%s", refused.Reason)
+		f.answer(w)
+		return
+	case err != nil:
 		writeError(w, http.StatusBadRequest, "invalid_json", describeJSONError(err))
 		return
 	}
-	var f fieldErrors
 	for i, e := range in.Events {
 		if e.Type != "bounce" && e.Type != "complaint" {
 			f.add(fmt.Sprintf("events[%d].type", i), "must be bounce or complaint")
