@@ -27,6 +27,7 @@ import (
 
 	"herald/ingest/internal/store"
 	"herald/ingest/internal/strictjson"
+	"herald/shared/bodyrate"
 	"herald/shared/tenantid"
 	"herald/shared/unsubscribe"
 )
@@ -47,6 +48,11 @@ type Limits struct {
 	// (per ingest replica); 0 disables the limit.
 	TenantRate  float64
 	TenantBurst int
+	// TenantUploads bounds each tenant's NDJSON uploads in progress at
+	// once (per ingest replica); 0 disables the limit.
+	TenantUploads int
+	// Body is the slowest a request body may arrive.
+	Body bodyrate.Rule
 }
 
 // DefaultLimits suit the partner API.
@@ -60,6 +66,8 @@ var DefaultLimits = Limits{
 	MaxSchedule:    30 * 24 * time.Hour,
 	TenantRate:     100,
 	TenantBurst:    200,
+	TenantUploads:  4,
+	Body:           bodyrate.Rule{BytesPerSecond: 1024, Grace: 10 * time.Second},
 }
 
 // Config is what the API needs besides the store.
@@ -71,6 +79,9 @@ type Config struct {
 	// WebhookSecret authenticates the ESP's bounce and complaint webhook;
 	// empty disables it.
 	WebhookSecret string
+	// UploadDir holds uploads' checked rows until they are stored, beyond
+	// what is kept in memory; empty means the system's temporary directory.
+	UploadDir string
 }
 
 // API serves the partner routes.
@@ -81,6 +92,7 @@ type API struct {
 	cfg      Config
 	now      func() time.Time
 	limiter  *tenantLimiter
+	uploads  *tenantSlots
 	routes   []string
 	requests *prometheus.CounterVec
 	latency  *prometheus.HistogramVec
@@ -96,6 +108,7 @@ func New(s *store.Store, log *slog.Logger, reg prometheus.Registerer, cfg Config
 		cfg:     cfg,
 		now:     time.Now,
 		limiter: newTenantLimiter(cfg.Limits.TenantRate, cfg.Limits.TenantBurst),
+		uploads: newTenantSlots(cfg.Limits.TenantUploads),
 		requests: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "herald_ingest_requests_total",
 			Help: "Partner API requests by route and status code.",
@@ -171,6 +184,7 @@ func (a *API) public(mux *http.ServeMux, pattern string, h http.HandlerFunc) {
 			a.requests.WithLabelValues(pattern, strconv.Itoa(rec.code)).Inc()
 			a.latency.WithLabelValues(pattern).Observe(time.Since(start).Seconds())
 		}()
+		bodyrate.Limit(rec, r, a.limits.Body)
 		h(rec, r)
 	})
 }
@@ -205,6 +219,7 @@ func (a *API) handle(mux *http.ServeMux, pattern string, h tenantHandler) {
 			return
 		}
 		if storableParams(rec, r, params) {
+			bodyrate.Limit(rec, r, a.limits.Body)
 			h(rec, r, tenant)
 		}
 	})
@@ -247,6 +262,10 @@ func (s *statusRecorder) WriteHeader(code int) {
 	s.code = code
 	s.ResponseWriter.WriteHeader(code)
 }
+
+// Unwrap lets http.ResponseController reach the connection (bodyrate sets
+// its read deadline).
+func (s *statusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter }
 
 // errorBody is every error response: a stable code for programs, a message
 // for people, and per-line or per-field details where there are some.
@@ -313,6 +332,8 @@ func decodeJSON(w http.ResponseWriter, r *http.Request, limit int64, v any) bool
 	switch {
 	case errors.As(err, &tooBig):
 		writeError(w, http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("body larger than %d bytes", tooBig.Limit))
+	case errors.Is(err, bodyrate.ErrTooSlow):
+		writeTooSlow(w, err)
 	case errors.As(err, &refused):
 		var f fieldErrors
 		f.add(refused.Path, "%s", refused.Reason)
@@ -321,6 +342,12 @@ func decodeJSON(w http.ResponseWriter, r *http.Request, limit int64, v any) bool
 		writeError(w, http.StatusBadRequest, "invalid_json", describeJSONError(err))
 	}
 	return false
+}
+
+// writeTooSlow answers a request whose body fell behind the minimum rate.
+func writeTooSlow(w http.ResponseWriter, err error) {
+	w.Header().Set("Connection", "close")
+	writeError(w, http.StatusRequestTimeout, "body_too_slow", err.Error())
 }
 
 func describeJSONError(err error) string {
