@@ -5,13 +5,15 @@
 // path, as Envoy does), authorizes the request against the
 // AuthorizationPolicy (a request without a token has no principal and
 // reaches only the public paths), copies the configured claims into
-// headers, and proxies to ingest. A tenant claim that is not exactly a
+// headers, and proxies to ingest, cutting off a request body that arrives
+// too slowly. A tenant claim that is not exactly a
 // tenant id (see tenantid) refuses the request: HTTP trims header values,
 // so " acme" copied into X-Tenant-ID would reach ingest as "acme".
 package gateway
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -26,6 +28,7 @@ import (
 
 	"herald/deploy/edge/internal/jwtauth"
 	"herald/deploy/edge/internal/policy"
+	"herald/shared/bodyrate"
 	"herald/shared/tenantid"
 )
 
@@ -42,6 +45,9 @@ type Config struct {
 	Authz *policy.AuthorizationPolicy
 	Log   *slog.Logger
 	Reg   prometheus.Registerer
+	// Body is the slowest a request body may arrive; a body that falls
+	// behind is cut off with 408 rather than relayed to ingest for ever.
+	Body bodyrate.Rule
 }
 
 // Gateway is the edge's handler.
@@ -68,13 +74,19 @@ func New(cfg Config) *Gateway {
 			pr.SetXForwarded()
 		},
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+			if errors.Is(err, bodyrate.ErrTooSlow) {
+				g.outcomes.WithLabelValues("body_too_slow").Inc()
+				w.Header().Set("Connection", "close")
+				writeError(w, http.StatusRequestTimeout, "body_too_slow", err.Error())
+				return
+			}
 			cfg.Log.WarnContext(r.Context(), "upstream unavailable", "error", err)
 			writeError(w, http.StatusBadGateway, "bad_gateway", "the API is unavailable; retry shortly")
 		},
 	}
 	g.outcomes = promauto.With(cfg.Reg).NewCounterVec(prometheus.CounterOpts{
 		Name: "herald_edge_requests_total",
-		Help: "Requests at the local edge by outcome (proxied, unauthenticated, denied, bad_request).",
+		Help: "Requests at the local edge by outcome (proxied, unauthenticated, denied, bad_request; body_too_slow of those proxied).",
 	}, []string{"outcome"})
 	return g
 }
@@ -128,6 +140,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	g.outcomes.WithLabelValues("proxied").Inc()
+	bodyrate.Limit(w, r, g.cfg.Body)
 	g.proxy.ServeHTTP(w, r)
 }
 
