@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"herald/ingest/internal/strictjson"
+	"herald/shared/bodyrate"
 	"herald/shared/tenantid"
 	"herald/shared/unsubscribe"
 )
@@ -153,8 +154,12 @@ func (a *API) espWebhook(w http.ResponseWriter, r *http.Request) {
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, a.limits.MaxJSONBytes))
 	var tooBig *http.MaxBytesError
-	if errors.As(err, &tooBig) {
+	switch {
+	case errors.As(err, &tooBig):
 		writeError(w, http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("body larger than %d bytes", tooBig.Limit))
+		return
+	case errors.Is(err, bodyrate.ErrTooSlow):
+		writeTooSlow(w, err)
 		return
 	}
 	if err != nil || !validSignature(a.cfg.WebhookSecret, r.Header.Get(WebhookSignatureHeader), body, a.now()) {
