@@ -24,7 +24,7 @@ func serve(t *testing.T, rule bodyrate.Rule, after func()) (string, chan outcome
 	t.Helper()
 	seen := make(chan outcome, 1)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		bodyrate.Limit(w, r, rule)
+		r = bodyrate.Limit(w, r, rule)
 		b, err := io.ReadAll(r.Body)
 		if after != nil && err == nil {
 			// Readers such as decoders may read again after the end.

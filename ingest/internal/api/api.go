@@ -184,8 +184,7 @@ func (a *API) public(mux *http.ServeMux, pattern string, h http.HandlerFunc) {
 			a.requests.WithLabelValues(pattern, strconv.Itoa(rec.code)).Inc()
 			a.latency.WithLabelValues(pattern).Observe(time.Since(start).Seconds())
 		}()
-		bodyrate.Limit(rec, r, a.limits.Body)
-		h(rec, r)
+		h(rec, bodyrate.Limit(rec, r, a.limits.Body))
 	})
 }
 
@@ -219,8 +218,7 @@ func (a *API) handle(mux *http.ServeMux, pattern string, h tenantHandler) {
 			return
 		}
 		if storableParams(rec, r, params) {
-			bodyrate.Limit(rec, r, a.limits.Body)
-			h(rec, r, tenant)
+			h(rec, bodyrate.Limit(rec, r, a.limits.Body), tenant)
 		}
 	})
 }

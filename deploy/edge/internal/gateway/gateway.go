@@ -74,7 +74,7 @@ func New(cfg Config) *Gateway {
 			pr.SetXForwarded()
 		},
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
-			if errors.Is(err, bodyrate.ErrTooSlow) {
+			if errors.Is(err, bodyrate.ErrTooSlow) || bodyrate.Exceeded(r) {
 				g.outcomes.WithLabelValues("body_too_slow").Inc()
 				w.Header().Set("Connection", "close")
 				writeError(w, http.StatusRequestTimeout, "body_too_slow", err.Error())
@@ -140,8 +140,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	g.outcomes.WithLabelValues("proxied").Inc()
-	bodyrate.Limit(w, r, g.cfg.Body)
-	g.proxy.ServeHTTP(w, r)
+	g.proxy.ServeHTTP(w, bodyrate.Limit(w, r, g.cfg.Body))
 }
 
 // bearer finds the token where Istio looks by default: the Authorization

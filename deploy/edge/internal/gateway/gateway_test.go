@@ -251,12 +251,12 @@ func TestSlowBodyIsCutOffAtTheEdge(t *testing.T) {
 		t.Fatalf("no answer to a stalled body: %v", err)
 	}
 	var body struct {
-		Error struct{ Code string } `json:"error"`
+		Error struct{ Code, Message string } `json:"error"`
 	}
 	_ = json.NewDecoder(resp.Body).Decode(&body)
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusRequestTimeout || body.Error.Code != "body_too_slow" {
-		t.Fatalf("stalled body: %d %q", resp.StatusCode, body.Error.Code)
+		t.Fatalf("stalled body: %d %q %q", resp.StatusCode, body.Error.Code, body.Error.Message)
 	}
 	req, _ = http.NewRequestWithContext(ctx, "POST", e.url+"/v1/customers", strings.NewReader(strings.Repeat("x", 1<<16)))
 	req.Header.Set("Authorization", "Bearer "+e.token("k1", "acme"))
