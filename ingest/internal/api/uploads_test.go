@@ -35,6 +35,19 @@ func (f *fixture) send(ctx context.Context, method, path, tenant, contentType st
 	return response{status: resp.StatusCode, body: m, header: resp.Header}
 }
 
+// sendPiped sends a request whose body is what the test writes to the pipe
+// it returns, and delivers the answer on done.
+func (f *fixture) sendPiped(ctx context.Context, method, path, tenant, contentType string, done chan<- response) *io.PipeWriter {
+	pr, pw := io.Pipe()
+	go func() {
+		// The client waits for its body to end even after ctx does.
+		<-ctx.Done()
+		pw.CloseWithError(ctx.Err())
+	}()
+	go func() { done <- f.send(ctx, method, path, tenant, contentType, pr) }()
+	return pw
+}
+
 // slowUpload is an upload whose body arrives when the test writes it.
 type slowUpload struct {
 	w    *io.PipeWriter
@@ -42,9 +55,8 @@ type slowUpload struct {
 }
 
 func (f *fixture) startUpload(ctx context.Context, tenant string) slowUpload {
-	pr, pw := io.Pipe()
-	u := slowUpload{w: pw, done: make(chan response, 1)}
-	go func() { u.done <- f.send(ctx, "POST", "/v1/customers", tenant, ndjson, pr) }()
+	u := slowUpload{done: make(chan response, 1)}
+	u.w = f.sendPiped(ctx, "POST", "/v1/customers", tenant, ndjson, u.done)
 	return u
 }
 
@@ -150,9 +162,8 @@ func TestSlowBodiesAreCutOff(t *testing.T) {
 		{"PUT", "/v1/profile", "application/json", `{"name":"Acme",`},
 		{"POST", "/v1/templates/t/versions", "application/json", `{"from_email":"d@acme.example",`},
 	} {
-		pr, pw := io.Pipe()
 		done := make(chan response, 1)
-		go func() { done <- f.send(ctx, tc.method, tc.path, "acme", tc.contentType, pr) }()
+		pw := f.sendPiped(ctx, tc.method, tc.path, "acme", tc.contentType, done)
 		if _, err := io.WriteString(pw, tc.start); err != nil {
 			t.Fatal(err)
 		}
