@@ -134,6 +134,10 @@ func TestEdgeRejectsBadCredentials(t *testing.T) {
 		{"unknown kid", "/v1/customers", token(t, jwt.SigningMethodRS256, otherKey, "not-published", claims("acme", nil)), nil, 401, "unauthenticated", "kid"},
 		{"the dev kid, signed with another key", "/v1/customers", token(t, jwt.SigningMethodRS256, otherKey, stack.DevKeyID, claims("acme", nil)), nil, 401, "unauthenticated", "verification fails"},
 		{"an invalid token on a public path", "/u/anything", "garbage", nil, 401, "unauthenticated", "Jwt"},
+		// HTTP trims header values: copied as it is, " acme" would reach
+		// ingest as acme.
+		{"a tenant claim with surrounding whitespace", "/v1/customers", rs(claims(" acme ", nil)), nil, 401, "unauthenticated", "tenant id"},
+		{"a tenant claim that is not an id", "/v1/customers", rs(claims("acme/globex", nil)), nil, 401, "unauthenticated", "tenant id"},
 	}
 	before := snapshot()
 	for _, tc := range tests {

@@ -51,6 +51,7 @@ type settings struct {
 	Limits            api.Limits
 	UnsubscribeSecret string
 	WebhookSecret     string
+	UploadDir         string
 	OpsMetrics        string
 	Triggers          triggers.Config
 }
@@ -76,6 +77,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	cfg.Limits = api.DefaultLimits
 	set.Float(&cfg.Limits.TenantRate, "tenant-rate", "HERALD_TENANT_RATE", api.DefaultLimits.TenantRate, "partner API requests a second per tenant and replica (0: unlimited)")
 	set.Int(&cfg.Limits.TenantBurst, "tenant-burst", "HERALD_TENANT_BURST", api.DefaultLimits.TenantBurst, "partner API requests a tenant may make at once above its rate")
+	set.Int(&cfg.Limits.TenantUploads, "tenant-uploads", "HERALD_TENANT_UPLOADS", api.DefaultLimits.TenantUploads, "NDJSON uploads a tenant may have in progress at once per replica")
+	set.Float(&cfg.Limits.Body.BytesPerSecond, "body-min-rate", "HERALD_BODY_MIN_RATE", api.DefaultLimits.Body.BytesPerSecond, "slowest a request body may arrive, in bytes a second after -body-grace (0: no minimum)")
+	set.Duration(&cfg.Limits.Body.Grace, "body-grace", "HERALD_BODY_GRACE", api.DefaultLimits.Body.Grace, "how long a request body may take before -body-min-rate applies")
+	set.String(&cfg.UploadDir, "upload-dir", "HERALD_UPLOAD_DIR", "", "directory for uploads' checked rows until they are stored (empty: the system's temporary directory)")
 	set.Secret(&cfg.UnsubscribeSecret, "unsubscribe-secret", "HERALD_UNSUBSCRIBE_SECRET", "", "key that signs unsubscribe links, as render has it (at least 16 bytes)")
 	set.String(&cfg.OpsMetrics, "ops-metrics", "HERALD_OPS_METRICS", "", "metrics URL of each stage for the ops page, e.g. recommend=http://recommend:8080/metrics,...")
 	set.Secret(&cfg.WebhookSecret, "webhook-secret", "HERALD_WEBHOOK_SECRET", "", "shared secret of the ESP's bounce and complaint webhook (empty: webhook off)")
@@ -108,7 +113,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		return err
 	}
 	routes := http.NewServeMux()
-	routes.Handle("/", api.New(st, p.Log, p.Registry, api.Config{Limits: cfg.Limits, Unsubscribe: signer, WebhookSecret: cfg.WebhookSecret}).Handler())
+	routes.Handle("/", api.New(st, p.Log, p.Registry, api.Config{Limits: cfg.Limits, Unsubscribe: signer, WebhookSecret: cfg.WebhookSecret,
+		UploadDir: cfg.UploadDir}).Handler())
 	routes.Handle("/ops", ops.New(p.DB, stages, p.Log).Handler())
 	routes.Handle("/ops/", ops.New(p.DB, stages, p.Log).Handler())
 	traced := otelhttp.NewHandler(routes, "ingest", otelhttp.WithSpanNameFormatter(func(_ string, r *http.Request) string {
@@ -165,6 +171,12 @@ func validate(cfg settings) (*unsubscribe.Signer, error) {
 	}
 	if cfg.Limits.TenantRate < 0 || cfg.Limits.TenantBurst < 1 {
 		errs = append(errs, errors.New("-tenant-rate must not be negative and -tenant-burst must be positive"))
+	}
+	if cfg.Limits.TenantUploads < 1 {
+		errs = append(errs, errors.New("-tenant-uploads must be positive"))
+	}
+	if cfg.Limits.Body.BytesPerSecond < 0 || cfg.Limits.Body.Grace < time.Second {
+		errs = append(errs, errors.New("-body-min-rate must not be negative and -body-grace must be at least 1s"))
 	}
 	if cfg.WebhookSecret != "" && len(cfg.WebhookSecret) < 16 {
 		errs = append(errs, errors.New("-webhook-secret must be at least 16 bytes"))

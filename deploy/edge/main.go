@@ -4,7 +4,8 @@
 // `make demo` and the tests exercise the policy the cluster gets. Partner
 // requests need a JWT from the configured issuer and audience; its tenant
 // claim becomes X-Tenant-ID, which no client can set itself. The public
-// paths (one-click unsubscribe, provider webhooks) pass without a token.
+// paths (one-click unsubscribe, provider webhooks) pass without a token. A
+// request body that arrives slower than -body-min-rate is cut off.
 //
 //	edge [flags]
 package main
@@ -27,6 +28,7 @@ import (
 	"herald/deploy/edge/internal/gateway"
 	"herald/deploy/edge/internal/jwtauth"
 	"herald/deploy/edge/internal/policy"
+	"herald/shared/bodyrate"
 	"herald/shared/config"
 	"herald/shared/httpserver"
 	"herald/shared/telemetry"
@@ -54,6 +56,7 @@ type settings struct {
 	JWKSRefresh time.Duration
 	LogLevel    string
 	Grace       time.Duration
+	Body        bodyrate.Rule
 }
 
 func run(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
@@ -68,6 +71,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	set.Duration(&cfg.JWKSRefresh, "jwks-refresh", "HERALD_EDGE_JWKS_REFRESH", 5*time.Minute, "how often key sets are reloaded (also at most this often on an unknown key id)")
 	set.String(&cfg.LogLevel, "log-level", "HERALD_LOG_LEVEL", "info", "debug, info, warn or error")
 	set.Duration(&cfg.Grace, "shutdown-grace", "HERALD_SHUTDOWN_GRACE", 10*time.Second, "how long a shutdown waits for requests in flight")
+	set.Float(&cfg.Body.BytesPerSecond, "body-min-rate", "HERALD_BODY_MIN_RATE", 1024, "slowest a request body may arrive, in bytes a second after -body-grace (0: no minimum)")
+	set.Duration(&cfg.Body.Grace, "body-grace", "HERALD_BODY_GRACE", 10*time.Second, "how long a request body may take before -body-min-rate applies")
 	if err := set.Parse(args); err != nil {
 		return err
 	}
@@ -77,6 +82,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	}
 	if cfg.JWKSRefresh < time.Second {
 		return errors.New("-jwks-refresh must be at least 1s")
+	}
+	if cfg.Body.BytesPerSecond < 0 || cfg.Body.Grace < time.Second {
+		return errors.New("-body-min-rate must not be negative and -body-grace must be at least 1s")
 	}
 	log, err := telemetry.NewLogger(stdout, "edge", cfg.LogLevel)
 	if err != nil {
@@ -106,7 +114,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	}
 	reg := telemetry.NewRegistry()
 	gw := gateway.New(gateway.Config{Upstream: upstream, Verifier: jwtauth.NewVerifier(rules, time.Now),
-		Authn: authn, Authz: authz, Log: log, Reg: reg})
+		Authn: authn, Authz: authz, Log: log, Reg: reg, Body: cfg.Body})
 	admin, err := httpserver.Listen(httpserver.Config{Addr: cfg.HTTPAddr, Registry: reg, Log: log,
 		Ready: map[string]httpserver.Check{"jwks": func(context.Context) error {
 			for _, s := range sets {

@@ -18,14 +18,18 @@ import (
 	"regexp"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
 
 	"herald/ingest/internal/store"
 	"herald/ingest/internal/strictjson"
+	"herald/shared/bodyrate"
 	"herald/shared/emailtemplate"
+	"herald/shared/tenantid"
 	"herald/shared/unsubscribe"
 )
 
@@ -49,6 +53,11 @@ type Limits struct {
 	// sample render at upload and previews. It is the one render sends
 	// with; a zero Budget is emailtemplate.DefaultBudget.
 	TemplateBudget emailtemplate.Budget
+	// TenantUploads bounds each tenant's NDJSON uploads in progress at
+	// once (per ingest replica); 0 disables the limit.
+	TenantUploads int
+	// Body is the slowest a request body may arrive.
+	Body bodyrate.Rule
 }
 
 // DefaultLimits suit the partner API.
@@ -63,6 +72,8 @@ var DefaultLimits = Limits{
 	TenantRate:     100,
 	TenantBurst:    200,
 	TemplateBudget: emailtemplate.DefaultBudget,
+	TenantUploads:  4,
+	Body:           bodyrate.Rule{BytesPerSecond: 1024, Grace: 10 * time.Second},
 }
 
 // Config is what the API needs besides the store.
@@ -74,6 +85,9 @@ type Config struct {
 	// WebhookSecret authenticates the ESP's bounce and complaint webhook;
 	// empty disables it.
 	WebhookSecret string
+	// UploadDir holds uploads' checked rows until they are stored, beyond
+	// what is kept in memory; empty means the system's temporary directory.
+	UploadDir string
 }
 
 // API serves the partner routes.
@@ -84,6 +98,7 @@ type API struct {
 	cfg      Config
 	now      func() time.Time
 	limiter  *tenantLimiter
+	uploads  *tenantSlots
 	routes   []string
 	requests *prometheus.CounterVec
 	latency  *prometheus.HistogramVec
@@ -102,6 +117,7 @@ func New(s *store.Store, log *slog.Logger, reg prometheus.Registerer, cfg Config
 		cfg:     cfg,
 		now:     time.Now,
 		limiter: newTenantLimiter(cfg.Limits.TenantRate, cfg.Limits.TenantBurst),
+		uploads: newTenantSlots(cfg.Limits.TenantUploads),
 		requests: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "herald_ingest_requests_total",
 			Help: "Partner API requests by route and status code.",
@@ -166,8 +182,6 @@ func (a *API) Routes() []string {
 // tenantHandler is a route that runs for a known tenant.
 type tenantHandler func(w http.ResponseWriter, r *http.Request, tenant string)
 
-var tenantPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`)
-
 // public serves a route that needs no tenant: the edge lets it through
 // without a partner token, so it makes its own checks.
 func (a *API) public(mux *http.ServeMux, pattern string, h http.HandlerFunc) {
@@ -179,12 +193,13 @@ func (a *API) public(mux *http.ServeMux, pattern string, h http.HandlerFunc) {
 			a.requests.WithLabelValues(pattern, strconv.Itoa(rec.code)).Inc()
 			a.latency.WithLabelValues(pattern).Observe(time.Since(start).Seconds())
 		}()
-		h(rec, r)
+		h(rec, bodyrate.Limit(rec, r, a.limits.Body))
 	})
 }
 
 func (a *API) handle(mux *http.ServeMux, pattern string, h tenantHandler) {
 	a.routes = append(a.routes, pattern)
+	params := pathParams(pattern)
 	mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		rec := &statusRecorder{ResponseWriter: w, code: http.StatusOK}
@@ -192,13 +207,17 @@ func (a *API) handle(mux *http.ServeMux, pattern string, h tenantHandler) {
 			a.requests.WithLabelValues(pattern, strconv.Itoa(rec.code)).Inc()
 			a.latency.WithLabelValues(pattern).Observe(time.Since(start).Seconds())
 		}()
-		tenant := r.Header.Get(TenantHeader)
-		if tenant == "" {
+		// Exactly one header, exactly a tenant id: the edge sets one from
+		// the token and refuses a claim that is not an id, so anything
+		// else did not come from the edge.
+		tenants := r.Header.Values(TenantHeader)
+		if len(tenants) == 0 {
 			writeError(rec, http.StatusUnauthorized, "unauthenticated", "missing "+TenantHeader+": requests must come through the edge, which sets it from the partner's token")
 			return
 		}
-		if !tenantPattern.MatchString(tenant) {
-			writeError(rec, http.StatusUnauthorized, "unauthenticated", "malformed "+TenantHeader)
+		tenant := tenants[0]
+		if len(tenants) > 1 || !tenantid.Valid(tenant) {
+			writeError(rec, http.StatusUnauthorized, "unauthenticated", "malformed "+TenantHeader+": want one, of "+tenantid.Syntax)
 			return
 		}
 		if wait, ok := a.limiter.allow(tenant, a.now()); !ok {
@@ -207,8 +226,38 @@ func (a *API) handle(mux *http.ServeMux, pattern string, h tenantHandler) {
 				fmt.Sprintf("more than %g requests a second for this tenant; retry after %s", a.limits.TenantRate, wait.Round(time.Millisecond)))
 			return
 		}
-		h(rec, r, tenant)
+		if storableParams(rec, r, params) {
+			h(rec, bodyrate.Limit(rec, r, a.limits.Body), tenant)
+		}
 	})
+}
+
+var wildcard = regexp.MustCompile(`\{([A-Za-z_]+)(?:\.\.\.)?\}`)
+
+// pathParams lists the names of a route pattern's wildcards.
+func pathParams(pattern string) []string {
+	var names []string
+	for _, m := range wildcard.FindAllStringSubmatch(pattern, -1) {
+		names = append(names, m[1])
+	}
+	return names
+}
+
+// storableParams answers 422 for a path parameter that no text column can
+// hold (invalid UTF-8 or NUL, which PostgreSQL refuses) and reports
+// whether every parameter is fine. Each handler then checks its own
+// parameters' syntax.
+func storableParams(w http.ResponseWriter, r *http.Request, params []string) bool {
+	var f fieldErrors
+	for _, name := range params {
+		switch v := r.PathValue(name); {
+		case !utf8.ValidString(v):
+			f.add(name, "path parameter is not valid UTF-8")
+		case strings.IndexByte(v, 0) >= 0:
+			f.add(name, "path parameter contains NUL, which PostgreSQL cannot store")
+		}
+	}
+	return !f.answer(w)
 }
 
 type statusRecorder struct {
@@ -220,6 +269,10 @@ func (s *statusRecorder) WriteHeader(code int) {
 	s.code = code
 	s.ResponseWriter.WriteHeader(code)
 }
+
+// Unwrap lets http.ResponseController reach the connection (bodyrate sets
+// its read deadline).
+func (s *statusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter }
 
 // errorBody is every error response: a stable code for programs, a message
 // for people, and per-line or per-field details where there are some.
@@ -265,9 +318,11 @@ func requireContentType(w http.ResponseWriter, r *http.Request, types ...string)
 	return false
 }
 
-// decodeJSON reads one JSON object of at most limit bytes into v, strictly:
-// duplicate keys, unknown fields and trailing data are errors. It answers
-// the error itself and reports whether decoding succeeded.
+// decodeJSON reads one JSON object of at most limit bytes into v, strictly
+// (see strictjson): malformed JSON, duplicate keys, unknown fields and
+// trailing data are 400; a value PostgreSQL could not store is 422 naming
+// the field. It answers the error itself and reports whether decoding
+// succeeded.
 func decodeJSON(w http.ResponseWriter, r *http.Request, limit int64, v any) bool {
 	if !requireContentType(w, r, "application/json") {
 		return false
@@ -280,12 +335,26 @@ func decodeJSON(w http.ResponseWriter, r *http.Request, limit int64, v any) bool
 		return true
 	}
 	var tooBig *http.MaxBytesError
-	if errors.As(err, &tooBig) {
+	var refused *strictjson.ValueError
+	switch {
+	case errors.As(err, &tooBig):
 		writeError(w, http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("body larger than %d bytes", tooBig.Limit))
-		return false
+	case errors.Is(err, bodyrate.ErrTooSlow):
+		writeTooSlow(w, err)
+	case errors.As(err, &refused):
+		var f fieldErrors
+		f.add(refused.Path, "%s", refused.Reason)
+		f.answer(w)
+	default:
+		writeError(w, http.StatusBadRequest, "invalid_json", describeJSONError(err))
 	}
-	writeError(w, http.StatusBadRequest, "invalid_json", describeJSONError(err))
 	return false
+}
+
+// writeTooSlow answers a request whose body fell behind the minimum rate.
+func writeTooSlow(w http.ResponseWriter, err error) {
+	w.Header().Set("Connection", "close")
+	writeError(w, http.StatusRequestTimeout, "body_too_slow", err.Error())
 }
 
 func describeJSONError(err error) string {

@@ -130,6 +130,9 @@ func TestBadInputIsRejectedAndStoresNothing(t *testing.T) {
 			400, "invalid_lines", "shoe_size"},
 		{"invalid email", "POST", "/v1/customers", "acme", ndjson,
 			good + `{"id":"c2","email":"not an address"}` + "\n", nil,
+			422, "invalid_lines", "line 2: email"},
+		{"invalid email and a malformed line", "POST", "/v1/customers", "acme", ndjson,
+			good + `{"id":"c2","email":"not an address"}` + "\n" + `{"id":"c3"` + "\n", nil,
 			400, "invalid_lines", "line 2: email"},
 		{"upload over the size limit", "POST", "/v1/customers", "acme", ndjson,
 			strings.Repeat(good, 200), nil,
@@ -285,5 +288,41 @@ func TestExplicitAudienceMustExist(t *testing.T) {
 		`{"channel":"email","template":{"id":"bf"},"audience":{"customer_ids":["c1"]},"deadline":"`+deadline+`"}`, "Idempotency-Key", "k2")
 	if r.status != 202 || r.body["deadline"] != deadline {
 		t.Fatalf("valid explicit job: %d %v", r.status, r.body)
+	}
+}
+
+// The tenant is the one X-Tenant-ID the edge set, exactly: a second one (which
+// only something other than the edge can have added) or a malformed one is
+// refused, never resolved to one of them.
+func TestTenantHeaderMustBeOneExactID(t *testing.T) {
+	f := newFixture(t, api.DefaultLimits)
+	tests := []struct {
+		name    string
+		tenants []string
+		want    int
+	}{
+		{"one valid id", []string{"acme"}, 200},
+		{"none", nil, 401},
+		{"two", []string{"acme", "globex"}, 401},
+		{"the same twice", []string{"acme", "acme"}, 401},
+		{"empty", []string{""}, 401},
+		{"inner space", []string{"ac me"}, 401},
+		{"too long", []string{strings.Repeat("a", 65)}, 401},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			req, _ := http.NewRequest("GET", f.srv.URL+"/v1/jobs", nil)
+			for _, v := range tc.tenants {
+				req.Header.Add(api.TenantHeader, v)
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != tc.want {
+				t.Fatalf("X-Tenant-ID %q: %d, want %d", tc.tenants, resp.StatusCode, tc.want)
+			}
+		})
 	}
 }

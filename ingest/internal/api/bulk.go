@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -17,55 +18,119 @@ import (
 
 	"herald/ingest/internal/ndjson"
 	"herald/ingest/internal/store"
+	"herald/shared/bodyrate"
 )
 
 // rowFunc validates one decoded line and turns it into a staging row (the
 // line number first). Problems are returned as line errors.
 type rowFunc[T any] func(line int64, v *T) ([]any, []ndjson.LineError)
 
-// bulk serves an NDJSON upload of dataset d. The body is streamed straight
-// into COPY, so an upload of any size needs constant memory; a bad line
-// anywhere rolls the whole upload back and is reported by number.
+// uploadRetryAfter is the Retry-After, in seconds, of an upload refused
+// because the tenant has as many in progress as it may.
+const uploadRetryAfter = 5
+
+// bulk serves an NDJSON upload of dataset d. The whole body is read and
+// every line checked first, the good rows staged (see store.Staging), and
+// only then are they stored, in one short transaction: a bad line anywhere
+// stores nothing and is reported by number, and a client slow to send
+// holds no database connection. Each tenant has at most
+// Limits.TenantUploads uploads in progress.
 func bulk[T any](a *API, d store.Dataset, toRow rowFunc[T]) tenantHandler {
 	return func(w http.ResponseWriter, r *http.Request, tenant string) {
 		if !requireContentType(w, r, "application/x-ndjson", "application/jsonl") {
 			return
 		}
-		src := &lineSource[T]{
-			r:       ndjson.NewReader(http.MaxBytesReader(w, r.Body, a.limits.MaxBulkBytes), a.limits.MaxLineBytes),
-			toRow:   toRow,
-			maxErrs: a.limits.MaxLineErrors,
+		if !a.uploads.acquire(tenant) {
+			w.Header().Set("Retry-After", strconv.Itoa(uploadRetryAfter))
+			writeError(w, http.StatusTooManyRequests, "too_many_uploads",
+				fmt.Sprintf("this tenant has %d uploads in progress, as many as it may; retry when one has been answered", a.limits.TenantUploads))
+			return
 		}
-		n, err := a.store.Load(r.Context(), tenant, d, src)
-		var lines *lineErrors
+		defer a.uploads.release(tenant)
+		staged := store.NewStaging(d, a.cfg.UploadDir)
+		defer staged.Close()
+		body := ndjson.NewReader(http.MaxBytesReader(w, r.Body, a.limits.MaxBulkBytes), a.limits.MaxLineBytes)
+		lines, err := stageLines(body, toRow, staged, a.limits.MaxLineErrors)
+		var bad *lineErrors
 		var tooBig *http.MaxBytesError
 		switch {
 		case errors.As(err, &tooBig):
 			writeError(w, http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("upload larger than %d bytes; split it", tooBig.Limit))
-		case errors.As(err, &lines):
-			msg := fmt.Sprintf("%d bad lines, nothing stored; first: %v", len(lines.errs), lines.errs[0])
-			if lines.truncated {
-				msg = fmt.Sprintf("more than %d bad lines, nothing stored; first: %v", len(lines.errs), lines.errs[0])
+			return
+		case errors.Is(err, bodyrate.ErrTooSlow):
+			writeTooSlow(w, err)
+			return
+		case errors.As(err, &bad):
+			msg := fmt.Sprintf("%d bad lines, nothing stored; first: %v", len(bad.errs), bad.errs[0])
+			if bad.truncated {
+				msg = fmt.Sprintf("more than %d bad lines, nothing stored; first: %v", len(bad.errs), bad.errs[0])
 			}
-			writeErrorDetails(w, http.StatusBadRequest, "invalid_lines", msg, lines.errs)
+			writeErrorDetails(w, bad.status(), "invalid_lines", msg, bad.errs)
+			return
 		case err != nil:
 			a.internalError(w, r, tenant, err)
-		default:
-			writeJSON(w, http.StatusOK, map[string]any{"dataset": d.Name, "lines": src.lines, "upserted": n})
+			return
 		}
+		n, err := a.store.Load(r.Context(), tenant, staged)
+		if err != nil {
+			a.internalError(w, r, tenant, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"dataset": d.Name, "lines": lines, "upserted": n})
 	}
 }
 
-// lineSource feeds decoded, validated lines to pgx's CopyFrom.
-type lineSource[T any] struct {
-	r         *ndjson.Reader
-	toRow     rowFunc[T]
-	row       []any
-	lines     int64
-	errs      []ndjson.LineError
-	maxErrs   int
-	truncated bool
-	fatal     error
+// stageLines reads every line of an upload, checks it and stages its row.
+// After the first bad line nothing more is staged, but reading goes on to
+// report up to maxErrs bad lines, as *lineErrors. It returns the number of
+// lines read.
+func stageLines[T any](r *ndjson.Reader, toRow rowFunc[T], staged *store.Staging, maxErrs int) (int64, error) {
+	var lines int64
+	bad := &lineErrors{}
+	add := func(errs ...ndjson.LineError) bool {
+		for _, e := range errs {
+			if len(bad.errs) >= maxErrs {
+				bad.truncated = true
+				return false
+			}
+			bad.errs = append(bad.errs, e)
+		}
+		return true
+	}
+	for {
+		var v T
+		err := r.Next(&v)
+		var le ndjson.LineError
+		switch {
+		case errors.Is(err, io.EOF):
+			if len(bad.errs) > 0 {
+				return lines, bad
+			}
+			return lines, nil
+		case errors.As(err, &le):
+			lines++
+			if !add(le) {
+				return lines, bad
+			}
+			continue
+		case err != nil:
+			return lines, err
+		}
+		lines++
+		row, problems := toRow(r.Line(), &v)
+		if len(problems) > 0 {
+			if !add(problems...) {
+				return lines, bad
+			}
+			continue
+		}
+		if len(bad.errs) > 0 {
+			continue // keep looking for bad lines, but stage nothing more
+		}
+		if err := staged.Add(row...); err != nil {
+			return lines, err
+		}
+	}
 }
 
 type lineErrors struct {
@@ -75,61 +140,15 @@ type lineErrors struct {
 
 func (e *lineErrors) Error() string { return fmt.Sprintf("%d bad lines", len(e.errs)) }
 
-func (s *lineSource[T]) Next() bool {
-	for {
-		var v T
-		err := s.r.Next(&v)
-		var le ndjson.LineError
-		switch {
-		case errors.Is(err, io.EOF):
-			return false
-		case errors.As(err, &le):
-			s.lines++
-			if !s.addErrs(le) {
-				return false
-			}
-			continue
-		case err != nil:
-			s.fatal = err
-			return false
+// status is 400 if a line is malformed, as for a malformed JSON body, and
+// 422 if every bad line is well formed with values that are refused.
+func (e *lineErrors) status() int {
+	for _, le := range e.errs {
+		if le.Malformed {
+			return http.StatusBadRequest
 		}
-		s.lines++
-		row, problems := s.toRow(s.r.Line(), &v)
-		if len(problems) > 0 {
-			if !s.addErrs(problems...) {
-				return false
-			}
-			continue
-		}
-		if len(s.errs) > 0 {
-			continue // keep scanning for errors, but stage nothing more
-		}
-		s.row = row
-		return true
 	}
-}
-
-func (s *lineSource[T]) addErrs(errs ...ndjson.LineError) bool {
-	for _, e := range errs {
-		if len(s.errs) >= s.maxErrs {
-			s.truncated = true
-			return false
-		}
-		s.errs = append(s.errs, e)
-	}
-	return true
-}
-
-func (s *lineSource[T]) Values() ([]any, error) { return s.row, nil }
-
-func (s *lineSource[T]) Err() error {
-	if s.fatal != nil {
-		return s.fatal
-	}
-	if len(s.errs) > 0 {
-		return &lineErrors{errs: s.errs, truncated: s.truncated}
-	}
-	return nil
+	return http.StatusUnprocessableEntity
 }
 
 // checker collects the problems of one line.

@@ -83,9 +83,7 @@ func (a *API) createJob(w http.ResponseWriter, r *http.Request, tenant string) {
 	if !templateIDPattern.MatchString(req.Template.ID) {
 		f.add("template.id", "must name a template")
 	}
-	if req.Template.Version < 0 {
-		f.add("template.version", "must be positive, or omitted for the latest")
-	}
+	checkVersion(&f, "template.version", req.Template.Version)
 	ids := req.Audience.CustomerIDs
 	kinds := 0
 	for _, set := range []bool{req.Audience.AllSubscribed, len(ids) > 0, req.Audience.Segment != nil} {
@@ -513,13 +511,19 @@ func jobView(j store.JobStatus, now time.Time) JobView {
 
 // traceparent is the trace context the job's work continues: the span of
 // this request (the edge's or the partner's trace, continued), or what the
-// caller sent if tracing is off.
+// caller sent if tracing is off and it is a well-formed W3C traceparent
+// (anything else is ignored, as Trace Context says).
 func traceparent(r *http.Request) string {
 	if tp := telemetry.Traceparent(r.Context()); tp != "" {
 		return tp
 	}
-	return r.Header.Get("Traceparent")
+	if tp := r.Header.Get("Traceparent"); traceparentPattern.MatchString(tp) {
+		return tp
+	}
+	return ""
 }
+
+var traceparentPattern = regexp.MustCompile(`^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$`)
 
 // quietHours is a daily window in each recipient's local time when the job
 // sends them nothing: "hold" sends when it ends, "skip" not at all.

@@ -88,12 +88,24 @@ func TestRejectionsChangeNothing(t *testing.T) {
 			`{"name":"A","website_url":"https://a.example","postal_address":"1 St","name":"B"}`, nil, 400, "invalid_json", "duplicate key"},
 		{"duplicate key in an NDJSON line", "POST", "/v1/customers", "acme", ndjson,
 			`{"id":"c7","email":"x@example.com","email":"y@example.com"}` + "\n", nil, 400, "invalid_lines", "line 1: duplicate key \"email\""},
+		{"duplicate key in another case", "POST", "/v1/jobs", "acme", "application/json",
+			`{"channel":"email","CHANNEL":"ad","template":{"id":"bf"},"audience":{"all_subscribed":true}}`, key("k-case"), 400, "invalid_json", `duplicate key "CHANNEL"`},
+		{"duplicate key in another case, nested", "POST", "/v1/jobs", "acme", "application/json",
+			`{"channel":"email","template":{"id":"bf","ID":"other"},"audience":{"all_subscribed":true}}`, key("k-case2"), 400, "invalid_json", `duplicate key "ID"`},
+		{"duplicate key in another case in an NDJSON line", "POST", "/v1/customers", "acme", ndjson,
+			`{"id":"c7","email":"x@example.com","Email":"y@example.com"}` + "\n", nil, 400, "invalid_lines", `line 1: duplicate key "Email"`},
+		{"stray brace after a JSON body", "PUT", "/v1/profile", "acme", "application/json",
+			`{"name":"A","website_url":"https://a.example","postal_address":"1 St"}}`, nil, 400, "invalid_json", "after the JSON value"},
+		{"stray brackets after a job", "POST", "/v1/jobs", "acme", "application/json", job("") + "]]", key("k-trail"), 400, "invalid_json", "after the JSON value"},
+		{"second value after a job", "POST", "/v1/jobs", "acme", "application/json", job("") + ` {"channel":"ad"}`, key("k-trail2"), 400, "invalid_json", "after the JSON value"},
+		{"stray brace after an NDJSON line", "POST", "/v1/customers", "acme", ndjson,
+			`{"id":"c7","email":"x@example.com"}}` + "\n", nil, 400, "invalid_lines", "line 1: more than one JSON value"},
 		{"unknown field", "POST", "/v1/jobs", "acme", "application/json", job(`,"priority":"high"`), key("k-unk"), 400, "invalid_json", "priority"},
 		{"wrong content type", "POST", "/v1/jobs", "acme", "text/plain", job(""), key("k-ct"), 415, "unsupported_media_type", "application/json"},
 		{"wrong content type for NDJSON", "POST", "/v1/events", "acme", "application/json", "{}", nil, 415, "unsupported_media_type", "ndjson"},
 		{"malformed NDJSON line", "POST", "/v1/catalog/items", "acme", ndjson,
 			`{"id":"i1","title":"T","url":"https://s.example/i1","price_cents":100}` + "\n" + `{"id":` + "\n", nil, 400, "invalid_lines", "line 2"},
-		{"invalid email", "POST", "/v1/suppressions", "acme", ndjson, `{"email":"no-at-sign"}` + "\n", nil, 400, "invalid_lines", "line 1: email"},
+		{"invalid email", "POST", "/v1/suppressions", "acme", ndjson, `{"email":"no-at-sign"}` + "\n", nil, 422, "invalid_lines", "line 1: email"},
 		{"CR/LF in a subject", "POST", "/v1/templates/t2/versions", "acme", "application/json",
 			`{"from_email":"d@acme.example","subject":"Hi\r\nBcc: victim@example.com","html":"<p>x</p>"}`, nil, 422, "invalid_request", "subject"},
 		{"CR/LF in the from name", "POST", "/v1/templates/t2/versions", "acme", "application/json",
@@ -472,7 +484,7 @@ func TestEventsLandInMonthlyPartitions(t *testing.T) {
 	}
 	before := f.snapshot()
 	r := f.do("POST", "/v1/events", "acme", ndjson, `{"customer_id":"c1","kind":"wishlist","item_id":"i1","occurred_at":"2026-01-01T00:00:00Z"}`+"\n")
-	if code, msg := errorOf(r); r.status != 400 || code != "invalid_lines" || !strings.Contains(msg, "kind") {
+	if code, msg := errorOf(r); r.status != 422 || code != "invalid_lines" || !strings.Contains(msg, "kind") {
 		t.Fatalf("bad kind: %d %v", r.status, r.body)
 	}
 	f.unchanged(before)

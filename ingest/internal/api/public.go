@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"herald/ingest/internal/strictjson"
+	"herald/shared/bodyrate"
+	"herald/shared/tenantid"
 	"herald/shared/unsubscribe"
 )
 
@@ -65,7 +67,7 @@ func (a *API) verifyToken(r *http.Request) *unsubscribe.Claim {
 	if err != nil {
 		return nil
 	}
-	if _, err := mail.ParseAddress(c.Email); err != nil || !tenantPattern.MatchString(c.Tenant) {
+	if _, err := mail.ParseAddress(c.Email); err != nil || !tenantid.Valid(c.Tenant) {
 		return nil
 	}
 	return &c
@@ -152,8 +154,12 @@ func (a *API) espWebhook(w http.ResponseWriter, r *http.Request) {
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, a.limits.MaxJSONBytes))
 	var tooBig *http.MaxBytesError
-	if errors.As(err, &tooBig) {
+	switch {
+	case errors.As(err, &tooBig):
 		writeError(w, http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("body larger than %d bytes", tooBig.Limit))
+		return
+	case errors.Is(err, bodyrate.ErrTooSlow):
+		writeTooSlow(w, err)
 		return
 	}
 	if err != nil || !validSignature(a.cfg.WebhookSecret, r.Header.Get(WebhookSignatureHeader), body, a.now()) {
@@ -161,16 +167,22 @@ func (a *API) espWebhook(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var in webhookBody
-	if err := strictjson.Decode(body, &in); err != nil {
+	var f fieldErrors
+	var refused *strictjson.ValueError
+	switch err := strictjson.Decode(body, &in); {
+	case errors.As(err, &refused):
+		f.add(refused.Path, "%s", refused.Reason)
+		f.answer(w)
+		return
+	case err != nil:
 		writeError(w, http.StatusBadRequest, "invalid_json", describeJSONError(err))
 		return
 	}
-	var f fieldErrors
 	for i, e := range in.Events {
 		if e.Type != "bounce" && e.Type != "complaint" {
 			f.add(fmt.Sprintf("events[%d].type", i), "must be bounce or complaint")
 		}
-		if !tenantPattern.MatchString(e.Tenant) {
+		if !tenantid.Valid(e.Tenant) {
 			f.add(fmt.Sprintf("events[%d].tenant", i), "is not a tenant id")
 		}
 		if addr, err := mail.ParseAddress(e.Email); err != nil || addr.Address != e.Email {

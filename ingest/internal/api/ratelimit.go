@@ -57,3 +57,44 @@ func (l *tenantLimiter) allow(tenant string, now time.Time) (time.Duration, bool
 	}
 	return 0, true
 }
+
+// tenantSlots bounds how many requests of one kind each tenant has in
+// progress at once (per replica), whatever their rate: a slow request
+// costs for as long as it lasts, which a rate limit does not see.
+type tenantSlots struct {
+	max  int
+	mu   sync.Mutex
+	used map[string]int
+}
+
+func newTenantSlots(max int) *tenantSlots {
+	if max <= 0 {
+		return nil
+	}
+	return &tenantSlots{max: max, used: map[string]int{}}
+}
+
+// acquire takes a slot for tenant if one is free; release gives it back.
+func (s *tenantSlots) acquire(tenant string) bool {
+	if s == nil {
+		return true
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.used[tenant] >= s.max {
+		return false
+	}
+	s.used[tenant]++
+	return true
+}
+
+func (s *tenantSlots) release(tenant string) {
+	if s == nil {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.used[tenant]--; s.used[tenant] <= 0 {
+		delete(s.used, tenant)
+	}
+}

@@ -3,6 +3,7 @@ package api
 import (
 	"errors"
 	"fmt"
+	"math"
 	"net/http"
 	"regexp"
 	"strconv"
@@ -34,6 +35,18 @@ type templateView struct {
 }
 
 var templateIDPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`)
+
+// maxVersion is the largest template version: templates.version and the
+// columns that name one are integer (int4).
+const maxVersion = math.MaxInt32
+
+// checkVersion checks a template version that a request names, 0 meaning
+// the latest.
+func checkVersion(f *fieldErrors, field string, v int) {
+	if v < 0 || v > maxVersion {
+		f.add(field, "must be between 1 and %d, or omitted for the latest", maxVersion)
+	}
+}
 
 // headerProblems lists the template fields that end up in message headers
 // and contain a line break or other control character: in a header, CR or
@@ -138,12 +151,18 @@ func sourceOf(req templateRequest) emailtemplate.Source {
 // itself when there is none.
 func (a *API) templateOf(w http.ResponseWriter, r *http.Request, tenant string) (store.Template, bool) {
 	id := r.PathValue("id")
-	version, err := strconv.Atoi(r.PathValue("version"))
+	version, err := strconv.ParseInt(r.PathValue("version"), 10, 32)
+	if errors.Is(err, strconv.ErrRange) {
+		var f fieldErrors
+		f.add("version", "must be between 1 and %d", maxVersion)
+		f.answer(w)
+		return store.Template{}, false
+	}
 	if !templateIDPattern.MatchString(id) || err != nil || version < 1 {
 		writeError(w, http.StatusNotFound, "not_found", "no such template version")
 		return store.Template{}, false
 	}
-	t, err := a.store.Template(r.Context(), tenant, id, version)
+	t, err := a.store.Template(r.Context(), tenant, id, int(version))
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		writeError(w, http.StatusNotFound, "not_found", "no such template version")

@@ -80,9 +80,7 @@ func (a *API) putCatalogTrigger(w http.ResponseWriter, r *http.Request, tenant s
 	if !templateIDPattern.MatchString(req.Template.ID) {
 		f.add("template.id", "must name a template")
 	}
-	if req.Template.Version < 0 {
-		f.add("template.version", "must be positive, or omitted for the latest")
-	}
+	checkVersion(&f, "template.version", req.Template.Version)
 	if req.Lookback != "" {
 		d, err := time.ParseDuration(req.Lookback)
 		if err != nil || d < time.Hour || d > maxLookback {

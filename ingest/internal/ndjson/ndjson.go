@@ -18,6 +18,10 @@ type LineError struct {
 	Line    int64  `json:"line"`
 	Field   string `json:"field,omitempty"`
 	Message string `json:"message"`
+	// Malformed marks a line that is not a JSON object of the upload's
+	// shape (bad syntax, a duplicate or unknown member, a wrong type);
+	// otherwise the line is well formed and one of its values is refused.
+	Malformed bool `json:"-"`
 }
 
 func (e LineError) Error() string {
@@ -43,10 +47,10 @@ func NewReader(r io.Reader, maxLine int) *Reader {
 // Line is the number of the line last returned.
 func (r *Reader) Line() int64 { return r.line }
 
-// Next decodes the next non-empty line into v, rejecting duplicate keys,
-// unknown fields and anything after the object. It returns io.EOF at the end of input, a
-// LineError for a bad line (the caller may go on to the next), and any other
-// error when reading the input itself fails.
+// Next decodes the next non-empty line into v as strictjson does. It
+// returns io.EOF at the end of input, a LineError for a bad line (the
+// caller may go on to the next), and any other error when reading the
+// input itself fails.
 func (r *Reader) Next(v any) error {
 	for {
 		line, err := r.readLine()
@@ -56,18 +60,16 @@ func (r *Reader) Next(v any) error {
 		if len(bytes.TrimSpace(line)) == 0 {
 			continue
 		}
-		if err := strictjson.CheckDuplicateKeys(line); err != nil {
-			return LineError{Line: r.line, Message: err.Error()}
+		err = strictjson.Decode(line, v)
+		var refused *strictjson.ValueError
+		switch {
+		case err == nil:
+			return nil
+		case errors.As(err, &refused):
+			return LineError{Line: r.line, Field: refused.Path, Message: refused.Reason}
+		default:
+			return LineError{Line: r.line, Message: describe(err), Malformed: true}
 		}
-		dec := json.NewDecoder(bytes.NewReader(line))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(v); err != nil {
-			return LineError{Line: r.line, Message: describe(err)}
-		}
-		if dec.More() {
-			return LineError{Line: r.line, Message: "more than one JSON value on the line"}
-		}
-		return nil
 	}
 }
 
@@ -88,7 +90,7 @@ func (r *Reader) readLine() ([]byte, error) {
 			if err != nil && !errors.Is(err, io.EOF) {
 				return nil, err
 			}
-			return nil, LineError{Line: r.line, Message: fmt.Sprintf("longer than %d bytes", r.maxLine)}
+			return nil, LineError{Line: r.line, Message: fmt.Sprintf("longer than %d bytes", r.maxLine), Malformed: true}
 		}
 		switch {
 		case err == nil:
@@ -122,6 +124,8 @@ func describe(err error) string {
 		return fmt.Sprintf("must be a JSON object, not %s", typ.Value)
 	case errors.Is(err, io.ErrUnexpectedEOF):
 		return "truncated JSON"
+	case errors.Is(err, strictjson.ErrTrailingData):
+		return "more than one JSON value on the line: " + err.Error()
 	default:
 		return err.Error()
 	}

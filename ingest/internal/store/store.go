@@ -83,8 +83,8 @@ var (
 	ensureEventsPartitionSQL string
 )
 
-// The datasets ingest accepts. Each row a source yields must match the
-// dataset's columns, starting with the NDJSON line number.
+// The datasets ingest accepts. Each staged row must match the dataset's
+// columns, starting with the NDJSON line number.
 var (
 	Customers = Dataset{Name: "customers", stage: stageCustomersSQL, table: "staged_customers", merge: loadCustomersSQL,
 		columns: []string{"line", "id", "email", "first_name", "last_name", "locale", "timezone", "subscribed", "consent", "attributes"}}
@@ -98,27 +98,27 @@ var (
 		columns: []string{"line", "customer_id", "kind", "item_id", "quantity", "occurred_at"}}
 )
 
-// Load streams rows into a staging table with COPY and merges them into the
-// tenant's data in one transaction: an upload lands whole or not at all, and
-// memory does not grow with its size. If src reports an error (a bad line),
-// nothing is stored and that error is returned. It returns the rows merged.
-func (s *Store) Load(ctx context.Context, tenant string, d Dataset, src pgx.CopyFromSource) (int64, error) {
+// Load stores the staged rows: in one transaction it copies them into a
+// staging table and merges them into the tenant's data, so an upload lands
+// whole or not at all. The rows are checked and staged before, so the
+// transaction holds its connection only while PostgreSQL reads them. It
+// returns the rows merged.
+func (s *Store) Load(ctx context.Context, tenant string, staged *Staging) (int64, error) {
+	d := staged.d
+	rows, err := staged.rowsReader()
+	if err != nil {
+		return 0, err
+	}
 	var merged int64
-	err := pgdb.InTx(ctx, s.db, func(tx pgx.Tx) error {
+	err = pgdb.InTx(ctx, s.db, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, ensureTenantSQL, tenant); err != nil {
 			return fmt.Errorf("ensure tenant: %w", err)
 		}
 		if _, err := tx.Exec(ctx, d.stage); err != nil {
 			return fmt.Errorf("stage %s: %w", d.Name, err)
 		}
-		if _, err := tx.CopyFrom(ctx, pgx.Identifier{d.table}, d.columns, src); err != nil {
-			if srcErr := src.Err(); srcErr != nil {
-				return srcErr
-			}
+		if _, err := tx.Conn().PgConn().CopyFrom(ctx, rows, d.copyStatement()); err != nil {
 			return fmt.Errorf("copy %s: %w", d.Name, err)
-		}
-		if err := src.Err(); err != nil {
-			return err
 		}
 		if d.monthly {
 			if err := s.ensureMonths(ctx, tx); err != nil {

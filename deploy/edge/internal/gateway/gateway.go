@@ -5,11 +5,15 @@
 // path, as Envoy does), authorizes the request against the
 // AuthorizationPolicy (a request without a token has no principal and
 // reaches only the public paths), copies the configured claims into
-// headers, and proxies to ingest.
+// headers, and proxies to ingest, cutting off a request body that arrives
+// too slowly. A tenant claim that is not exactly a
+// tenant id (see tenantid) refuses the request: HTTP trims header values,
+// so " acme" copied into X-Tenant-ID would reach ingest as "acme".
 package gateway
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -24,7 +28,12 @@ import (
 
 	"herald/deploy/edge/internal/jwtauth"
 	"herald/deploy/edge/internal/policy"
+	"herald/shared/bodyrate"
+	"herald/shared/tenantid"
 )
+
+// TenantHeader carries the verified tenant to ingest.
+const TenantHeader = "X-Tenant-ID"
 
 // Config is one edge.
 type Config struct {
@@ -36,6 +45,9 @@ type Config struct {
 	Authz *policy.AuthorizationPolicy
 	Log   *slog.Logger
 	Reg   prometheus.Registerer
+	// Body is the slowest a request body may arrive; a body that falls
+	// behind is cut off with 408 rather than relayed to ingest for ever.
+	Body bodyrate.Rule
 }
 
 // Gateway is the edge's handler.
@@ -50,7 +62,7 @@ type Gateway struct {
 func New(cfg Config) *Gateway {
 	g := &Gateway{cfg: cfg}
 	// The tenant header is never taken from a client, whatever the policy.
-	g.strip = []string{"X-Tenant-ID"}
+	g.strip = []string{TenantHeader}
 	for _, r := range cfg.Authn.Spec.JWTRules {
 		for _, h := range r.OutputClaimToHeaders {
 			g.strip = append(g.strip, h.Header)
@@ -62,13 +74,19 @@ func New(cfg Config) *Gateway {
 			pr.SetXForwarded()
 		},
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+			if errors.Is(err, bodyrate.ErrTooSlow) || bodyrate.Exceeded(r) {
+				g.outcomes.WithLabelValues("body_too_slow").Inc()
+				w.Header().Set("Connection", "close")
+				writeError(w, http.StatusRequestTimeout, "body_too_slow", err.Error())
+				return
+			}
 			cfg.Log.WarnContext(r.Context(), "upstream unavailable", "error", err)
 			writeError(w, http.StatusBadGateway, "bad_gateway", "the API is unavailable; retry shortly")
 		},
 	}
 	g.outcomes = promauto.With(cfg.Reg).NewCounterVec(prometheus.CounterOpts{
 		Name: "herald_edge_requests_total",
-		Help: "Requests at the local edge by outcome (proxied, unauthenticated, denied, bad_request).",
+		Help: "Requests at the local edge by outcome (proxied, unauthenticated, denied, bad_request; body_too_slow of those proxied).",
 	}, []string{"outcome"})
 	return g
 }
@@ -87,9 +105,13 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	token, present := bearer(r)
 	var principal string
 	var verified jwtauth.Verified
+	var claimHeaders []claimHeader
 	if present {
 		var err error
 		verified, err = g.cfg.Verifier.Verify(r.Context(), token)
+		if err == nil {
+			claimHeaders, err = g.headersOf(verified)
+		}
 		if err != nil {
 			g.outcomes.WithLabelValues("unauthenticated").Inc()
 			w.Header().Set("WWW-Authenticate", fmt.Sprintf("Bearer realm=%q, error=\"invalid_token\"", "herald"))
@@ -103,23 +125,18 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusForbidden, "forbidden", err.Error())
 		return
 	}
+	for _, h := range claimHeaders {
+		r.Header.Set(h.header, h.value)
+	}
 	if present {
 		for _, rule := range g.cfg.Authn.Spec.JWTRules {
-			if rule.Issuer != verified.Issuer {
-				continue
-			}
-			for _, h := range rule.OutputClaimToHeaders {
-				if v, ok := claimValue(verified.Claims[h.Claim]); ok {
-					r.Header.Set(h.Header, v)
-				}
-			}
-			if !rule.ForwardOriginalToken {
+			if rule.Issuer == verified.Issuer && !rule.ForwardOriginalToken {
 				r.Header.Del("Authorization")
 			}
 		}
 	}
 	g.outcomes.WithLabelValues("proxied").Inc()
-	g.proxy.ServeHTTP(w, r)
+	g.proxy.ServeHTTP(w, bodyrate.Limit(w, r, g.cfg.Body))
 }
 
 // bearer finds the token where Istio looks by default: the Authorization
@@ -136,8 +153,39 @@ func bearer(r *http.Request) (string, bool) {
 	return "", false
 }
 
+type claimHeader struct{ header, value string }
+
+// headersOf returns the headers the verified token's claims become. The
+// tenant claim, when the token has one, must be exactly a tenant id.
+func (g *Gateway) headersOf(v jwtauth.Verified) ([]claimHeader, error) {
+	var out []claimHeader
+	for _, rule := range g.cfg.Authn.Spec.JWTRules {
+		if rule.Issuer != v.Issuer {
+			continue
+		}
+		for _, h := range rule.OutputClaimToHeaders {
+			raw, has := v.Claims[h.Claim]
+			if !has {
+				continue
+			}
+			value, ok := claimValue(raw)
+			if http.CanonicalHeaderKey(h.Header) == http.CanonicalHeaderKey(TenantHeader) {
+				if !ok || !tenantid.Valid(value) {
+					return nil, fmt.Errorf("claim %q is not a tenant id (%s)", h.Claim, tenantid.Syntax)
+				}
+			}
+			if ok {
+				out = append(out, claimHeader{header: h.Header, value: value})
+			}
+		}
+	}
+	return out, nil
+}
+
 // claimValue renders a claim for a header, as Envoy does for strings,
-// numbers and booleans; anything with a control character is dropped.
+// numbers and booleans. A value that a header cannot carry as it is —
+// with a control character, or with leading or trailing whitespace, which
+// HTTP trims — is dropped rather than passed on changed.
 func claimValue(v any) (string, bool) {
 	var s string
 	switch v := v.(type) {
@@ -150,7 +198,7 @@ func claimValue(v any) (string, bool) {
 	default:
 		return "", false
 	}
-	if s == "" || strings.ContainsFunc(s, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
+	if s == "" || strings.ContainsFunc(s, func(r rune) bool { return r < 0x20 || r == 0x7f }) || strings.Trim(s, " \t") != s {
 		return "", false
 	}
 	return s, true

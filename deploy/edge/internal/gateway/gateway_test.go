@@ -5,12 +5,14 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"encoding/json"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -19,6 +21,7 @@ import (
 
 	"herald/deploy/edge/internal/jwtauth"
 	"herald/deploy/edge/internal/policy"
+	"herald/shared/bodyrate"
 )
 
 const (
@@ -55,7 +58,10 @@ func writeJWKS(t *testing.T, path string, keys map[string]*rsa.PrivateKey) {
 	}
 }
 
-func newEdge(t *testing.T) *edge {
+func newEdge(t *testing.T) *edge { return newEdgeWith(t, bodyrate.Rule{}) }
+
+// newEdgeWith is an edge that holds request bodies to rule.
+func newEdgeWith(t *testing.T, rule bodyrate.Rule) *edge {
 	t.Helper()
 	e := &edge{t: t, jwks: filepath.Join(t.TempDir(), "jwks.json"), keys: map[string]*rsa.PrivateKey{}, upstream: make(chan http.Header, 10)}
 	k, err := rsa.GenerateKey(rand.Reader, 2048)
@@ -74,6 +80,10 @@ func newEdge(t *testing.T) *edge {
 	}
 	e.keySet = keys
 	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, err := io.Copy(io.Discard, r.Body); err != nil {
+			w.WriteHeader(http.StatusBadRequest)
+			return
+		}
 		h := r.Header.Clone()
 		h.Set("X-Seen-Path", r.URL.Path)
 		e.upstream <- h
@@ -83,7 +93,7 @@ func newEdge(t *testing.T) *edge {
 	u, _ := url.Parse(up.URL)
 	gw := New(Config{Upstream: u, Verifier: jwtauth.NewVerifier([]jwtauth.Rule{{Issuer: authn.Spec.JWTRules[0].Issuer,
 		Audiences: authn.Spec.JWTRules[0].Audiences, Keys: keys}}, time.Now),
-		Authn: authn, Authz: authz, Log: slog.New(slog.DiscardHandler), Reg: prometheus.NewRegistry()})
+		Authn: authn, Authz: authz, Log: slog.New(slog.DiscardHandler), Reg: prometheus.NewRegistry(), Body: rule})
 	srv := httptest.NewServer(gw)
 	t.Cleanup(srv.Close)
 	e.url = srv.URL
@@ -185,5 +195,77 @@ func TestKeysRotate(t *testing.T) {
 	}
 	if status, _ := e.do("GET", "/v1/jobs", tok1, nil); status != 401 {
 		t.Fatalf("retired key: %d", status)
+	}
+}
+
+// A tenant claim reaches ingest only if it is exactly a tenant id: HTTP
+// trims header values, so a claim with surrounding whitespace would act as
+// the trimmed tenant.
+func TestTenantClaimMustBeExactlyAnID(t *testing.T) {
+	e := newEdge(t)
+	tests := []struct {
+		claim      string
+		wantStatus int
+		wantTenant string // "" when the request must not be proxied
+	}{
+		{"acme", 204, "acme"},
+		{" acme", 401, ""},
+		{"acme ", 401, ""},
+		{"acme\t", 401, ""},
+		{"ac me", 401, ""},
+		{"acme/globex", 401, ""},
+		{strings.Repeat("a", 65), 401, ""},
+		{"", 401, ""},
+	}
+	for _, tc := range tests {
+		status, seen := e.do("GET", "/v1/jobs", e.token("k1", tc.claim), nil)
+		got := ""
+		if seen != nil {
+			got = seen.Get("X-Tenant-ID")
+		}
+		if status != tc.wantStatus || (seen != nil) != (tc.wantTenant != "") || got != tc.wantTenant {
+			t.Errorf("tenant claim %q: status %d, proxied %v with tenant %q; want %d, tenant %q",
+				tc.claim, status, seen != nil, got, tc.wantStatus, tc.wantTenant)
+		}
+	}
+}
+
+// A body that stops arriving is cut off at the edge with 408, so a trickle
+// holds neither the edge nor ingest; a body that keeps up passes.
+func TestSlowBodyIsCutOffAtTheEdge(t *testing.T) {
+	e := newEdgeWith(t, bodyrate.Rule{BytesPerSecond: 1 << 20, Grace: 100 * time.Millisecond})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	pr, pw := io.Pipe()
+	go func() {
+		// The client waits for its body to end even after ctx does.
+		<-ctx.Done()
+		pw.CloseWithError(ctx.Err())
+	}()
+	req, _ := http.NewRequestWithContext(ctx, "POST", e.url+"/v1/customers", pr)
+	req.Header.Set("Authorization", "Bearer "+e.token("k1", "acme"))
+	req.Header.Set("Content-Type", "application/x-ndjson")
+	go func() { _, _ = io.WriteString(pw, `{"id":"c1","email":"a@example.com"}`+"\n") }()
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("no answer to a stalled body: %v", err)
+	}
+	var body struct {
+		Error struct{ Code, Message string } `json:"error"`
+	}
+	_ = json.NewDecoder(resp.Body).Decode(&body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusRequestTimeout || body.Error.Code != "body_too_slow" {
+		t.Fatalf("stalled body: %d %q %q", resp.StatusCode, body.Error.Code, body.Error.Message)
+	}
+	req, _ = http.NewRequestWithContext(ctx, "POST", e.url+"/v1/customers", strings.NewReader(strings.Repeat("x", 1<<16)))
+	req.Header.Set("Authorization", "Bearer "+e.token("k1", "acme"))
+	resp, err = http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNoContent {
+		t.Fatalf("body sent at once: %d", resp.StatusCode)
 	}
 }
