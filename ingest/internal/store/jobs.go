@@ -1,6 +1,7 @@
 package store
 
 import (
+	"cmp"
 	"context"
 	"crypto/subtle"
 	_ "embed"
@@ -64,9 +65,19 @@ const (
 	StateCancelled = "cancelled"
 )
 
+// Where a job comes from (jobs.origin). Idempotency keys are unique per
+// tenant and origin, so no key a partner sends can meet one of the keys
+// ingest makes for the jobs of catalog changes.
+const (
+	OriginPartner       = "partner"
+	OriginCatalogChange = "catalog_change"
+)
+
 // NewJob is an accepted job request.
 type NewJob struct {
-	ID                 uuid.UUID
+	ID uuid.UUID
+	// Origin is who asked for the job; empty means OriginPartner.
+	Origin             string
 	IdempotencyKey     string
 	RequestHash        []byte
 	Channel            string
@@ -107,9 +118,10 @@ type Accepted struct {
 // CreateJob accepts j for tenant: in one transaction it resolves the
 // template version, stores the job together with the answer respond builds
 // for it, and the outbox row that gets it planned. Idempotency-Key follows
-// Stripe: a key seen before with the same request hash returns the stored
-// answer (Replayed); with another hash, ErrIdempotencyMismatch; a key whose
-// first request is still being handled, ErrIdempotencyInFlight.
+// Stripe, among the keys of j's origin: a key seen before with the same
+// request hash returns the stored answer (Replayed); with another hash,
+// ErrIdempotencyMismatch; a key whose first request is still being handled,
+// ErrIdempotencyInFlight.
 func (s *Store) CreateJob(ctx context.Context, tenant string, j NewJob, respond func(JobStatus) ([]byte, error)) (Accepted, error) {
 	if err := s.ensurePartition(ctx, j.SubmittedAt); err != nil {
 		return Accepted{}, err
@@ -126,12 +138,13 @@ func (s *Store) CreateJob(ctx context.Context, tenant string, j NewJob, respond 
 	if j.ID, err = uuid.NewV7(); err != nil {
 		return Accepted{}, fmt.Errorf("new job id: %w", err)
 	}
+	origin := cmp.Or(j.Origin, OriginPartner)
 	var out Accepted
 	err = pgdb.InTx(ctx, s.db, func(tx pgx.Tx) error {
 		// The key is held until this transaction ends: a second request
 		// with it meanwhile is told so rather than queued behind it.
 		var held bool
-		if err := tx.QueryRow(ctx, lockIdempotencyKeySQL, tenant, j.IdempotencyKey).Scan(&held); err != nil {
+		if err := tx.QueryRow(ctx, lockIdempotencyKeySQL, tenant, j.IdempotencyKey, origin).Scan(&held); err != nil {
 			return fmt.Errorf("lock idempotency key: %w", err)
 		}
 		if !held {
@@ -140,7 +153,7 @@ func (s *Store) CreateJob(ctx context.Context, tenant string, j NewJob, respond 
 		// A repeated request is answered before anything else is checked,
 		// so a retry gets the first answer even if a template was added since.
 		var hash, response []byte
-		switch err := tx.QueryRow(ctx, jobByKeySQL, tenant, j.IdempotencyKey).Scan(&out.ID, &hash, &response); {
+		switch err := tx.QueryRow(ctx, jobByKeySQL, tenant, j.IdempotencyKey, origin).Scan(&out.ID, &hash, &response); {
 		case err == nil:
 			if subtle.ConstantTimeCompare(hash, j.RequestHash) != 1 {
 				return ErrIdempotencyMismatch
@@ -175,7 +188,7 @@ func (s *Store) CreateJob(ctx context.Context, tenant string, j NewJob, respond 
 		}
 		tag, err := tx.Exec(ctx, insertJobSQL, tenant, j.ID, j.IdempotencyKey, j.RequestHash, j.Channel, j.TemplateID,
 			j.TemplateVersion, audience, j.ProductsPerMessage, j.Campaign, j.SubmittedAt, j.Deadline, j.Traceparent,
-			j.SendAt, j.Strategy, response, j.Picking, j.QuietHours)
+			j.SendAt, j.Strategy, response, j.Picking, j.QuietHours, origin)
 		if err != nil {
 			return fmt.Errorf("insert job: %w", err)
 		}

@@ -83,7 +83,8 @@ func (w *Worker) Drain(ctx context.Context) error {
 
 // act creates the change's job (several, for an audience over MaxAudience)
 // and returns the first one's id. Each job's idempotency key is the
-// change's, so acting on a change again makes no second job.
+// change's, among the keys of catalog changes' jobs (partners' keys are
+// apart), so acting on a change again makes no second job.
 func (w *Worker) act(ctx context.Context, c store.CatalogChange, audience []string) (*uuid.UUID, error) {
 	log := w.log.With("tenant_id", c.Tenant, "catalog_change", c.ID, "item_id", c.ItemID, "kind", c.Kind)
 	switch {
@@ -119,7 +120,7 @@ func (w *Worker) act(ctx context.Context, c store.CatalogChange, audience []stri
 		}
 		hash := sha256.Sum256([]byte(key))
 		acc, err := w.store.CreateJob(ctx, c.Tenant, store.NewJob{
-			IdempotencyKey: key, RequestHash: hash[:], Channel: tr.Channel,
+			Origin: store.OriginCatalogChange, IdempotencyKey: key, RequestHash: hash[:], Channel: tr.Channel,
 			TemplateID: tr.TemplateID, TemplateVersion: tr.TemplateVersion,
 			Audience:           store.Audience{CustomerIDs: ids},
 			ProductsPerMessage: 1, Strategy: "personalized", Picking: picking, Campaign: c.Kind,

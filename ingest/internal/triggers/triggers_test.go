@@ -2,12 +2,16 @@ package triggers_test
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"log/slog"
 	"slices"
+	"strconv"
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -180,5 +184,46 @@ func TestChangesWithoutATriggerOrAnAudienceMakeNoJob(t *testing.T) {
 	}
 	if pending != 0 {
 		t.Errorf("%d catalog changes left unhandled", pending)
+	}
+}
+
+// TestPartnerKeysDoNotMeetCatalogChangeKeys has acme submit a job under the
+// key of its own catalog change's job before the change is acted on, and
+// checks that both that change and globex's make their jobs.
+func TestPartnerKeysDoNotMeetCatalogChangeKeys(t *testing.T) {
+	db := testenv.DB(t)
+	ctx := context.Background()
+	for _, tenant := range []string{"acme", "globex"} {
+		seed(t, db, tenant)
+		if err := store.New(db).PutCatalogTrigger(ctx, tenant, store.CatalogTrigger{Kind: "back_in_stock", Channel: "email",
+			TemplateID: "restock", Lookback: 30 * 24 * time.Hour}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	exec(t, db, `UPDATE catalog_items SET in_stock = true WHERE tenant_id = 'acme' AND id = 'boots'`)
+	var id int64
+	if err := db.QueryRow(ctx, `SELECT id FROM catalog_changes WHERE tenant_id = 'acme'`).Scan(&id); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	hash := sha256.Sum256([]byte("acme's own request"))
+	if _, err := store.New(db).CreateJob(ctx, "acme", store.NewJob{
+		IdempotencyKey: "catalog-change-" + strconv.FormatInt(id, 10), RequestHash: hash[:],
+		Channel: "email", TemplateID: "restock", Audience: store.Audience{CustomerIDs: []string{"c1"}},
+		ProductsPerMessage: 1, SubmittedAt: now, Deadline: now.Add(time.Hour),
+	}, func(store.JobStatus) ([]byte, error) { return []byte("{}"), nil }); err != nil {
+		t.Fatal(err)
+	}
+	exec(t, db, `UPDATE catalog_items SET in_stock = true WHERE tenant_id = 'globex' AND id = 'boots'`)
+	if err := newWorker(db, 10_000).Drain(ctx); err != nil {
+		t.Errorf("drain: %v", err)
+	}
+	rows, _ := db.Query(ctx, `SELECT tenant_id || ' ' || (job_id IS NOT NULL)::text FROM catalog_changes ORDER BY id`)
+	got, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]string{"acme true", "globex true"}, got); diff != "" {
+		t.Errorf("catalog changes with a job (-want +got):\n%s", diff)
 	}
 }
