@@ -65,9 +65,9 @@ const (
 	StateCancelled = "cancelled"
 )
 
-// Where a job comes from (jobs.origin). Idempotency keys are unique per
-// tenant and origin, so no key a partner sends can meet one of the keys
-// ingest makes for the jobs of catalog changes.
+// Where a job comes from (jobs.origin). The database keeps each origin's
+// idempotency keys apart: a partner's never contain a space (the API takes
+// printable ASCII only), the jobs of catalog changes' always do.
 const (
 	OriginPartner       = "partner"
 	OriginCatalogChange = "catalog_change"
@@ -118,10 +118,9 @@ type Accepted struct {
 // CreateJob accepts j for tenant: in one transaction it resolves the
 // template version, stores the job together with the answer respond builds
 // for it, and the outbox row that gets it planned. Idempotency-Key follows
-// Stripe, among the keys of j's origin: a key seen before with the same
-// request hash returns the stored answer (Replayed); with another hash,
-// ErrIdempotencyMismatch; a key whose first request is still being handled,
-// ErrIdempotencyInFlight.
+// Stripe: a key seen before with the same request hash returns the stored
+// answer (Replayed); with another hash, ErrIdempotencyMismatch; a key whose
+// first request is still being handled, ErrIdempotencyInFlight.
 func (s *Store) CreateJob(ctx context.Context, tenant string, j NewJob, respond func(JobStatus) ([]byte, error)) (Accepted, error) {
 	if err := s.ensurePartition(ctx, j.SubmittedAt); err != nil {
 		return Accepted{}, err
@@ -144,7 +143,7 @@ func (s *Store) CreateJob(ctx context.Context, tenant string, j NewJob, respond 
 		// The key is held until this transaction ends: a second request
 		// with it meanwhile is told so rather than queued behind it.
 		var held bool
-		if err := tx.QueryRow(ctx, lockIdempotencyKeySQL, tenant, j.IdempotencyKey, origin).Scan(&held); err != nil {
+		if err := tx.QueryRow(ctx, lockIdempotencyKeySQL, tenant, j.IdempotencyKey).Scan(&held); err != nil {
 			return fmt.Errorf("lock idempotency key: %w", err)
 		}
 		if !held {
@@ -153,7 +152,7 @@ func (s *Store) CreateJob(ctx context.Context, tenant string, j NewJob, respond 
 		// A repeated request is answered before anything else is checked,
 		// so a retry gets the first answer even if a template was added since.
 		var hash, response []byte
-		switch err := tx.QueryRow(ctx, jobByKeySQL, tenant, j.IdempotencyKey, origin).Scan(&out.ID, &hash, &response); {
+		switch err := tx.QueryRow(ctx, jobByKeySQL, tenant, j.IdempotencyKey).Scan(&out.ID, &hash, &response); {
 		case err == nil:
 			if subtle.ConstantTimeCompare(hash, j.RequestHash) != 1 {
 				return ErrIdempotencyMismatch

@@ -139,8 +139,8 @@ func recurs(err error) bool {
 
 // act creates the change's job (several, for an audience over MaxAudience)
 // and returns the first one's id. Each job's idempotency key is the
-// change's, among the keys of catalog changes' jobs (partners' keys are
-// apart), so acting on a change again makes no second job.
+// change's, so acting on a change again makes no second job; it has spaces,
+// which no partner's key has, so no partner's job can hold it.
 func (w *Worker) act(ctx context.Context, c store.CatalogChange, audience []string) (*uuid.UUID, error) {
 	log := w.log.With("tenant_id", c.Tenant, "catalog_change", c.ID, "item_id", c.ItemID, "kind", c.Kind)
 	switch {
@@ -170,9 +170,9 @@ func (w *Worker) act(ctx context.Context, c store.CatalogChange, audience []stri
 	var first *uuid.UUID
 	for part := 0; part*w.cfg.MaxAudience < len(audience); part++ {
 		ids := audience[part*w.cfg.MaxAudience : min((part+1)*w.cfg.MaxAudience, len(audience))]
-		key := "catalog-change-" + strconv.FormatInt(c.ID, 10)
+		key := "catalog change " + strconv.FormatInt(c.ID, 10)
 		if part > 0 {
-			key += "-" + strconv.Itoa(part)
+			key += " part " + strconv.Itoa(part)
 		}
 		hash := sha256.Sum256([]byte(key))
 		acc, err := w.store.CreateJob(ctx, c.Tenant, store.NewJob{

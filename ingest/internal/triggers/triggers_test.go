@@ -4,14 +4,15 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/json"
+	"errors"
 	"log/slog"
 	"slices"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -242,21 +243,31 @@ func TestOneTenantCannotHoldUpAnother(t *testing.T) {
 		// parkedFor is part of every parked change's reason.
 		parkedFor string
 	}{{
-		name: "acme submitted a job under the key of its own catalog change's job",
+		name: "acme submitted jobs under the keys of its own catalog change's job",
 		trouble: func(t *testing.T, db *pgxpool.Pool) {
 			backInStock(t, db, "acme")
-			var id int64
-			if err := db.QueryRow(context.Background(), `SELECT id FROM catalog_changes WHERE tenant_id = 'acme'`).Scan(&id); err != nil {
+			var id string
+			if err := db.QueryRow(context.Background(), `SELECT id::text FROM catalog_changes WHERE tenant_id = 'acme'`).Scan(&id); err != nil {
 				t.Fatal(err)
 			}
-			now := time.Now()
-			hash := sha256.Sum256([]byte("acme's own request"))
-			if _, err := store.New(db).CreateJob(context.Background(), "acme", store.NewJob{
-				IdempotencyKey: "catalog-change-" + strconv.FormatInt(id, 10), RequestHash: hash[:],
-				Channel: "email", TemplateID: "restock", Audience: store.Audience{CustomerIDs: []string{"c1"}},
-				ProductsPerMessage: 1, SubmittedAt: now, Deadline: now.Add(time.Hour),
-			}, func(store.JobStatus) ([]byte, error) { return []byte("{}"), nil }); err != nil {
-				t.Fatal(err)
+			for _, k := range []struct {
+				key     string
+				refused bool
+			}{
+				{"catalog-change-" + id, false}, // the key such a job had: a partner's now
+				{"catalog change " + id, true},  // the key it has, which no partner's job may hold
+			} {
+				now := time.Now()
+				hash := sha256.Sum256([]byte("acme's own request"))
+				_, err := store.New(db).CreateJob(context.Background(), "acme", store.NewJob{
+					IdempotencyKey: k.key, RequestHash: hash[:],
+					Channel: "email", TemplateID: "restock", Audience: store.Audience{CustomerIDs: []string{"c1"}},
+					ProductsPerMessage: 1, SubmittedAt: now, Deadline: now.Add(time.Hour),
+				}, func(store.JobStatus) ([]byte, error) { return []byte("{}"), nil })
+				var pgErr *pgconn.PgError
+				if refused := errors.As(err, &pgErr) && pgErr.ConstraintName == "jobs_key_of_origin"; refused != k.refused || (err != nil && !refused) {
+					t.Fatalf("acme's job under %q: error %v; want it refused: %v", k.key, err, k.refused)
+				}
 			}
 			backInStock(t, db, "globex")
 		},
