@@ -123,12 +123,12 @@ type Setback struct {
 }
 
 // HandleCatalogChange takes the oldest due catalog change of the first
-// tenant after the tenant id after that has one ("" for the first of all)
-// and calls act with it and the customers interested in it; the change is
-// marked handled, with the job act returns, in the same transaction. The
-// change stays locked meanwhile, so each is taken by one caller at a time;
-// act must be idempotent per change, since a crash before the commit makes
-// it run again.
+// tenant, in id order, that sorts after `after` and has one ("" starts from
+// the first tenant), and calls act with it and the customers interested in
+// it; the change is marked handled, with the job act returns, in the same
+// transaction. The change stays locked meanwhile, so each is taken by one
+// caller at a time; act must be idempotent per change, since a crash before
+// the commit makes it run again.
 //
 // When acting on the change fails (ctx ending aside), setback says, from
 // the change and the error, whether it is retried later or parked; that is
