@@ -49,13 +49,16 @@ func TestMain(m *testing.M) {
 }
 
 // startStack starts Herald for one test on the shared servers, with its
-// own database and Pub/Sub project.
+// own database and Pub/Sub project; opts.PubsubHost names a Pub/Sub server
+// of the test's own instead.
 func startStack(t *testing.T, opts stack.Options) *stack.Stack {
 	t.Helper()
 	opts.BinDir = binDir
 	opts.DatabaseURL = testenv.DatabaseURL(t)
-	ps := testenv.Pubsub(t)
-	opts.PubsubHost, opts.Project = ps.EmulatorHost, ps.Project
+	if opts.PubsubHost == "" {
+		ps := testenv.Pubsub(t)
+		opts.PubsubHost, opts.Project = ps.EmulatorHost, ps.Project
+	}
 	if opts.Log == nil {
 		opts.Log = slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	}

@@ -74,6 +74,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	set.Duration(&cfg.Planner.ReleaseEvery, "release-every", "HERALD_RELEASE_EVERY", 100*time.Millisecond, "how often batches are released when no completion wakes the releaser")
 	set.Int(&cfg.Planner.MaxPublishes, "max-publishes", "HERALD_MAX_PUBLISHES", 10, "publishes of one batch before the re-drives of a stalled job back off (doubling, and once after its deadline)")
 	set.Duration(&cfg.Triggers.Poll, "trigger-poll", "HERALD_TRIGGER_POLL", 2*time.Second, "how often catalog changes (back in stock, price drop) are looked for")
+	set.Int(&cfg.Triggers.Attempts, "trigger-attempts", "HERALD_TRIGGER_ATTEMPTS", 8, "how often acting on a catalog change may fail before it is parked")
 	cfg.Limits = api.DefaultLimits
 	set.Float(&cfg.Limits.TenantRate, "tenant-rate", "HERALD_TENANT_RATE", api.DefaultLimits.TenantRate, "partner API requests a second per tenant and replica (0: unlimited)")
 	set.Int(&cfg.Limits.TenantBurst, "tenant-burst", "HERALD_TENANT_BURST", api.DefaultLimits.TenantBurst, "partner API requests a tenant may make at once above its rate")
@@ -165,6 +166,9 @@ func validate(cfg settings) (*unsubscribe.Signer, error) {
 	}
 	if cfg.Triggers.Poll <= 0 {
 		errs = append(errs, errors.New("-trigger-poll must be positive"))
+	}
+	if cfg.Triggers.Attempts < 1 {
+		errs = append(errs, errors.New("-trigger-attempts must be positive"))
 	}
 	if cfg.Planner.MaxPublishes < 1 {
 		errs = append(errs, errors.New("-max-publishes must be positive"))

@@ -56,6 +56,9 @@ func Herald() []Metric {
 		{"herald_stage_wait_seconds", Histogram, stage},
 		{"herald_stage_handle_seconds", Histogram, stage},
 		{"herald_stage_in_flight", Gauge, stage},
+		// A Pub/Sub that lost a stage's topology, seen and mended by a
+		// publisher or a receive loop ("by").
+		{"herald_pubsub_topology_rebuilds_total", Counter, []string{"stage", "by", "outcome"}},
 
 		// Ingest and planning.
 		{"herald_ingest_requests_total", Counter, []string{"route", "code"}},

@@ -98,6 +98,10 @@ type Options struct {
 	// RequireEmulator makes Start fail when gcloud is not on PATH instead of
 	// falling back to pstest.
 	RequireEmulator bool
+	// Port is the loopback port to serve on; 0 picks a free one. A server
+	// started on the port of one that was stopped is where that one's
+	// clients look: a broker that restarted, empty.
+	Port int
 }
 
 // Server is a running Pub/Sub emulator or fake.
@@ -132,7 +136,7 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 		return nil, errors.New("start pubsub: Fake and RequireEmulator contradict each other")
 	}
 	if opts.Fake {
-		return startFake(log)
+		return startFake(log, opts.Port)
 	}
 	gcloud, err := exec.LookPath("gcloud")
 	if err != nil {
@@ -140,30 +144,32 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 			return nil, fmt.Errorf("start pubsub emulator: find gcloud on PATH: %w", err)
 		}
 		log.Info("gcloud not found, using the pstest fake")
-		return startFake(log)
+		return startFake(log, opts.Port)
 	}
-	s, err := startEmulator(ctx, gcloud, opts.Dir, log)
+	s, err := startEmulator(ctx, gcloud, opts.Dir, opts.Port, log)
 	if err != nil {
 		return nil, fmt.Errorf("start pubsub emulator: %w", err)
 	}
 	return s, nil
 }
 
-// startFake serves pstest on a free loopback port chosen by the kernel.
-func startFake(log *slog.Logger) (s *Server, err error) {
+// startFake serves pstest on the loopback port, or on a free one chosen by
+// the kernel when port is 0.
+func startFake(log *slog.Logger, port int) (s *Server, err error) {
 	// pstest panics when it cannot listen; report that as an error.
 	defer func() {
 		if r := recover(); r != nil {
 			err = fmt.Errorf("start pstest: %v", r)
 		}
 	}()
-	fake := pstest.NewServerWithAddress("127.0.0.1:0")
+	fake := pstest.NewServerWithAddress(net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
 	log.Info("pstest ready", "host", fake.Addr)
 	return &Server{kind: KindFake, host: fake.Addr, log: log, fake: fake}, nil
 }
 
-// startEmulator runs the gcloud emulator in a new temporary directory.
-func startEmulator(ctx context.Context, gcloud, parent string, log *slog.Logger) (*Server, error) {
+// startEmulator runs the gcloud emulator in a new temporary directory, on
+// port or, when port is 0, on a free one.
+func startEmulator(ctx context.Context, gcloud, parent string, port int, log *slog.Logger) (*Server, error) {
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, startTimeout)
@@ -181,9 +187,13 @@ func startEmulator(ctx context.Context, gcloud, parent string, log *slog.Logger)
 
 	began := time.Now()
 	for attempt := 1; ; attempt++ {
-		port, err := freePort()
+		at := port
+		var err error
+		if at == 0 {
+			at, err = freePort()
+		}
 		if err == nil {
-			err = s.launch(ctx, gcloud, port)
+			err = s.launch(ctx, gcloud, at)
 		}
 		if err == nil {
 			s.log.Info("pubsub emulator ready", "host", s.host, "took", time.Since(began).Round(time.Millisecond))
@@ -193,7 +203,7 @@ func startEmulator(ctx context.Context, gcloud, parent string, log *slog.Logger)
 			_ = os.RemoveAll(dir)
 			return nil, err
 		}
-		s.log.Debug("emulator port taken, retrying", "port", port)
+		s.log.Debug("emulator port taken, retrying", "port", at)
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -277,4 +278,33 @@ func TestParseStat(t *testing.T) {
 			t.Errorf("parseStat(%q) = %+v, %v; want %+v, %v", tc.stat, got, ok, tc.want, tc.ok)
 		}
 	}
+}
+
+// TestStartsAgainOnTheSamePort stops a server and starts a new one on its
+// port, as a broker that restarts would: clients find it where they looked
+// before, and it has forgotten every topic.
+func TestStartsAgainOnTheSamePort(t *testing.T) {
+	requireGcloud(t)
+	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
+	defer cancel()
+	first, err := Start(ctx, Options{Log: testLogger(t), RequireEmulator: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = first.Stop() })
+	roundTrip(ctx, t, first)
+	if err := first.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	_, port, _ := net.SplitHostPort(first.Host())
+	p, _ := strconv.Atoi(port)
+	again, err := Start(ctx, Options{Log: testLogger(t), RequireEmulator: true, Port: p})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = again.Stop() })
+	if again.Host() != first.Host() {
+		t.Fatalf("started again at %s, want %s", again.Host(), first.Host())
+	}
+	roundTrip(ctx, t, again) // creates the topic again: none is left over
 }

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"cloud.google.com/go/pubsub/v2"
@@ -92,7 +93,9 @@ const MaxDeliveryAttempts = 10
 // EnsureTopology creates, if missing, the topics and subscriptions of the
 // given stages: each stage's input topic, its worker subscription with a
 // dead-letter policy, and the dead-letter topic with a subscription that keeps
-// what lands there. It is safe to run from every replica at start.
+// what lands there. It is safe to run from every replica at start. Publishers
+// and receive loops run it again when Pub/Sub no longer knows the topology
+// (a broker that lost it), so the pipeline carries on by itself.
 func EnsureTopology(ctx context.Context, c *pubsub.Client, stages ...Stage) error {
 	for _, s := range stages {
 		for _, topic := range []string{s.Topic(), s.DeadTopic()} {
@@ -166,13 +169,27 @@ func subName(c *pubsub.Client, id string) string {
 	return "projects/" + c.Project() + "/subscriptions/" + id
 }
 
-// Publisher publishes batches to one stage's topic.
+// Publisher publishes batches to one stage's topic. When a publish finds the
+// topic gone, it creates the stage's topology again (see heal).
 type Publisher struct {
 	p        *pubsub.Publisher
+	c        *pubsub.Client
+	stage    Stage
 	encoding string
 	messages prometheus.Counter
 	bytes    prometheus.Counter
+	rebuilds *prometheus.CounterVec
+	// lost tells heal that a publish found the topic gone.
+	lost chan struct{}
+	// rebuilding is set while heal creates the topology again.
+	rebuilding atomic.Bool
+	stopHeal   context.CancelFunc
+	healed     chan struct{}
 }
+
+// ErrRebuilding is returned by Publish while the stage's topology is being
+// created again; the caller retries the batch later.
+var ErrRebuilding = errors.New("pubsub topology is being created again")
 
 // NewPublisher returns a publisher for stage's topic. Batch messages are large
 // and few, so the client's own batching is kept short: a message waits at most
@@ -189,14 +206,46 @@ func NewPublisher(c *pubsub.Client, stage Stage, encoding string, reg prometheus
 	}
 	labels := prometheus.Labels{"topic": stage.Topic()}
 	f := promauto.With(reg)
-	return &Publisher{
-		p: p, encoding: encoding,
+	ctx, stop := context.WithCancel(context.Background())
+	pub := &Publisher{
+		p: p, c: c, stage: stage, encoding: encoding,
 		messages: f.NewCounter(prometheus.CounterOpts{
 			Name: "herald_published_messages_total", Help: "Batch messages published, by topic.", ConstLabels: labels,
 		}),
 		bytes: f.NewCounter(prometheus.CounterOpts{
 			Name: "herald_published_bytes_total", Help: "Encoded (compressed) bytes published, by topic.", ConstLabels: labels,
 		}),
+		rebuilds: newRebuilds(reg, stage, "publisher"),
+		lost:     make(chan struct{}, 1),
+		stopHeal: stop,
+		healed:   make(chan struct{}),
+	}
+	go pub.heal(ctx)
+	return pub
+}
+
+// heal creates the stage's topology again when a publish finds the topic
+// gone, as after a restart of a broker that kept nothing; the caller's next
+// try of the batch then goes through. Meanwhile Publish refuses batches
+// (ErrRebuilding) rather than have them reach a topic whose subscription
+// does not exist yet, which Pub/Sub would drop them from. It keeps trying
+// until the topology is back, so where the service may not create it, it
+// carries on once the deployment has.
+func (p *Publisher) heal(ctx context.Context) {
+	defer close(p.healed)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-p.lost:
+		}
+		p.rebuilding.Store(true)
+		// The callers log their failed publishes; the metric counts the
+		// attempts at the topology.
+		if err := ensureUntil(ctx, p.c, p.stage, p.rebuilds, slog.New(slog.DiscardHandler)); err != nil {
+			return
+		}
+		p.rebuilding.Store(false)
 	}
 }
 
@@ -204,6 +253,9 @@ func NewPublisher(c *pubsub.Client, stage Stage, encoding string, reg prometheus
 // Pub/Sub only once the result's Get returns without error. The message
 // carries the trace context of ctx's span, or traceparent if ctx has none.
 func (p *Publisher) Publish(ctx context.Context, b event.Batch, traceparent string) (*pubsub.PublishResult, error) {
+	if p.rebuilding.Load() {
+		return nil, fmt.Errorf("publish batch %s/%d: %w", b.GetJob().GetJobId(), b.GetJob().GetSeq(), ErrRebuilding)
+	}
 	if tp := telemetry.Traceparent(ctx); tp != "" {
 		traceparent = tp
 	}
@@ -216,11 +268,64 @@ func (p *Publisher) Publish(ctx context.Context, b event.Batch, traceparent stri
 	}
 	p.messages.Inc()
 	p.bytes.Add(float64(len(body)))
-	return p.p.Publish(ctx, &pubsub.Message{Data: body, Attributes: attrs}), nil
+	res := p.p.Publish(ctx, &pubsub.Message{Data: body, Attributes: attrs})
+	// A goroutine per batch message (a few dozen a second at full speed)
+	// tells heal when this one finds the topic gone.
+	go func() {
+		<-res.Ready() // at the latest when Stop has flushed
+		if _, err := res.Get(context.Background()); status.Code(err) == grpccodes.NotFound {
+			select {
+			case p.lost <- struct{}{}:
+			default: // heal knows already
+			}
+		}
+	}()
+	return res, nil
 }
 
 // Stop flushes what is queued and releases the publisher's goroutines.
-func (p *Publisher) Stop() { p.p.Stop() }
+func (p *Publisher) Stop() {
+	p.p.Stop()
+	p.stopHeal()
+	<-p.healed
+}
+
+// newRebuilds counts, for one stage, the times the topology was found gone
+// and created again by a publisher or a receive loop ("by"), and the
+// attempts that failed.
+func newRebuilds(reg prometheus.Registerer, stage Stage, by string) *prometheus.CounterVec {
+	if reg == nil {
+		reg = prometheus.NewRegistry() // counted, but not exported
+	}
+	v := promauto.With(reg).NewCounterVec(prometheus.CounterOpts{
+		Name:        "herald_pubsub_topology_rebuilds_total",
+		Help:        "Times Pub/Sub had lost a stage's topics or subscriptions and they were created again, by outcome (rebuilt, failed).",
+		ConstLabels: prometheus.Labels{"stage": string(stage), "by": by},
+	}, []string{"outcome"})
+	v.WithLabelValues("rebuilt")
+	v.WithLabelValues("failed")
+	return v
+}
+
+// ensureUntil runs EnsureTopology for stage until it succeeds, waiting
+// longer after each failure, or until ctx ends. It returns the last error
+// when ctx ends first.
+func ensureUntil(ctx context.Context, c *pubsub.Client, stage Stage, rebuilds *prometheus.CounterVec, log *slog.Logger) error {
+	for wait := time.Second; ; wait = min(2*wait, 30*time.Second) {
+		err := EnsureTopology(ctx, c, stage)
+		if err == nil {
+			rebuilds.WithLabelValues("rebuilt").Inc()
+			return nil
+		}
+		rebuilds.WithLabelValues("failed").Inc()
+		log.ErrorContext(ctx, "create stage topology again", "stage", stage, "retry_in", wait, "error", err)
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(wait):
+		}
+	}
+}
 
 // MaxMessageBytes keeps every message well under Pub/Sub's 10 MB limit.
 const MaxMessageBytes = 8 << 20
@@ -321,8 +426,9 @@ func Receive(ctx, workCtx context.Context, c *pubsub.Client, stage Stage, cfg Re
 	dead := c.Publisher(stage.DeadTopic())
 	defer dead.Stop()
 	metrics := newStageMetrics(cfg.Registry, stage)
+	rebuilds := newRebuilds(cfg.Registry, stage, "receiver")
 	tracer := telemetry.Tracer()
-	err := sub.Receive(ctx, func(_ context.Context, m *pubsub.Message) {
+	handle := func(_ context.Context, m *pubsub.Message) {
 		start := time.Now()
 		// The batch's span joins its job's trace, carried in the message.
 		deadline, _ := time.Parse(time.RFC3339Nano, m.Attributes[event.AttrDeadline])
@@ -374,9 +480,22 @@ func Receive(ctx, workCtx context.Context, c *pubsub.Client, stage Stage, cfg Re
 			metrics.messages.WithLabelValues(outcome).Inc()
 			m.Nack()
 		}
-	})
-	if err != nil {
-		return fmt.Errorf("receive %s: %w", stage.Subscription(), err)
 	}
-	return nil
+	for {
+		err := sub.Receive(ctx, handle)
+		if status.Code(err) != grpccodes.NotFound || ctx.Err() != nil {
+			if err != nil {
+				return fmt.Errorf("receive %s: %w", stage.Subscription(), err)
+			}
+			return nil
+		}
+		// The broker no longer knows the subscription: it lost the topology
+		// (restarted empty, or someone deleted it). What it held is gone
+		// too; ingest publishes the batches of stalled jobs again.
+		log.ErrorContext(ctx, "subscription not found, creating the stage's topology again", "stage", stage, "error", err)
+		if err := ensureUntil(ctx, c, stage, rebuilds, log); err != nil {
+			return nil // ctx ended
+		}
+		log.InfoContext(ctx, "stage topology created again, receiving", "stage", stage)
+	}
 }

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"cmp"
 	"context"
 	"crypto/subtle"
 	_ "embed"
@@ -64,9 +65,19 @@ const (
 	StateCancelled = "cancelled"
 )
 
+// Where a job comes from (jobs.origin). The database keeps each origin's
+// idempotency keys apart: a partner's never contain a space (the API takes
+// printable ASCII only), the jobs of catalog changes' always do.
+const (
+	OriginPartner       = "partner"
+	OriginCatalogChange = "catalog_change"
+)
+
 // NewJob is an accepted job request.
 type NewJob struct {
-	ID                 uuid.UUID
+	ID uuid.UUID
+	// Origin is who asked for the job; empty means OriginPartner.
+	Origin             string
 	IdempotencyKey     string
 	RequestHash        []byte
 	Channel            string
@@ -126,6 +137,7 @@ func (s *Store) CreateJob(ctx context.Context, tenant string, j NewJob, respond 
 	if j.ID, err = uuid.NewV7(); err != nil {
 		return Accepted{}, fmt.Errorf("new job id: %w", err)
 	}
+	origin := cmp.Or(j.Origin, OriginPartner)
 	var out Accepted
 	err = pgdb.InTx(ctx, s.db, func(tx pgx.Tx) error {
 		// The key is held until this transaction ends: a second request
@@ -175,7 +187,7 @@ func (s *Store) CreateJob(ctx context.Context, tenant string, j NewJob, respond 
 		}
 		tag, err := tx.Exec(ctx, insertJobSQL, tenant, j.ID, j.IdempotencyKey, j.RequestHash, j.Channel, j.TemplateID,
 			j.TemplateVersion, audience, j.ProductsPerMessage, j.Campaign, j.SubmittedAt, j.Deadline, j.Traceparent,
-			j.SendAt, j.Strategy, response, j.Picking, j.QuietHours)
+			j.SendAt, j.Strategy, response, j.Picking, j.QuietHours, origin)
 		if err != nil {
 			return fmt.Errorf("insert job: %w", err)
 		}

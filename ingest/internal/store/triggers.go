@@ -24,6 +24,8 @@ var (
 	catalogChangeAudienceSQL string
 	//go:embed sql/handle_catalog_change.sql
 	handleCatalogChangeSQL string
+	//go:embed sql/set_back_catalog_change.sql
+	setBackCatalogChangeSQL string
 )
 
 // CatalogTrigger is a tenant's standing order for one kind of catalog
@@ -108,23 +110,43 @@ type CatalogChange struct {
 	Kind      string
 	ChangedAt time.Time
 	Trigger   *CatalogTrigger
+	// Attempts counts the times acting on the change has failed so far.
+	Attempts int
 }
 
-// HandleCatalogChange takes the oldest catalog change nobody has acted on
-// and calls act with it and the customers interested in it; the change is
-// marked handled, with the job act returns, in the same transaction. The
-// change stays locked meanwhile, so each is taken by one caller at a time;
-// act must be idempotent per change, since a crash before the commit makes
-// it run again. It reports false when no change is waiting.
-func (s *Store) HandleCatalogChange(ctx context.Context, act func(context.Context, CatalogChange, []string) (*uuid.UUID, error)) (bool, error) {
+// A Setback says what becomes of a catalog change that could not be acted
+// on: it is taken again from RetryAt or, with Park, parked: kept with the
+// error as its reason, and taken no more.
+type Setback struct {
+	Park    bool
+	RetryAt time.Time
+}
+
+// HandleCatalogChange takes the oldest due catalog change of the first
+// tenant, in id order, that sorts after `after` and has one ("" starts from
+// the first tenant), and calls act with it and the customers interested in
+// it; the change is marked handled, with the job act returns, in the same
+// transaction. The change stays locked meanwhile, so each is taken by one
+// caller at a time; act must be idempotent per change, since a crash before
+// the commit makes it run again.
+//
+// When acting on the change fails (ctx ending aside), setback says, from
+// the change and the error, whether it is retried later or parked; that is
+// recorded with the error as the reason, and HandleCatalogChange returns
+// without an error: the change no longer stands in the way of the others.
+// It reports false when no change is due.
+func (s *Store) HandleCatalogChange(ctx context.Context, after string,
+	act func(context.Context, CatalogChange, []string) (*uuid.UUID, error),
+	setback func(context.Context, CatalogChange, error) Setback,
+) (CatalogChange, bool, error) {
+	var c CatalogChange
 	found := false
 	err := pgdb.InTx(ctx, s.db, func(tx pgx.Tx) error {
-		var c CatalogChange
 		var channel, template *string
 		var version, minDrop *int
 		var lookback, deadline *float64
-		err := tx.QueryRow(ctx, nextCatalogChangeSQL).Scan(&c.ID, &c.Tenant, &c.ItemID, &c.Kind, &c.ChangedAt,
-			&channel, &template, &version, &lookback, &minDrop, &deadline)
+		err := tx.QueryRow(ctx, nextCatalogChangeSQL, pgx.NamedArgs{"after": after}).Scan(&c.ID, &c.Tenant, &c.ItemID, &c.Kind,
+			&c.ChangedAt, &c.Attempts, &channel, &template, &version, &lookback, &minDrop, &deadline)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return nil
 		}
@@ -132,28 +154,60 @@ func (s *Store) HandleCatalogChange(ctx context.Context, act func(context.Contex
 			return fmt.Errorf("next catalog change: %w", err)
 		}
 		found = true
-		var audience []string
 		if channel != nil {
 			c.Trigger = &CatalogTrigger{Kind: c.Kind, Channel: *channel, TemplateID: *template, TemplateVersion: *version,
 				Lookback: seconds(*lookback), MinDropPercent: *minDrop}
 			if deadline != nil {
 				c.Trigger.Deadline = seconds(*deadline)
 			}
-			rows, _ := tx.Query(ctx, catalogChangeAudienceSQL, c.ID, c.Trigger.Lookback.Seconds(), c.Trigger.MinDropPercent)
-			if audience, err = pgx.CollectRows(rows, pgx.RowTo[string]); err != nil {
-				return fmt.Errorf("audience of catalog change %d: %w", c.ID, err)
-			}
 		}
-		job, err := act(ctx, c, audience)
-		if err != nil {
-			return err
+		job, actErr := actOn(ctx, tx, c, act)
+		if actErr != nil {
+			if ctx.Err() != nil {
+				return actErr
+			}
+			sb := setback(ctx, c, actErr)
+			var retryAt *time.Time
+			if !sb.Park {
+				retryAt = &sb.RetryAt
+			}
+			if _, err := tx.Exec(ctx, setBackCatalogChangeSQL, pgx.NamedArgs{
+				"id": c.ID, "reason": actErr.Error(), "retry_at": retryAt, "park": sb.Park,
+			}); err != nil {
+				return fmt.Errorf("set back catalog change %d: %w", c.ID, err)
+			}
+			return nil
 		}
 		if _, err := tx.Exec(ctx, handleCatalogChangeSQL, c.ID, job); err != nil {
 			return fmt.Errorf("mark catalog change %d handled: %w", c.ID, err)
 		}
 		return nil
 	})
-	return found, err
+	return c, found, err
+}
+
+// actOn reads the customers interested in c and calls act. The read runs
+// in a savepoint, so that when it fails the transaction can still record
+// the failure.
+func actOn(ctx context.Context, tx pgx.Tx, c CatalogChange,
+	act func(context.Context, CatalogChange, []string) (*uuid.UUID, error),
+) (*uuid.UUID, error) {
+	var audience []string
+	if c.Trigger != nil {
+		sp, err := tx.Begin(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("savepoint: %w", err)
+		}
+		rows, _ := sp.Query(ctx, catalogChangeAudienceSQL, c.ID, c.Trigger.Lookback.Seconds(), c.Trigger.MinDropPercent)
+		if audience, err = pgx.CollectRows(rows, pgx.RowTo[string]); err != nil {
+			_ = sp.Rollback(ctx)
+			return nil, fmt.Errorf("audience of catalog change %d: %w", c.ID, err)
+		}
+		if err := sp.Commit(ctx); err != nil {
+			return nil, fmt.Errorf("release savepoint: %w", err)
+		}
+	}
+	return act(ctx, c, audience)
 }
 
 func seconds(s float64) time.Duration { return time.Duration(s * float64(time.Second)) }

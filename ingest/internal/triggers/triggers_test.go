@@ -2,12 +2,17 @@ package triggers_test
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/json"
+	"errors"
 	"log/slog"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -92,7 +97,7 @@ func jobsOf(t *testing.T, db *pgxpool.Pool, tenant string) []jobRow {
 
 func newWorker(db *pgxpool.Pool, maxAudience int) *triggers.Worker {
 	return triggers.New(store.New(db), slog.New(slog.DiscardHandler), prometheus.NewRegistry(),
-		triggers.Config{Poll: time.Second, MaxAudience: maxAudience})
+		triggers.Config{Poll: time.Second, MaxAudience: maxAudience, Attempts: 3})
 }
 
 func TestBackInStockCreatesOneJobForTheInterested(t *testing.T) {
@@ -180,5 +185,137 @@ func TestChangesWithoutATriggerOrAnAudienceMakeNoJob(t *testing.T) {
 	}
 	if pending != 0 {
 		t.Errorf("%d catalog changes left unhandled", pending)
+	}
+}
+
+// handling is what became of one catalog change.
+type handling struct {
+	Tenant, Item, Kind string
+	// Outcome is "job", "none" (handled, nobody to message), "parked" or
+	// "pending".
+	Outcome string
+}
+
+// handlings lists every catalog change: those handled, in the order they
+// were, then the parked ones, then those still pending. It returns the
+// reasons of the parked ones apart.
+func handlings(t *testing.T, db *pgxpool.Pool) ([]handling, []string) {
+	t.Helper()
+	rows, err := db.Query(context.Background(), `SELECT tenant_id, item_id, kind,
+		CASE WHEN job_id IS NOT NULL THEN 'job' WHEN handled_at IS NOT NULL THEN 'none' WHEN parked_at IS NOT NULL THEN 'parked' ELSE 'pending' END,
+		coalesce(last_error, '')
+		FROM catalog_changes ORDER BY handled_at NULLS LAST, parked_at NULLS LAST, id`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var out []handling
+	var reasons []string
+	for rows.Next() {
+		var h handling
+		var reason string
+		if err := rows.Scan(&h.Tenant, &h.Item, &h.Kind, &h.Outcome, &reason); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, h)
+		if h.Outcome == "parked" {
+			reasons = append(reasons, reason)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return out, reasons
+}
+
+// TestOneTenantCannotHoldUpAnother gives acme and globex each a
+// back_in_stock trigger and the same customers, lets acme make trouble,
+// and checks that globex's change is acted on all the same.
+func TestOneTenantCannotHoldUpAnother(t *testing.T) {
+	backInStock := func(t *testing.T, db *pgxpool.Pool, tenant string) {
+		exec(t, db, `UPDATE catalog_items SET in_stock = true WHERE tenant_id = $1 AND id = 'boots'`, tenant)
+	}
+	for _, tc := range []struct {
+		name string
+		// trouble makes the catalog changes, acme's first.
+		trouble func(t *testing.T, db *pgxpool.Pool)
+		want    []handling
+		// parkedFor is part of every parked change's reason.
+		parkedFor string
+	}{{
+		name: "acme submitted jobs under the keys of its own catalog change's job",
+		trouble: func(t *testing.T, db *pgxpool.Pool) {
+			backInStock(t, db, "acme")
+			var id string
+			if err := db.QueryRow(context.Background(), `SELECT id::text FROM catalog_changes WHERE tenant_id = 'acme'`).Scan(&id); err != nil {
+				t.Fatal(err)
+			}
+			for _, k := range []struct {
+				key     string
+				refused bool
+			}{
+				{"catalog-change-" + id, false}, // the key such a job had: a partner's now
+				{"catalog change " + id, true},  // the key it has, which no partner's job may hold
+			} {
+				now := time.Now()
+				hash := sha256.Sum256([]byte("acme's own request"))
+				_, err := store.New(db).CreateJob(context.Background(), "acme", store.NewJob{
+					IdempotencyKey: k.key, RequestHash: hash[:],
+					Channel: "email", TemplateID: "restock", Audience: store.Audience{CustomerIDs: []string{"c1"}},
+					ProductsPerMessage: 1, SubmittedAt: now, Deadline: now.Add(time.Hour),
+				}, func(store.JobStatus) ([]byte, error) { return []byte("{}"), nil })
+				var pgErr *pgconn.PgError
+				if refused := errors.As(err, &pgErr) && pgErr.ConstraintName == "jobs_key_of_origin"; refused != k.refused || (err != nil && !refused) {
+					t.Fatalf("acme's job under %q: error %v; want it refused: %v", k.key, err, k.refused)
+				}
+			}
+			backInStock(t, db, "globex")
+		},
+		want: []handling{{"acme", "boots", "back_in_stock", "job"}, {"globex", "boots", "back_in_stock", "job"}},
+	}, {
+		name: "acme's trigger makes a job that can never be stored",
+		trouble: func(t *testing.T, db *pgxpool.Pool) {
+			exec(t, db, `UPDATE catalog_triggers SET deadline = interval '-1 hour' WHERE tenant_id = 'acme'`)
+			backInStock(t, db, "acme")
+			backInStock(t, db, "globex")
+		},
+		want:      []handling{{"globex", "boots", "back_in_stock", "job"}, {"acme", "boots", "back_in_stock", "parked"}},
+		parkedFor: "violates check constraint",
+	}, {
+		name: "acme changed much of its catalog before globex changed anything",
+		trouble: func(t *testing.T, db *pgxpool.Pool) {
+			backInStock(t, db, "acme")
+			exec(t, db, `UPDATE catalog_items SET price_cents = 100 WHERE tenant_id = 'acme' AND id = 'socks'`)
+			exec(t, db, `UPDATE catalog_items SET price_cents = 5000 WHERE tenant_id = 'acme' AND id = 'boots'`)
+			backInStock(t, db, "globex")
+		},
+		// acme has no price_drop trigger: those changes make no job.
+		want: []handling{{"acme", "boots", "back_in_stock", "job"}, {"globex", "boots", "back_in_stock", "job"},
+			{"acme", "socks", "price_drop", "none"}, {"acme", "boots", "price_drop", "none"}},
+	}} {
+		t.Run(tc.name, func(t *testing.T) {
+			db := testenv.DB(t)
+			ctx := context.Background()
+			for _, tenant := range []string{"acme", "globex"} {
+				seed(t, db, tenant)
+				if err := store.New(db).PutCatalogTrigger(ctx, tenant, store.CatalogTrigger{Kind: "back_in_stock", Channel: "email",
+					TemplateID: "restock", Lookback: 30 * 24 * time.Hour}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			tc.trouble(t, db)
+			if err := newWorker(db, 10_000).Drain(ctx); err != nil {
+				t.Errorf("drain: %v", err)
+			}
+			got, reasons := handlings(t, db)
+			if diff := cmp.Diff(tc.want, got); diff != "" {
+				t.Errorf("catalog changes (-want +got):\n%s", diff)
+			}
+			for _, r := range reasons {
+				if !strings.Contains(r, tc.parkedFor) {
+					t.Errorf("parked with reason %q, want one saying %q", r, tc.parkedFor)
+				}
+			}
+		})
 	}
 }
