@@ -12,7 +12,7 @@ demo:
 
 ## test: unit, integration and end-to-end tests against real PostgreSQL and the Pub/Sub emulator
 test:
-	$(GO) run ./deploy/local env -- $(GO) test -count=1 -p 2 -timeout 60m ./...
+	$(GO) run ./deploy/local env -- $(GO) test -count=1 -p 2 -parallel 4 -timeout 60m ./...
 
 ## bench: the whole pipeline on a 1,000,000-recipient job against an SMTP sink
 bench:

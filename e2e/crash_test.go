@@ -21,7 +21,7 @@ func TestCrashMidJobLosesAndRepeatsNothing(t *testing.T) {
 			// Small batches and chunks give the kill many batches in every
 			// stage to land among.
 			st := startStack(t, stack.Options{Flags: map[string][]string{
-				"ingest":   {"-batch-size=100", "-plan-chunk=5", "-stall-after=10s"},
+				"ingest":   {"-batch-size=100", "-plan-chunk=5", "-stall-after=5s"},
 				"dispatch": {"-claim-chunk=20"},
 			}})
 			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)

@@ -252,7 +252,8 @@ func TestRateHoldsAcrossThreeDispatchReplicas(t *testing.T) {
 // moments of a 40,000-recipient job: about 80 batches of 500, so each kill
 // lands among batches in flight.
 func TestRepeatedKillsOfDispatch(t *testing.T) {
-	st := startStack(t, stack.Options{Flags: map[string][]string{"ingest": {"-stall-after=10s"}}})
+	t.Parallel() // most of it is waiting for a killed process's batches to be re-driven
+	st := startStack(t, stack.Options{Flags: map[string][]string{"ingest": {"-stall-after=5s"}}})
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
 	tn := stack.DemoTenant{ID: "acme", Customers: 40_000, Items: 300, Seed: 17}

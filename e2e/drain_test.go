@@ -22,10 +22,11 @@ const drainTimeout = 15 * time.Second
 // batches and exit cleanly within its grace period, and every recipient must
 // get exactly one message: none lost, none twice.
 func TestDrainOnSigtermLosesAndRepeatsNothing(t *testing.T) {
+	t.Parallel() // most of it is waiting for drained batches to come round again
 	// Small batches and claim chunks put many batches in flight in every
 	// stage when the signal lands.
 	st := startStack(t, stack.Options{Flags: map[string][]string{
-		"ingest":   {"-batch-size=100", "-plan-chunk=5", "-stall-after=10s"},
+		"ingest":   {"-batch-size=100", "-plan-chunk=5", "-stall-after=5s"},
 		"dispatch": {"-claim-chunk=20"},
 	}})
 	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
