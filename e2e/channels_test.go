@@ -17,7 +17,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"herald/deploy/stack"
-	"herald/shared/espcatch"
+	"herald/devtools/espcatch"
 	"herald/shared/unsubscribe"
 )
 

@@ -15,7 +15,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"herald/deploy/stack"
-	"herald/shared/mailcatch"
+	"herald/devtools/mailcatch"
 )
 
 // sql runs one statement on the stack's database.

@@ -24,7 +24,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"herald/deploy/stack"
-	"herald/shared/testenv"
+	"herald/devtools/testenv"
 )
 
 // binDir holds the services, built once for the whole package.

@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"herald/deploy/stack"
-	"herald/shared/devpubsub"
+	"herald/devtools/devpubsub"
 )
 
 // TestPubsubRestartLosesAndRepeatsNothing stops the Pub/Sub emulator in the

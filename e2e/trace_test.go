@@ -6,7 +6,7 @@ import (
 	"time"
 
 	"herald/deploy/stack"
-	"herald/shared/otlpcatch"
+	"herald/devtools/otlpcatch"
 )
 
 // TestOneConnectedTracePerJob runs a job with every service exporting

@@ -10,9 +10,9 @@ import (
 	"os/exec"
 
 	"herald/deploy/stack"
-	"herald/shared/devpg"
-	"herald/shared/devpubsub"
-	"herald/shared/testenv"
+	"herald/devtools/devpg"
+	"herald/devtools/devpubsub"
+	"herald/devtools/testenv"
 )
 
 // env checks that the machine has what the tests need (installing what it

@@ -22,11 +22,11 @@ import (
 	"syscall"
 	"time"
 
-	"herald/shared/adcatch"
-	"herald/shared/devpg"
-	"herald/shared/devpubsub"
-	"herald/shared/espcatch"
-	"herald/shared/mailcatch"
+	"herald/devtools/adcatch"
+	"herald/devtools/devpg"
+	"herald/devtools/devpubsub"
+	"herald/devtools/espcatch"
+	"herald/devtools/mailcatch"
 )
 
 // Services are Herald's binaries in pipeline order.
@@ -76,12 +76,12 @@ type Options struct {
 	// NoLookup leaves dispatch without the provider lookup, so sends with
 	// unknown outcome are recorded ambiguous instead of reconciled.
 	NoLookup bool
-	// ESP starts an HTTP email API (shared/espcatch) and lists it as an email
+	// ESP starts an HTTP email API (devtools/espcatch) and lists it as an email
 	// provider of dispatch: after SMTP, or alone with EmailProviders "esp".
 	ESP bool
 	// EmailProviders overrides dispatch's -email-providers.
 	EmailProviders string
-	// Ads starts an ad platform (shared/adcatch) for the ad channel.
+	// Ads starts an ad platform (devtools/adcatch) for the ad channel.
 	Ads bool
 	// TraceEndpoint, when set, is the OTLP/HTTP endpoint every service
 	// exports its spans to.

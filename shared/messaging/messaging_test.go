@@ -14,7 +14,7 @@ import (
 	"cloud.google.com/go/pubsub/v2/apiv1/pubsubpb"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"herald/shared/devpubsub"
+	"herald/devtools/devpubsub"
 	"herald/shared/event"
 	eventv1 "herald/shared/event/v1"
 	"herald/shared/messaging"

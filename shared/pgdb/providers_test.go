@@ -4,7 +4,7 @@ import (
 	"context"
 	"testing"
 
-	"herald/shared/testenv"
+	"herald/devtools/testenv"
 )
 
 func TestTenantProvidersAreChecked(t *testing.T) {

@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"herald/shared/testenv"
+	"herald/devtools/testenv"
 )
 
 // inQuietHours is the rule herald_in_quiet_hours implements: the minute of

@@ -12,9 +12,9 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"herald/devtools/adcatch"
 	"herald/dispatch/internal/adsout"
 	"herald/dispatch/internal/provider"
-	"herald/shared/adcatch"
 )
 
 func TestNormalizeEmail(t *testing.T) {

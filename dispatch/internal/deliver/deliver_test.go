@@ -16,6 +16,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"herald/devtools/mailcatch"
+	"herald/devtools/testenv"
 	"herald/dispatch/internal/deliver"
 	"herald/dispatch/internal/ledger"
 	"herald/dispatch/internal/mailbox"
@@ -25,8 +27,6 @@ import (
 	"herald/dispatch/internal/smtpout"
 	"herald/shared/event"
 	eventv1 "herald/shared/event/v1"
-	"herald/shared/mailcatch"
-	"herald/shared/testenv"
 )
 
 func TestMain(m *testing.M) { testenv.Main(m) }

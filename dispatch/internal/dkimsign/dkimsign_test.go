@@ -21,10 +21,10 @@ import (
 
 	"github.com/emersion/go-msgauth/dkim"
 
+	"herald/devtools/mailcatch"
 	"herald/dispatch/internal/dkimsign"
 	"herald/dispatch/internal/provider"
 	"herald/dispatch/internal/smtpout"
-	"herald/shared/mailcatch"
 )
 
 var (

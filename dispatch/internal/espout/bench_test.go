@@ -8,10 +8,10 @@ import (
 	"testing"
 	"time"
 
+	"herald/devtools/childserver"
+	"herald/devtools/espcatch"
 	"herald/dispatch/internal/espout"
 	"herald/dispatch/internal/provider"
-	"herald/shared/childserver"
-	"herald/shared/espcatch"
 )
 
 // BenchmarkSend sends 8 KiB messages in batches of 100 to an espcatch in a

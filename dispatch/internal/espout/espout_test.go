@@ -13,9 +13,9 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"herald/devtools/espcatch"
 	"herald/dispatch/internal/espout"
 	"herald/dispatch/internal/provider"
-	"herald/shared/espcatch"
 )
 
 func startESP(t *testing.T, opts espcatch.Options) *espcatch.Server {

@@ -10,8 +10,8 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"herald/devtools/testenv"
 	"herald/dispatch/internal/ledger"
-	"herald/shared/testenv"
 )
 
 func TestMain(m *testing.M) { testenv.Main(m) }

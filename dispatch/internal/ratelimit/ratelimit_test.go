@@ -9,8 +9,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"herald/devtools/testenv"
 	"herald/dispatch/internal/ratelimit"
-	"herald/shared/testenv"
 )
 
 func TestMain(m *testing.M) { testenv.Main(m) }

@@ -14,10 +14,10 @@ import (
 
 	"github.com/emersion/go-smtp"
 
+	"herald/devtools/childserver"
+	"herald/devtools/mailcatch"
 	"herald/dispatch/internal/provider"
 	"herald/dispatch/internal/smtpout"
-	"herald/shared/childserver"
-	"herald/shared/mailcatch"
 )
 
 // BenchmarkPool measures sending through Pool to a sink-mode mail catcher

@@ -14,9 +14,9 @@ import (
 	"github.com/emersion/go-smtp"
 	"github.com/google/go-cmp/cmp"
 
+	"herald/devtools/mailcatch"
 	"herald/dispatch/internal/provider"
 	"herald/dispatch/internal/smtpout"
-	"herald/shared/mailcatch"
 )
 
 func startCatcher(t *testing.T, opts mailcatch.Options) *mailcatch.Server {

@@ -13,9 +13,9 @@ import (
 	"testing"
 	"time"
 
+	"herald/devtools/mailcatch"
 	"herald/dispatch/internal/provider"
 	"herald/dispatch/internal/smtpout"
-	"herald/shared/mailcatch"
 )
 
 // selfSigned returns a certificate for 127.0.0.1 and a pool that trusts it.

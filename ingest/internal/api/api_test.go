@@ -15,9 +15,9 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"herald/devtools/testenv"
 	"herald/ingest/internal/api"
 	"herald/ingest/internal/store"
-	"herald/shared/testenv"
 	"herald/shared/unsubscribe"
 )
 

@@ -10,9 +10,9 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"herald/devtools/testenv"
 	"herald/ingest/internal/api"
 	"herald/ingest/internal/store"
-	"herald/shared/testenv"
 )
 
 // BenchmarkBulkCustomerUpsert measures POST /v1/customers end to end:

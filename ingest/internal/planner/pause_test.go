@@ -8,10 +8,10 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"herald/devtools/testenv"
 	"herald/ingest/internal/planner"
 	"herald/shared/event"
 	"herald/shared/messaging"
-	"herald/shared/testenv"
 )
 
 // TestPausedAndCancelledJobsStopPlanning pauses one job and cancels

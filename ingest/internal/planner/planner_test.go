@@ -15,10 +15,10 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"herald/devtools/testenv"
 	"herald/ingest/internal/planner"
 	"herald/shared/event"
 	"herald/shared/messaging"
-	"herald/shared/testenv"
 )
 
 func TestMain(m *testing.M) { testenv.Main(m) }

@@ -10,10 +10,10 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"herald/devtools/testenv"
 	"herald/ingest/internal/planner"
 	"herald/shared/event"
 	"herald/shared/messaging"
-	"herald/shared/testenv"
 )
 
 // TestStalledBatchesAreRedrivenUntilTheirJobEnds checks when the re-driver

@@ -10,7 +10,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/jackc/pgx/v5"
 
-	"herald/shared/testenv"
+	"herald/devtools/testenv"
 )
 
 func TestMain(m *testing.M) { testenv.Main(m) }

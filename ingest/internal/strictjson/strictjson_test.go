@@ -9,7 +9,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
-	"herald/shared/testenv"
+	"herald/devtools/testenv"
 )
 
 func TestMain(m *testing.M) { testenv.Main(m) }

@@ -16,10 +16,10 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"herald/devtools/testenv"
 	"herald/ingest/internal/store"
 	"herald/ingest/internal/triggers"
 	eventv1 "herald/shared/event/v1"
-	"herald/shared/testenv"
 
 	"google.golang.org/protobuf/encoding/protojson"
 )

@@ -8,10 +8,10 @@ import (
 	"testing"
 	"time"
 
+	"herald/devtools/testenv"
 	"herald/recommend/internal/picker"
 	"herald/shared/event"
 	eventv1 "herald/shared/event/v1"
-	"herald/shared/testenv"
 )
 
 // The partner-rankings workload: batches of 1,000 recipients, each with a

@@ -14,10 +14,10 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"herald/devtools/testenv"
 	"herald/recommend/internal/picker"
 	"herald/shared/event"
 	eventv1 "herald/shared/event/v1"
-	"herald/shared/testenv"
 )
 
 func TestMain(m *testing.M) { testenv.Main(m) }

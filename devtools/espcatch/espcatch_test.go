@@ -11,7 +11,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
-	"herald/shared/espcatch"
+	"herald/devtools/espcatch"
 )
 
 func start(t *testing.T, opts espcatch.Options) *espcatch.Server {

@@ -8,7 +8,7 @@ import (
 	"strconv"
 	"strings"
 
-	"herald/shared/fakeapi"
+	"herald/devtools/fakeapi"
 )
 
 func (s *Server) newHandler() http.Handler {

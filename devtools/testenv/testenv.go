@@ -19,8 +19,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"herald/shared/devpg"
-	"herald/shared/devpubsub"
+	"herald/devtools/devpg"
+	"herald/devtools/devpubsub"
 	"herald/shared/messaging"
 	"herald/shared/pgdb"
 	"herald/shared/telemetry"

@@ -10,7 +10,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
-	"herald/shared/adcatch"
+	"herald/devtools/adcatch"
 )
 
 func start(t *testing.T, opts adcatch.Options) *adcatch.Server {

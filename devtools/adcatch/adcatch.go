@@ -25,7 +25,7 @@ import (
 	"sync"
 	"time"
 
-	"herald/shared/fakeapi"
+	"herald/devtools/fakeapi"
 )
 
 // Limits of the API.

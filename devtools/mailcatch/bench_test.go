@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"herald/shared/childserver"
+	"herald/devtools/childserver"
 
 	"github.com/emersion/go-smtp"
 )
@@ -32,7 +32,7 @@ import (
 // client=pipelining sends MAIL, RCPT and DATA together (RFC 2920): two round
 // trips per message.
 //
-//	go test -run '^$' -bench Sink -benchtime 200000x ./shared/mailcatch
+//	go test -run '^$' -bench Sink -benchtime 200000x ./devtools/mailcatch
 func BenchmarkSink(b *testing.B) {
 	const conns = 32
 	clients := []struct {
