@@ -17,6 +17,7 @@ import (
 	"github.com/google/uuid"
 	"google.golang.org/protobuf/encoding/protojson"
 
+	"herald/ingest/internal/sla"
 	"herald/ingest/internal/store"
 	"herald/shared/event"
 	eventv1 "herald/shared/event/v1"
@@ -447,8 +448,10 @@ type JobView struct {
 	// ETA is when the last recipient is expected to have an outcome at
 	// the current rate; absent before the first outcome and once complete.
 	ETA *time.Time `json:"eta,omitempty"`
-	// SLA is on_track, at_risk (the ETA is past the deadline) or breached
-	// while the job runs; met or missed once it is complete.
+	// SLA is the job against its deadline (package sla): waiting (nothing
+	// final yet), on_track, at_risk (the ETA falls in the last tenth of the
+	// job's window or later) or breached while it runs; met or missed once
+	// it is complete.
 	SLA string `json:"sla"`
 }
 
@@ -479,32 +482,14 @@ func jobView(j store.JobStatus, now time.Time) JobView {
 	v.Template.ID, v.Template.Version = j.TemplateID, j.TemplateVersion
 	v.Audience.AllSubscribed, v.Audience.CustomerIDs = j.Audience.AllSubscribed, len(j.Audience.CustomerIDs)
 	v.Audience.Segment = j.Audience.Segment
-	if j.FirstSentAt != nil {
-		end := now
-		if j.Complete() && j.LastDoneAt != nil {
-			end = *j.LastDoneAt
-		}
-		if secs := end.Sub(*j.FirstSentAt).Seconds(); secs > 0 {
-			v.PerSecond = float64(j.Done()) / secs
-		}
-	}
-	switch {
-	case j.Complete():
-		v.SLA = "met"
-		if j.LastDoneAt != nil && j.LastDoneAt.After(j.Deadline) {
-			v.SLA = "missed"
-		}
-	case now.After(j.Deadline):
-		v.SLA = "breached"
-	default:
-		v.SLA = "on_track"
-		if v.PerSecond > 0 && v.Counts.Pending > 0 && j.JobState == store.StateActive {
-			eta := now.Add(time.Duration(float64(v.Counts.Pending) / v.PerSecond * float64(time.Second))).UTC().Truncate(time.Second)
-			v.ETA = &eta
-			if eta.After(j.Deadline) {
-				v.SLA = "at_risk"
-			}
-		}
+	// The ops page judges jobs with the same function, so the two never
+	// disagree about a job.
+	verdict := sla.Judge(sla.Progress{SubmittedAt: j.SubmittedAt, Deadline: j.Deadline, Planned: j.Planned,
+		PlanningDone: j.PlannedAt != nil, Done: j.Done(), FirstDoneAt: j.FirstSentAt, LastDoneAt: j.LastDoneAt}, now)
+	v.PerSecond, v.SLA = verdict.PerSecond, verdict.State
+	if !verdict.ETA.IsZero() && !j.Complete() && j.JobState == store.StateActive {
+		eta := verdict.ETA.UTC().Truncate(time.Second)
+		v.ETA = &eta
 	}
 	return v
 }

@@ -22,7 +22,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"herald/shared/sla"
+	"herald/ingest/internal/sla"
 )
 
 var (

@@ -4,7 +4,7 @@ import (
 	"testing"
 	"time"
 
-	"herald/shared/sla"
+	"herald/ingest/internal/sla"
 )
 
 func TestJudge(t *testing.T) {
