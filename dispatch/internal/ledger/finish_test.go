@@ -3,8 +3,11 @@ package ledger_test
 import (
 	"context"
 	"fmt"
+	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"herald/dispatch/internal/ledger"
 )
@@ -90,7 +93,7 @@ func TestFinishLooksEachRecipientUp(t *testing.T) {
 			t.Fatal(err)
 		}
 		var plan strings.Builder
-		rows, err := tx.Query(ctx, "EXPLAIN "+ledger.FinishBatchSQL, b.Tenant, b.Job, b.Channel, b.SubmittedAt, b.Seq)
+		rows, err := tx.Query(ctx, "EXPLAIN "+finishStatement(t, db), b.Tenant, b.Job, b.Channel, b.SubmittedAt, b.Seq)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -109,4 +112,21 @@ func TestFinishLooksEachRecipientUp(t *testing.T) {
 			t.Errorf("hash and merge joins %s: finish does not probe the ledger's key per recipient:\n%s", joins, plan.String())
 		}
 	}
+}
+
+// finishStatement is the statement herald_finish_batch runs (ledger's
+// finish_batch.sql calls it), as installed, its arguments as $1..$5.
+func finishStatement(t *testing.T, db *pgxpool.Pool) string {
+	t.Helper()
+	if !strings.Contains(ledger.FinishBatchSQL, "herald_finish_batch(") {
+		t.Fatalf("finish_batch.sql no longer calls herald_finish_batch:\n%s", ledger.FinishBatchSQL)
+	}
+	var body string
+	if err := db.QueryRow(context.Background(), `SELECT prosrc FROM pg_proc WHERE proname = 'herald_finish_batch'`).Scan(&body); err != nil {
+		t.Fatal(err)
+	}
+	for i, arg := range []string{"_tenant", "_job", "_channel", "_submitted", "_seq"} {
+		body = regexp.MustCompile(`\b`+arg+`\b`).ReplaceAllLiteralString(body, fmt.Sprintf("$%d", i+1))
+	}
+	return body
 }

@@ -141,14 +141,14 @@ func (s *Store) DeleteCatalogItem(ctx context.Context, tenant, id string) error 
 // DeleteSuppression lifts a suppression the partner added. It returns
 // ErrNotFound if there is none and ErrProtected if the recipient set it.
 func (s *Store) DeleteSuppression(ctx context.Context, tenant, email string) error {
-	var reason string
-	err := s.db.QueryRow(ctx, deleteSuppressionSQL, tenant, email).Scan(&reason)
+	var protected bool
+	err := s.db.QueryRow(ctx, deleteSuppressionSQL, tenant, email).Scan(&protected)
 	switch {
 	case errors.Is(err, pgx.ErrNoRows):
 		return ErrNotFound
 	case err != nil:
 		return fmt.Errorf("delete suppression: %w", err)
-	case reason == "unsubscribed" || reason == "complaint":
+	case protected:
 		return ErrProtected
 	}
 	return nil

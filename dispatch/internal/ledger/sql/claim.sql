@@ -36,70 +36,39 @@ WITH input AS (
           AND x.customer_id = i.customer_id AND x.job_submitted_at = $4
         LIMIT 1
     ) d
-), tenant AS (
-    SELECT (SELECT daily_cap FROM tenants WHERE id = $1) AS daily_cap
 ), local AS (
     SELECT i.*, coalesce(c.timezone, 'UTC') AS tz, now() AT TIME ZONE coalesce(c.timezone, 'UTC') AS local_now
     FROM input i
     LEFT JOIN customers c ON c.tenant_id = $1 AND c.id = i.customer_id
     WHERE NOT EXISTS (SELECT 1 FROM existing e WHERE e.customer_id = i.customer_id)
-      AND EXISTS (SELECT 1 FROM jobs j WHERE j.tenant_id = $1 AND j.id = $2 AND j.state = 'active')
-), quiet AS (
-    SELECT l.*, l.local_now::date AS local_day,
-           herald_in_quiet_hours(l.local_now, $18, $19) AS in_quiet,
-           herald_quiet_hours_end(l.local_now, l.tz, $19) AS quiet_end
-    FROM local l
 ), decided AS (
-    SELECT q.customer_id, q.email, q.message_id, q.strategy, q.model_version, q.catalog_version, q.template_version,
-           q.local_day,
-           CASE
-               WHEN q.skip_reason <> '' THEN 'skipped'
-               WHEN q.render_error <> '' THEN 'failed'
-               WHEN s.email IS NOT NULL THEN 'suppressed'
-               WHEN now() > $6 THEN 'expired'
-               WHEN q.in_quiet AND $20 = 'skip' THEN 'skipped'
-               WHEN q.in_quiet THEN 'deferred'
-               ELSE 'sending'
-           END AS state,
-           CASE
-               WHEN q.skip_reason <> '' THEN q.skip_reason
-               WHEN q.render_error <> '' THEN 'render: ' || q.render_error
-               WHEN s.email IS NOT NULL THEN s.reason
-               WHEN now() > $6 THEN 'deadline passed before sending'
-               WHEN q.in_quiet AND $20 = 'skip' THEN 'quiet hours in the recipient''s time zone'
-               WHEN q.in_quiet THEN 'held for quiet hours in the recipient''s time zone'
-               ELSE ''
-           END AS reason,
-           CASE WHEN q.in_quiet AND $20 <> 'skip' THEN q.quiet_end END AS not_before
-    FROM quiet q
-    -- The tenant's own list, then the global one ('*': addresses no tenant
-    -- may mail, such as spam traps and complaints that reach every sender).
-    LEFT JOIN LATERAL (
-        SELECT x.email, x.reason FROM suppressions x
-        WHERE x.tenant_id IN ($1, '*') AND x.email = lower(q.email)
-        ORDER BY x.tenant_id = '*'
-        LIMIT 1
-    ) s ON true
-), day_used AS (
-    -- Takes one send of each recipient's local day, unless the cap is
-    -- reached; the row lock on conflict makes concurrent jobs count right.
-    INSERT INTO recipient_day_counts AS rc (tenant_id, customer_id, day, sends)
-    SELECT $1, d.customer_id, d.local_day, 1
-    FROM decided d, tenant t
-    WHERE d.state = 'sending' AND t.daily_cap IS NOT NULL
-    ON CONFLICT (tenant_id, customer_id, day) DO UPDATE SET sends = rc.sends + 1
-    WHERE rc.sends < (SELECT daily_cap FROM tenant)
-    RETURNING customer_id
+    -- What the job's picking and render decided comes first; then the one
+    -- send-eligibility rule (herald_send_verdict), which returns no row
+    -- unless the job is active.
+    SELECT l.customer_id, l.email, l.message_id, l.strategy, l.model_version, l.catalog_version, l.template_version,
+           l.local_now::date AS local_day,
+           CASE WHEN l.skip_reason <> '' THEN 'skipped'
+                WHEN l.render_error <> '' THEN 'failed'
+                ELSE v.state END AS state,
+           CASE WHEN l.skip_reason <> '' THEN l.skip_reason
+                WHEN l.render_error <> '' THEN 'render: ' || l.render_error
+                ELSE v.reason END AS reason,
+           CASE WHEN l.skip_reason = '' AND l.render_error = '' THEN v.not_before END AS not_before
+    FROM local l
+    CROSS JOIN LATERAL herald_send_verdict($1, $2, l.email, l.local_now, l.tz, $6, $18, $19, $20) v
+), capped AS (
+    -- Takes one send of each sending recipient's local day; returns those
+    -- whose daily cap is used up.
+    SELECT c.customer_id, c.daily_cap
+    FROM (SELECT array_agg(d.customer_id) AS ids, array_agg(d.local_day) AS days FROM decided d WHERE d.state = 'sending') s
+    CROSS JOIN LATERAL herald_take_daily_sends($1, s.ids, s.days) c
 ), final AS (
     SELECT d.customer_id, d.email, d.message_id, d.strategy, d.model_version, d.catalog_version, d.template_version,
            d.not_before,
-           CASE WHEN d.state = 'sending' AND t.daily_cap IS NOT NULL
-                     AND NOT EXISTS (SELECT 1 FROM day_used u WHERE u.customer_id = d.customer_id)
-                THEN 'capped' ELSE d.state END AS state,
-           CASE WHEN d.state = 'sending' AND t.daily_cap IS NOT NULL
-                     AND NOT EXISTS (SELECT 1 FROM day_used u WHERE u.customer_id = d.customer_id)
-                THEN 'daily cap of ' || t.daily_cap || ' reached' ELSE d.reason END AS reason
-    FROM decided d, tenant t
+           CASE WHEN c.customer_id IS NOT NULL THEN 'capped' ELSE d.state END AS state,
+           CASE WHEN c.customer_id IS NOT NULL THEN 'daily cap of ' || c.daily_cap || ' reached' ELSE d.reason END AS reason
+    FROM decided d
+    LEFT JOIN capped c ON c.customer_id = d.customer_id
 ), claimed AS (
     INSERT INTO deliveries (tenant_id, job_id, channel, customer_id, job_submitted_at, batch_seq,
                             state, email, message_id, attempts, reason, done_at,

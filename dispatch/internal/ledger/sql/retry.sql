@@ -25,52 +25,32 @@ WITH rows AS (
     ) x
     LEFT JOIN customers c ON c.tenant_id = $1 AND c.id = x.customer_id
 ), targets AS (
-    SELECT r.part, r.tid, r.customer_id, r.attempts, r.local_now::date AS local_day,
-           CASE
-               WHEN s.email IS NOT NULL THEN 'suppressed'
-               WHEN now() > $6 THEN 'expired'
-               WHEN herald_in_quiet_hours(r.local_now, $10, $11) AND $12 = 'skip' THEN 'skipped'
-               WHEN herald_in_quiet_hours(r.local_now, $10, $11) THEN 'deferred'
-               ELSE 'sending'
-           END AS state,
-           CASE
-               WHEN s.email IS NOT NULL THEN s.reason
-               WHEN now() > $6 THEN 'deadline passed while deferred: ' || r.reason
-               WHEN herald_in_quiet_hours(r.local_now, $10, $11) AND $12 = 'skip' THEN 'quiet hours in the recipient''s time zone'
-               ELSE r.reason
-           END AS reason,
-           CASE WHEN herald_in_quiet_hours(r.local_now, $10, $11) AND $12 <> 'skip'
-                THEN herald_quiet_hours_end(r.local_now, r.tz, $11) END AS not_before
+    -- The one send-eligibility rule (herald_send_verdict), which returns no
+    -- row unless the job is active; a row that stays deferred or goes out
+    -- keeps its reason.
+    SELECT r.part, r.tid, r.customer_id, r.attempts, r.local_now::date AS local_day, v.state, v.not_before,
+           CASE v.state
+               WHEN 'expired' THEN 'deadline passed while deferred: ' || r.reason
+               WHEN 'sending' THEN r.reason
+               WHEN 'deferred' THEN r.reason
+               ELSE v.reason
+           END AS reason
     FROM rows r
-    LEFT JOIN LATERAL (
-        SELECT x.email, x.reason FROM suppressions x
-        WHERE x.tenant_id IN ($1, '*') AND x.email = lower(r.email)
-        ORDER BY x.tenant_id = '*'
-        LIMIT 1
-    ) s ON true
-    WHERE (r.not_before IS NULL OR r.not_before <= now())
-      AND EXISTS (SELECT 1 FROM jobs j WHERE j.tenant_id = $1 AND j.id = $2 AND j.state = 'active')
-), tenant AS (
-    SELECT (SELECT daily_cap FROM tenants WHERE id = $1) AS daily_cap
-), day_used AS (
+    CROSS JOIN LATERAL herald_send_verdict($1, $2, r.email, r.local_now, r.tz, $6, $10, $11, $12) v
+    WHERE r.not_before IS NULL OR r.not_before <= now()
+), capped AS (
     -- As in the claim: one send of the recipient's local day, unless the
-    -- cap is reached.
-    INSERT INTO recipient_day_counts AS rc (tenant_id, customer_id, day, sends)
-    SELECT $1, t.customer_id, t.local_day, 1
-    FROM targets t, tenant c
-    WHERE t.state = 'sending' AND t.attempts = 0 AND c.daily_cap IS NOT NULL
-    ON CONFLICT (tenant_id, customer_id, day) DO UPDATE SET sends = rc.sends + 1
-    WHERE rc.sends < (SELECT daily_cap FROM tenant)
-    RETURNING customer_id
+    -- cap is reached. A row that was sending had its send counted then.
+    SELECT c.customer_id, c.daily_cap
+    FROM (SELECT array_agg(t.customer_id) AS ids, array_agg(t.local_day) AS days
+          FROM targets t WHERE t.state = 'sending' AND t.attempts = 0) s
+    CROSS JOIN LATERAL herald_take_daily_sends($1, s.ids, s.days) c
 ), final AS (
     SELECT t.part, t.tid, t.not_before,
-           CASE WHEN t.state = 'sending' AND t.attempts = 0 AND c.daily_cap IS NOT NULL
-                     AND NOT EXISTS (SELECT 1 FROM day_used u WHERE u.customer_id = t.customer_id)
-                THEN 'capped' ELSE t.state END AS state,
-           CASE WHEN t.state = 'sending' AND t.attempts = 0 AND c.daily_cap IS NOT NULL
-                     AND NOT EXISTS (SELECT 1 FROM day_used u WHERE u.customer_id = t.customer_id)
-                THEN 'daily cap of ' || c.daily_cap || ' reached' ELSE t.reason END AS reason
-    FROM targets t, tenant c
+           CASE WHEN c.customer_id IS NOT NULL THEN 'capped' ELSE t.state END AS state,
+           CASE WHEN c.customer_id IS NOT NULL THEN 'daily cap of ' || c.daily_cap || ' reached' ELSE t.reason END AS reason
+    FROM targets t
+    LEFT JOIN capped c ON c.customer_id = t.customer_id
 ), retried AS (
     UPDATE deliveries d
     SET state = t.state,

@@ -1,10 +1,11 @@
--- Removes a partner-added suppression. Returns the reason of the row found
--- (deleted only when the partner may lift it: not an unsubscribe or a
--- complaint, which came from the recipient).
+-- Removes a partner-added suppression. Returns the row found and whether it
+-- is the recipient's (an unsubscribe or a complaint, which the partner may
+-- not lift: then it stays).
 WITH found AS (
-    SELECT reason FROM suppressions WHERE tenant_id = $1 AND email = lower($2)
+    SELECT reason, herald_recipient_suppression(reason) AS protected
+    FROM suppressions WHERE tenant_id = $1 AND email = lower($2)
 ), gone AS (
     DELETE FROM suppressions
-    WHERE tenant_id = $1 AND email = lower($2) AND reason NOT IN ('unsubscribed', 'complaint')
+    WHERE tenant_id = $1 AND email = lower($2) AND NOT herald_recipient_suppression(reason)
 )
-SELECT reason FROM found
+SELECT protected FROM found

@@ -1,8 +1,7 @@
 -- Suppresses an address for a tenant at the recipient's or the provider's
--- word (one-click unsubscribe, a bounce, a complaint). A suppression the
--- partner added takes the new reason, so the partner cannot lift it later;
--- one that came from the recipient keeps its reason. Repeating the request
--- changes nothing.
-INSERT INTO suppressions AS s (tenant_id, email, reason) VALUES ($1, lower($2), $3)
-ON CONFLICT (tenant_id, email) DO UPDATE SET reason = excluded.reason
-WHERE s.reason NOT IN ('unsubscribed', 'complaint') AND excluded.reason IN ('unsubscribed', 'complaint')
+-- word (one-click unsubscribe, a bounce, a complaint), by the suppression
+-- list's one rule (herald_suppress): a suppression the partner added takes
+-- the recipient's reason, so the partner cannot lift it later; one that
+-- came from the recipient keeps its reason. Repeating it changes nothing.
+-- $1 tenant, $2 address, $3 reason.
+SELECT herald_suppress($1, ARRAY[$2::text], ARRAY[$3::text])
