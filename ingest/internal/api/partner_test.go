@@ -46,8 +46,6 @@ func (f *fixture) unchanged(before map[string]int) {
 	}
 }
 
-const goodTemplate = `{"from_email":"deals@acme.example","subject":"Hi {{.Customer.FirstName}}","html":"<p>Hi {{.Customer.FirstName}}</p>"}`
-
 func job(extra string) string {
 	return `{"channel":"email","template":{"id":"bf"},"audience":{"all_subscribed":true}` + extra + `}`
 }
