@@ -9,6 +9,7 @@ import (
 	_ "embed"
 	"encoding/json"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"herald/dispatch/internal/provider"
@@ -50,7 +51,10 @@ func (s *Store) Send(ctx context.Context, msgs []*provider.Message) []provider.R
 		return out
 	}
 	res := provider.Result{Outcome: provider.Sent, Reason: "stored in the onsite inbox"}
-	if _, err := s.db.Exec(ctx, storeSQL, tenants, customers, keys, jobs, payloads, expires); err != nil {
+	if _, err := s.db.Exec(ctx, storeSQL, pgx.NamedArgs{
+		"tenants": tenants, "customers": customers, "keys": keys,
+		"jobs": jobs, "payloads": payloads, "expires": expires,
+	}); err != nil {
 		// Nothing was stored (one statement): retrying is safe.
 		res = provider.Result{Outcome: provider.Deferred, Reason: "store onsite messages: " + err.Error()}
 	}

@@ -108,7 +108,14 @@ func (p *Picker) load(ctx context.Context, in *eventv1.RecommendBatch, rules Rul
 	}
 	views, carts := rules.viewWindow(), rules.cartWindow()
 	d.Activity = make(map[string]*Activity)
-	b.Queue(activitySQL, tenant, ids, d.Now.Add(-PurchaseHorizon), since(d.Now, views), since(d.Now, carts), maxTouches).
+	b.Queue(activitySQL, pgx.NamedArgs{
+		"tenant":          tenant,
+		"customers":       ids,
+		"purchases_since": d.Now.Add(-PurchaseHorizon),
+		"views_since":     since(d.Now, views),
+		"carts_since":     since(d.Now, carts),
+		"touches_cap":     maxTouches,
+	}).
 		Query(func(rows pgx.Rows) error { return scanActivity(rows, d.Activity) })
 	if err := tx.SendBatch(ctx, &b).Close(); err != nil {
 		return nil, fmt.Errorf("read rankings and events: %w", err)
@@ -400,8 +407,14 @@ func (p *Picker) refreshAssociations(ctx context.Context, tenant, kind string, n
 	}
 	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
 	var n int64
-	err = tx.QueryRow(ctx, refreshAssociationsSQL, tenant, kind, now.Add(-associationWindow[kind]),
-		associationsPerCustomer, associationsPerItem, now.Add(-p.refresh)).Scan(&n)
+	err = tx.QueryRow(ctx, refreshAssociationsSQL, pgx.NamedArgs{
+		"tenant":             tenant,
+		"kind":               kind,
+		"events_since":       now.Add(-associationWindow[kind]),
+		"items_per_customer": associationsPerCustomer,
+		"related_per_item":   associationsPerItem,
+		"fresh_after":        now.Add(-p.refresh),
+	}).Scan(&n)
 	if err != nil {
 		return false, fmt.Errorf("refresh %s associations: %w", kind, err)
 	}
