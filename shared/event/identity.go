@@ -2,8 +2,10 @@ package event
 
 import (
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/binary"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"hash/fnv"
 
@@ -119,4 +121,77 @@ func (b BatchKey) LockKey() int64 {
 	h.Write(seq[:])
 	h.Write([]byte(b.Channel))
 	return int64(h.Sum64())
+}
+
+// The names of the two tags that carry a delivery's key through a provider
+// and back in its reports (SES message tags, SendGrid custom args).
+const (
+	TagTenant   = "herald_tenant"
+	TagDelivery = "herald_delivery"
+)
+
+// Tags encodes k as the values of TagTenant and TagDelivery. SES allows
+// only ASCII letters, digits, '_' and '-' in a tag value, at most 256 of
+// them, so both are unpadded base64url; the delivery tag packs the job's 16
+// bytes, the channel and the customer, which fits for every key the API
+// accepts (a customer id of up to 128 characters).
+func (k DeliveryKey) Tags() (tenant, delivery string, err error) {
+	job, err := ParseJobID(k.Job)
+	if err != nil {
+		return "", "", err
+	}
+	var ch byte
+	switch k.Channel {
+	case ChannelEmail:
+		ch = 'e'
+	case ChannelOnsite:
+		ch = 'o'
+	case ChannelAd:
+		ch = 'a'
+	default:
+		return "", "", fmt.Errorf("unknown channel %q", k.Channel)
+	}
+	if k.Tenant == "" || k.Customer == "" {
+		return "", "", errors.New("a delivery key needs a tenant and a customer")
+	}
+	b := make([]byte, 0, 17+len(k.Customer))
+	b = append(b, job[:]...)
+	b = append(b, ch)
+	b = append(b, k.Customer...)
+	tenant = base64.RawURLEncoding.EncodeToString([]byte(k.Tenant))
+	delivery = base64.RawURLEncoding.EncodeToString(b)
+	if len(tenant) > maxTagLen || len(delivery) > maxTagLen {
+		return "", "", fmt.Errorf("delivery key %s is too long for a provider tag", k)
+	}
+	return tenant, delivery, nil
+}
+
+// maxTagLen is the longest tag value SES accepts.
+const maxTagLen = 256
+
+// ParseTags is the inverse of Tags.
+func ParseTags(tenant, delivery string) (DeliveryKey, error) {
+	if len(tenant) > maxTagLen || len(delivery) > maxTagLen {
+		return DeliveryKey{}, errors.New("delivery tags too long")
+	}
+	t, err := base64.RawURLEncoding.DecodeString(tenant)
+	if err != nil || len(t) == 0 {
+		return DeliveryKey{}, fmt.Errorf("tenant tag %q is not a base64url tenant id", tenant)
+	}
+	b, err := base64.RawURLEncoding.DecodeString(delivery)
+	if err != nil || len(b) < 18 {
+		return DeliveryKey{}, fmt.Errorf("delivery tag %q is not a base64url delivery", delivery)
+	}
+	k := DeliveryKey{Tenant: string(t), Job: JobID(b[:16]).String(), Customer: string(b[17:])}
+	switch b[16] {
+	case 'e':
+		k.Channel = ChannelEmail
+	case 'o':
+		k.Channel = ChannelOnsite
+	case 'a':
+		k.Channel = ChannelAd
+	default:
+		return DeliveryKey{}, fmt.Errorf("delivery tag %q names no channel", delivery)
+	}
+	return k, nil
 }

@@ -1,6 +1,8 @@
 package event
 
 import (
+	"regexp"
+	"strings"
 	"testing"
 
 	"github.com/google/uuid"
@@ -73,5 +75,46 @@ func TestDeliveryKeyFieldsAreSeparated(t *testing.T) {
 	j := NewJobID()
 	if (BatchKey{Job: j, Seq: 1, Channel: ChannelEmail}).LockKey() == (BatchKey{Job: j, Seq: 2, Channel: ChannelEmail}).LockKey() {
 		t.Error("two batches of one job share a lock key")
+	}
+}
+
+// The tags carry a key through a provider and back unchanged, within SES's
+// rules for a tag value, for the longest ids the API accepts.
+func TestTagsRoundTrip(t *testing.T) {
+	tagChars := regexp.MustCompile(`^[A-Za-z0-9_-]{1,256}$`)
+	for _, k := range []DeliveryKey{
+		{Tenant: "acme", Job: NewJobID().String(), Channel: ChannelEmail, Customer: "c1"},
+		{Tenant: strings.Repeat("t", 64), Job: NewJobID().String(), Channel: ChannelAd, Customer: strings.Repeat("c.:@-", 25) + "xyz"},
+		{Tenant: "a.b", Job: NewJobID().String(), Channel: ChannelOnsite, Customer: "x"},
+	} {
+		tenant, delivery, err := k.Tags()
+		if err != nil {
+			t.Fatalf("%s: %v", k, err)
+		}
+		if !tagChars.MatchString(tenant) || !tagChars.MatchString(delivery) {
+			t.Errorf("%s: tags %q, %q break SES's rules for a tag value", k, tenant, delivery)
+		}
+		got, err := ParseTags(tenant, delivery)
+		if err != nil || got != k {
+			t.Errorf("ParseTags(Tags(%s)) = %s, %v", k, got, err)
+		}
+	}
+}
+
+func TestParseTagsRefusesGarbage(t *testing.T) {
+	k := DeliveryKey{Tenant: "acme", Job: NewJobID().String(), Channel: ChannelEmail, Customer: "c1"}
+	tenant, delivery, _ := k.Tags()
+	for _, tc := range [][2]string{
+		{"", delivery}, {tenant, ""}, {"!!", delivery}, {tenant, "abc"},
+		{tenant, delivery[:len(delivery)-4]}, {tenant, strings.Repeat("A", 300)},
+	} {
+		if got, err := ParseTags(tc[0], tc[1]); err == nil && got == k {
+			t.Errorf("ParseTags(%q, %q) gave back the key", tc[0], tc[1])
+		} else if err == nil && tc[1] != delivery[:len(delivery)-4] {
+			t.Errorf("ParseTags(%q, %q) = %s, want an error", tc[0], tc[1], got)
+		}
+	}
+	if _, _, err := (DeliveryKey{Tenant: "acme", Job: "not-a-uuid", Channel: ChannelEmail, Customer: "c"}).Tags(); err == nil {
+		t.Error("Tags accepted a job id that is not a UUID")
 	}
 }
