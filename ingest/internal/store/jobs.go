@@ -98,6 +98,14 @@ type NewJob struct {
 	Traceparent string
 }
 
+// Start is when the job starts: its send_at, or its submission.
+func (j NewJob) Start() time.Time {
+	if j.SendAt != nil {
+		return *j.SendAt
+	}
+	return j.SubmittedAt
+}
+
 // Status is the job as accepted, before any progress.
 func (j NewJob) Status() JobStatus {
 	return JobStatus{ID: j.ID, Channel: j.Channel, TemplateID: j.TemplateID, TemplateVersion: j.TemplateVersion,
