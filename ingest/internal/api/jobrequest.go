@@ -29,7 +29,10 @@ type jobRequest struct {
 		CustomerIDs   []string `json:"customer_ids,omitempty"`
 		Segment       *Segment `json:"segment,omitempty"`
 	} `json:"audience"`
-	Strategy string `json:"strategy,omitempty"`
+	// Strategy is gone: picking.strategies replaced it. It is decoded so
+	// that a request still sending it is told so (createJob refuses any
+	// value), and it stays in the request hash (see requestHash).
+	Strategy json.RawMessage `json:"strategy,omitempty"`
 	// Picking chooses the recommendation strategies, their fallbacks and
 	// the business rules (the eventv1.Picking message in its JSON form).
 	Picking json.RawMessage `json:"picking,omitempty"`
@@ -51,8 +54,10 @@ const (
 	sendAtSkew = time.Minute
 )
 
-// strategies are the recommendation strategies recommend implements.
-var strategies = []string{"personalized"}
+// strategyRemoved answers a request that still names a strategy.
+const strategyRemoved = `strategy is no longer a field of a job: leave it out for the default ` +
+	`(the customer's ranked recommendations topped up with best sellers, as "personalized" was), ` +
+	`or choose strategies and fallbacks with picking.strategies`
 
 var idempotencyKeyPattern = regexp.MustCompile(`^[\x21-\x7e]{1,255}$`)
 
@@ -101,11 +106,6 @@ func parseJob(req jobRequest, now time.Time, limits Limits) (store.NewJob, field
 			f.add("audience.segment", "%v", err)
 		}
 		segment, _ = json.Marshal(req.Audience.Segment)
-	}
-	if req.Strategy == "" {
-		req.Strategy = strategies[0]
-	} else if !slices.Contains(strategies, req.Strategy) {
-		f.add("strategy", "must be one of %s", strings.Join(strategies, ", "))
 	}
 	products := defaultProducts
 	if req.Products != nil {
@@ -187,7 +187,6 @@ func parseJob(req jobRequest, now time.Time, limits Limits) (store.NewJob, field
 		Audience: store.Audience{AllSubscribed: req.Audience.AllSubscribed, CustomerIDs: sortedUnique(ids),
 			Segment: segment, SegmentPath: segmentPath},
 		ProductsPerMessage: products,
-		Strategy:           req.Strategy,
 		Picking:            picking,
 		QuietHours:         quiet,
 		Campaign:           req.Campaign,
@@ -205,8 +204,10 @@ func parseJob(req jobRequest, now time.Time, limits Limits) (store.NewJob, field
 // so whitespace, key order or spelling out a default does not make a retry
 // look like a different request. Its bytes must not change between
 // releases, or a retry across an upgrade would be refused as a different
-// request; a test pins them.
+// request; a test pins them. So it still covers strategy "personalized",
+// the one value every job had while strategy was a field.
 func requestHash(req jobRequest) ([]byte, error) {
+	req.Strategy = json.RawMessage(`"personalized"`)
 	canonical, err := json.Marshal(req)
 	if err != nil {
 		return nil, fmt.Errorf("encode the request again: %w", err)

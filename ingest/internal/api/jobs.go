@@ -31,6 +31,10 @@ func (a *API) createJob(w http.ResponseWriter, r *http.Request, tenant string) {
 	if !decodeJSON(w, r, a.limits.MaxJSONBytes, &req) {
 		return
 	}
+	if req.Strategy != nil {
+		writeError(w, http.StatusBadRequest, "invalid_json", strategyRemoved)
+		return
+	}
 	now := a.now().UTC()
 	job, problems := parseJob(req, now, a.limits)
 	if problems.answer(w) {
@@ -246,7 +250,6 @@ type JobView struct {
 		CustomerIDs   int             `json:"customer_ids,omitempty"`
 		Segment       json.RawMessage `json:"segment,omitempty"`
 	} `json:"audience"`
-	Strategy       string     `json:"strategy"`
 	Products       int        `json:"products"`
 	Campaign       string     `json:"campaign,omitempty"`
 	SubmittedAt    time.Time  `json:"submitted_at"`
@@ -284,7 +287,7 @@ type Counts struct {
 
 func jobView(j store.JobStatus, now time.Time) JobView {
 	v := JobView{
-		ID: j.ID.String(), State: j.State(now), Channel: j.Channel, Strategy: j.Strategy, Products: j.ProductsPerMessage,
+		ID: j.ID.String(), State: j.State(now), Channel: j.Channel, Products: j.ProductsPerMessage,
 		Campaign: j.Campaign, SubmittedAt: j.SubmittedAt.UTC(), Deadline: j.Deadline.UTC(), Planned: j.Planned,
 		PlanningDone: j.PlannedAt != nil, FirstSentAt: j.FirstSentAt, LastDoneAt: j.LastDoneAt, StateChangedAt: j.StateChangedAt,
 		Counts: Counts{Sent: j.Sent, Failed: j.Failed, Suppressed: j.Suppressed, Expired: j.Expired, Ambiguous: j.Ambiguous, Capped: j.Capped, Skipped: j.Skipped,
