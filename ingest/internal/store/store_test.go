@@ -77,7 +77,7 @@ func (f *fixture) exec(sql string, args ...any) {
 	}
 }
 
-// testNow is a time in the ledger's future partitions' range: every test
-// job is submitted a little before the real now, so deadlines ahead of it
-// are ahead of the database's now() too.
+// testNow is the real now, to the microsecond PostgreSQL keeps: jobs are
+// submitted at it, so the database's now() and the store's checks agree
+// about which deadlines have passed.
 func testNow() time.Time { return time.Now().UTC().Truncate(time.Microsecond) }
