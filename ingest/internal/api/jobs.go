@@ -2,69 +2,24 @@ package api
 
 import (
 	"bytes"
-	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
 	"regexp"
-	"slices"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/google/uuid"
-	"google.golang.org/protobuf/encoding/protojson"
 
 	"herald/ingest/internal/sla"
 	"herald/ingest/internal/store"
-	"herald/shared/event"
-	eventv1 "herald/shared/event/v1"
 	"herald/shared/telemetry"
 )
 
-type jobRequest struct {
-	Channel  string `json:"channel"`
-	Template struct {
-		ID      string `json:"id"`
-		Version int    `json:"version,omitempty"`
-	} `json:"template"`
-	Audience struct {
-		AllSubscribed bool     `json:"all_subscribed,omitempty"`
-		CustomerIDs   []string `json:"customer_ids,omitempty"`
-		Segment       *Segment `json:"segment,omitempty"`
-	} `json:"audience"`
-	Strategy string `json:"strategy,omitempty"`
-	// Picking chooses the recommendation strategies, their fallbacks and
-	// the business rules (the eventv1.Picking message in its JSON form).
-	Picking json.RawMessage `json:"picking,omitempty"`
-	// QuietHours keeps the job out of each recipient's local night.
-	QuietHours *quietHours `json:"quiet_hours,omitempty"`
-	Products   *int        `json:"products,omitempty"`
-	Campaign   string      `json:"campaign,omitempty"`
-	SendAt     *time.Time  `json:"send_at,omitempty"`
-	Deadline   *time.Time  `json:"deadline,omitempty"`
-}
-
-// Defaults and bounds of a job request.
-const (
-	defaultProducts = 6
-	maxProducts     = 24
-	minLead         = time.Minute
-	// sendAtSkew is how far in the past a send_at may be (a client's clock
-	// running behind); it then means "now".
-	sendAtSkew = time.Minute
-)
-
-// channels are the channels a job can send on.
-var channels = []string{"email", "onsite", "ad"}
-
-// strategies are the recommendation strategies recommend implements.
-var strategies = []string{"personalized"}
-
-var idempotencyKeyPattern = regexp.MustCompile(`^[\x21-\x7e]{1,255}$`)
-
+// createJob accepts a job: parseJob decides whether the request is one,
+// the store commits it, and the answer says what became of it.
 func (a *API) createJob(w http.ResponseWriter, r *http.Request, tenant string) {
 	key := r.Header.Get("Idempotency-Key")
 	if !idempotencyKeyPattern.MatchString(key) {
@@ -76,171 +31,29 @@ func (a *API) createJob(w http.ResponseWriter, r *http.Request, tenant string) {
 	if !decodeJSON(w, r, a.limits.MaxJSONBytes, &req) {
 		return
 	}
+	if req.Strategy != nil {
+		writeError(w, http.StatusBadRequest, "invalid_json", strategyRemoved)
+		return
+	}
 	now := a.now().UTC()
-	var f fieldErrors
-	if !slices.Contains(channels, req.Channel) {
-		f.add("channel", "must be one of %s", strings.Join(channels, ", "))
-	}
-	if !templateIDPattern.MatchString(req.Template.ID) {
-		f.add("template.id", "must name a template")
-	}
-	checkVersion(&f, "template.version", req.Template.Version)
-	ids := req.Audience.CustomerIDs
-	kinds := 0
-	for _, set := range []bool{req.Audience.AllSubscribed, len(ids) > 0, req.Audience.Segment != nil} {
-		if set {
-			kinds++
-		}
-	}
-	if kinds != 1 {
-		f.add("audience", "set exactly one of all_subscribed: true, customer_ids or segment")
-	}
-	if len(ids) > a.limits.MaxAudienceIDs {
-		f.add("audience.customer_ids", "more than %d ids; use a segment or all_subscribed", a.limits.MaxAudienceIDs)
-	}
-	for i, id := range ids {
-		if !idPattern.MatchString(id) {
-			f.add(fmt.Sprintf("audience.customer_ids[%d]", i), "is not a valid customer id")
-			break
-		}
-	}
-	var segmentPath string
-	if req.Audience.Segment != nil {
-		var err error
-		if segmentPath, err = req.Audience.Segment.Compile(); err != nil {
-			f.add("audience.segment", "%v", err)
-		}
-	}
-	if req.Strategy == "" {
-		req.Strategy = strategies[0]
-	} else if !slices.Contains(strategies, req.Strategy) {
-		f.add("strategy", "must be one of %s", strings.Join(strategies, ", "))
-	}
-	products := defaultProducts
-	if req.Products != nil {
-		products = *req.Products
-		if products < 0 || products > maxProducts {
-			f.add("products", "must be between 0 and %d", maxProducts)
-		}
-	}
-	var quiet []byte
-	if req.QuietHours != nil {
-		q, err := req.QuietHours.proto()
-		if err != nil {
-			f.add("quiet_hours", "%v", err)
-		} else {
-			quiet, _ = protojson.Marshal(q)
-		}
-	}
-	var picking []byte
-	if len(req.Picking) > 0 && string(req.Picking) != "null" {
-		p := &eventv1.Picking{}
-		if err := protojson.Unmarshal(req.Picking, p); err != nil {
-			f.add("picking", "%v", err)
-		} else if err := event.ValidatePicking(p, products); err != nil {
-			f.add("picking", "%v", err)
-		} else {
-			picking, _ = protojson.Marshal(p)
-		}
-	}
-	switch {
-	case len(req.Campaign) > 100:
-		f.add("campaign", "longer than 100 bytes")
-	case strings.ContainsAny(req.Campaign, "\r\n"):
-		f.add("campaign", "must not contain CR or LF: it becomes part of a message header")
-	case strings.ContainsFunc(req.Campaign, func(r rune) bool { return r < 0x20 || r == 0x7f }):
-		f.add("campaign", "must not contain control characters")
-	}
-	start := now
-	if req.SendAt != nil {
-		switch s := req.SendAt.UTC(); {
-		case s.Before(now.Add(-sendAtSkew)):
-			f.add("send_at", "is in the past")
-		case s.After(now.Add(a.limits.MaxSchedule)):
-			f.add("send_at", "is more than %s ahead", a.limits.MaxSchedule)
-		case s.After(now):
-			start = s
-		}
-	}
-	if req.Deadline != nil {
-		switch d := req.Deadline.Sub(start); {
-		case req.SendAt != nil && !req.Deadline.After(*req.SendAt):
-			f.add("deadline", "is not after send_at")
-		case d < minLead:
-			f.add("deadline", "must be at least %s after the job starts", minLead)
-		case d > a.limits.MaxDeadline:
-			f.add("deadline", "must be within %s of the job's start", a.limits.MaxDeadline)
-		}
-	}
-	if f.answer(w) {
+	job, problems := parseJob(req, now, a.limits)
+	if problems.answer(w) {
 		return
 	}
-	// The hash covers the request as understood, so whitespace or key order
-	// does not make a retry look like a different request.
-	canonical, err := json.Marshal(req)
-	if err != nil {
-		a.internalError(w, r, tenant, err)
-		return
-	}
-	hash := sha256.Sum256(canonical)
-	var deadline time.Time
-	if req.Deadline != nil {
-		deadline = req.Deadline.UTC()
-	} else {
+	job.IdempotencyKey, job.Traceparent = key, traceparent(r)
+	if job.Deadline.IsZero() {
 		d, err := a.store.DefaultDeadline(r.Context(), tenant)
 		if err != nil {
 			a.internalError(w, r, tenant, err)
 			return
 		}
-		deadline = start.Add(d)
-	}
-	job := store.NewJob{
-		IdempotencyKey:  key,
-		RequestHash:     hash[:],
-		Channel:         req.Channel,
-		TemplateID:      req.Template.ID,
-		TemplateVersion: req.Template.Version,
-		Audience: store.Audience{AllSubscribed: req.Audience.AllSubscribed, CustomerIDs: sortedUnique(ids),
-			SegmentPath: segmentPath},
-		ProductsPerMessage: products,
-		Strategy:           req.Strategy,
-		Picking:            picking,
-		QuietHours:         quiet,
-		Campaign:           req.Campaign,
-		SubmittedAt:        now,
-		Deadline:           deadline,
-		Traceparent:        traceparent(r),
-	}
-	if req.Audience.Segment != nil {
-		job.Audience.Segment, _ = json.Marshal(req.Audience.Segment)
-	}
-	if start.After(now) {
-		job.SendAt = &start
+		job.Deadline = job.Start().Add(d)
 	}
 	acc, err := a.store.CreateJob(r.Context(), tenant, job, func(j store.JobStatus) ([]byte, error) {
 		return json.MarshalIndent(jobView(j, now), "", "  ")
 	})
-	var unknown *store.UnknownCustomersError
-	switch {
-	case errors.Is(err, store.ErrUnknownTemplate):
-		writeError(w, http.StatusNotFound, "not_found",
-			fmt.Sprintf("template %q (version %d) does not exist", req.Template.ID, req.Template.Version))
-		return
-	case errors.Is(err, store.ErrIdempotencyMismatch):
-		writeError(w, http.StatusUnprocessableEntity, "idempotency_key_reused",
-			"this Idempotency-Key was used for a different request; use a new key for a new job")
-		return
-	case errors.Is(err, store.ErrIdempotencyInFlight):
-		w.Header().Set("Retry-After", "1")
-		writeError(w, http.StatusConflict, "idempotency_key_in_flight",
-			"a request with this Idempotency-Key is being handled; retry when it has been answered")
-		return
-	case errors.As(err, &unknown):
-		writeErrorDetails(w, http.StatusUnprocessableEntity, "unknown_customers",
-			fmt.Sprintf("audience names customers that do not exist, e.g. %q", unknown.IDs[0]), unknown.IDs)
-		return
-	case err != nil:
-		a.internalError(w, r, tenant, err)
+	if err != nil {
+		a.createJobError(w, r, tenant, job, err)
 		return
 	}
 	if acc.Replayed {
@@ -254,20 +67,26 @@ func (a *API) createJob(w http.ResponseWriter, r *http.Request, tenant string) {
 	_, _ = w.Write(append(bytes.TrimRight(acc.Response, "\n"), '\n'))
 }
 
-func sortedUnique(ids []string) []string {
-	if len(ids) == 0 {
-		return nil
+// createJobError answers a job the store did not accept.
+func (a *API) createJobError(w http.ResponseWriter, r *http.Request, tenant string, job store.NewJob, err error) {
+	var unknown *store.UnknownCustomersError
+	switch {
+	case errors.Is(err, store.ErrUnknownTemplate):
+		writeError(w, http.StatusNotFound, "not_found",
+			fmt.Sprintf("template %q (version %d) does not exist", job.TemplateID, job.TemplateVersion))
+	case errors.Is(err, store.ErrIdempotencyMismatch):
+		writeError(w, http.StatusUnprocessableEntity, "idempotency_key_reused",
+			"this Idempotency-Key was used for a different request; use a new key for a new job")
+	case errors.Is(err, store.ErrIdempotencyInFlight):
+		w.Header().Set("Retry-After", "1")
+		writeError(w, http.StatusConflict, "idempotency_key_in_flight",
+			"a request with this Idempotency-Key is being handled; retry when it has been answered")
+	case errors.As(err, &unknown):
+		writeErrorDetails(w, http.StatusUnprocessableEntity, "unknown_customers",
+			fmt.Sprintf("audience names customers that do not exist, e.g. %q", unknown.IDs[0]), unknown.IDs)
+	default:
+		a.internalError(w, r, tenant, err)
 	}
-	seen := make(map[string]struct{}, len(ids))
-	out := make([]string, 0, len(ids))
-	for _, id := range ids {
-		if _, dup := seen[id]; !dup {
-			seen[id] = struct{}{}
-			out = append(out, id)
-		}
-	}
-	slices.Sort(out)
-	return out
 }
 
 // jobID parses the {id} of the path; a malformed id is as unknown as an
@@ -431,7 +250,6 @@ type JobView struct {
 		CustomerIDs   int             `json:"customer_ids,omitempty"`
 		Segment       json.RawMessage `json:"segment,omitempty"`
 	} `json:"audience"`
-	Strategy       string     `json:"strategy"`
 	Products       int        `json:"products"`
 	Campaign       string     `json:"campaign,omitempty"`
 	SubmittedAt    time.Time  `json:"submitted_at"`
@@ -469,7 +287,7 @@ type Counts struct {
 
 func jobView(j store.JobStatus, now time.Time) JobView {
 	v := JobView{
-		ID: j.ID.String(), State: j.State(now), Channel: j.Channel, Strategy: j.Strategy, Products: j.ProductsPerMessage,
+		ID: j.ID.String(), State: j.State(now), Channel: j.Channel, Products: j.ProductsPerMessage,
 		Campaign: j.Campaign, SubmittedAt: j.SubmittedAt.UTC(), Deadline: j.Deadline.UTC(), Planned: j.Planned,
 		PlanningDone: j.PlannedAt != nil, FirstSentAt: j.FirstSentAt, LastDoneAt: j.LastDoneAt, StateChangedAt: j.StateChangedAt,
 		Counts: Counts{Sent: j.Sent, Failed: j.Failed, Suppressed: j.Suppressed, Expired: j.Expired, Ambiguous: j.Ambiguous, Capped: j.Capped, Skipped: j.Skipped,
@@ -509,40 +327,3 @@ func traceparent(r *http.Request) string {
 }
 
 var traceparentPattern = regexp.MustCompile(`^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$`)
-
-// quietHours is a daily window in each recipient's local time when the job
-// sends them nothing: "hold" sends when it ends, "skip" not at all.
-type quietHours struct {
-	Start string `json:"start"`
-	End   string `json:"end"`
-	Mode  string `json:"mode,omitempty"`
-}
-
-func (q *quietHours) proto() (*eventv1.QuietHours, error) {
-	minute := func(field, v string) (int32, error) {
-		t, err := time.Parse("15:04", v)
-		if err != nil {
-			return 0, fmt.Errorf("%s must be a local time like \"21:00\"", field)
-		}
-		return int32(t.Hour()*60 + t.Minute()), nil
-	}
-	start, err := minute("start", q.Start)
-	if err != nil {
-		return nil, err
-	}
-	end, err := minute("end", q.End)
-	if err != nil {
-		return nil, err
-	}
-	if start == end {
-		return nil, errors.New("start and end must differ")
-	}
-	switch q.Mode {
-	case "":
-		q.Mode = "hold"
-	case "hold", "skip":
-	default:
-		return nil, errors.New(`mode must be "hold" or "skip"`)
-	}
-	return &eventv1.QuietHours{StartMinute: start, EndMinute: end, Mode: q.Mode}, nil
-}

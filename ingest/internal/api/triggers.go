@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"herald/ingest/internal/store"
+	"herald/shared/event"
 )
 
 // Catalog trigger kinds, and their bounds.
@@ -16,7 +17,7 @@ var triggerKinds = []string{"back_in_stock", "price_drop"}
 
 // triggerChannels are the channels a catalog trigger can send on: a
 // message about one item to one customer.
-var triggerChannels = []string{"email", "onsite"}
+var triggerChannels = []event.Channel{event.ChannelEmail, event.ChannelOnsite}
 
 const (
 	defaultLookback = 30 * 24 * time.Hour
@@ -73,9 +74,9 @@ func (a *API) putCatalogTrigger(w http.ResponseWriter, r *http.Request, tenant s
 		Lookback: defaultLookback, MinDropPercent: req.MinDropPercent}
 	var f fieldErrors
 	if t.Channel == "" {
-		t.Channel = "email"
-	} else if !slices.Contains(triggerChannels, t.Channel) {
-		f.add("channel", "must be one of %s", strings.Join(triggerChannels, ", "))
+		t.Channel = string(event.ChannelEmail)
+	} else if !slices.Contains(triggerChannels, event.Channel(t.Channel)) {
+		f.add("channel", "must be one of %s", channelList(triggerChannels))
 	}
 	if !templateIDPattern.MatchString(req.Template.ID) {
 		f.add("template.id", "must name a template")

@@ -85,7 +85,6 @@ type NewJob struct {
 	TemplateVersion    int // 0: the latest at submission
 	Audience           Audience
 	ProductsPerMessage int
-	Strategy           string
 	// Picking is the job's eventv1.Picking in protojson form; nil for the
 	// default chain.
 	Picking []byte
@@ -98,10 +97,18 @@ type NewJob struct {
 	Traceparent string
 }
 
+// Start is when the job starts: its send_at, or its submission.
+func (j NewJob) Start() time.Time {
+	if j.SendAt != nil {
+		return *j.SendAt
+	}
+	return j.SubmittedAt
+}
+
 // Status is the job as accepted, before any progress.
 func (j NewJob) Status() JobStatus {
 	return JobStatus{ID: j.ID, Channel: j.Channel, TemplateID: j.TemplateID, TemplateVersion: j.TemplateVersion,
-		Audience: j.Audience, ProductsPerMessage: j.ProductsPerMessage, Strategy: j.Strategy, Campaign: j.Campaign,
+		Audience: j.Audience, ProductsPerMessage: j.ProductsPerMessage, Campaign: j.Campaign,
 		SubmittedAt: j.SubmittedAt, SendAt: j.SendAt, Deadline: j.Deadline, JobState: StateActive}
 }
 
@@ -187,7 +194,7 @@ func (s *Store) CreateJob(ctx context.Context, tenant string, j NewJob, respond 
 		}
 		tag, err := tx.Exec(ctx, insertJobSQL, tenant, j.ID, j.IdempotencyKey, j.RequestHash, j.Channel, j.TemplateID,
 			j.TemplateVersion, audience, j.ProductsPerMessage, j.Campaign, j.SubmittedAt, j.Deadline, j.Traceparent,
-			j.SendAt, j.Strategy, response, j.Picking, j.QuietHours, origin)
+			j.SendAt, response, j.Picking, j.QuietHours, origin)
 		if err != nil {
 			return fmt.Errorf("insert job: %w", err)
 		}
@@ -238,7 +245,6 @@ type JobStatus struct {
 	TemplateVersion    int
 	Audience           Audience
 	ProductsPerMessage int
-	Strategy           string
 	Campaign           string
 	SubmittedAt        time.Time
 	SendAt             *time.Time
@@ -297,7 +303,7 @@ func scanJob(row pgx.CollectableRow) (JobStatus, error) {
 	var audience []byte
 	err := row.Scan(&j.ID, &j.Channel, &j.TemplateID, &j.TemplateVersion,
 		&audience, &j.ProductsPerMessage, &j.Campaign, &j.SubmittedAt, &j.Deadline, &j.Planned, &j.PlannedAt,
-		&j.JobState, &j.StateChangedAt, &j.SendAt, &j.Strategy,
+		&j.JobState, &j.StateChangedAt, &j.SendAt,
 		&j.Sent, &j.Failed, &j.Suppressed, &j.Expired, &j.Ambiguous, &j.Capped, &j.Skipped, &j.FirstSentAt, &j.LastDoneAt)
 	if err != nil {
 		return JobStatus{}, err

@@ -179,7 +179,7 @@ func (w *Worker) act(ctx context.Context, c store.CatalogChange, audience []stri
 			Origin: store.OriginCatalogChange, IdempotencyKey: key, RequestHash: hash[:], Channel: tr.Channel,
 			TemplateID: tr.TemplateID, TemplateVersion: tr.TemplateVersion,
 			Audience:           store.Audience{CustomerIDs: ids},
-			ProductsPerMessage: 1, Strategy: "personalized", Picking: picking, Campaign: c.Kind,
+			ProductsPerMessage: 1, Picking: picking, Campaign: c.Kind,
 			SubmittedAt: now, Deadline: now.Add(due),
 		}, func(j store.JobStatus) ([]byte, error) {
 			return json.Marshal(map[string]string{"id": j.ID.String(), "catalog_change": strconv.FormatInt(c.ID, 10)})
