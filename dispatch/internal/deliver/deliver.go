@@ -192,7 +192,7 @@ func earliest(a, b *time.Time) *time.Time {
 func (d *Dispatcher) chunk(ctx context.Context, held *ledger.Held, in *eventv1.DispatchBatch, chunk []*eventv1.Rendered, prefer []string) (chunkResult, error) {
 	var res chunkResult
 	job := in.GetJob()
-	p, pickErr := d.router.Pick(job.Channel, prefer)
+	p, pickErr := d.router.Pick(event.Channel(job.Channel), prefer)
 	name := ""
 	if p != nil {
 		name = p.Name()

@@ -37,7 +37,7 @@ func addJob(t testing.TB, db *pgxpool.Pool, b ledger.Batch) {
 	t.Helper()
 	_, err := db.Exec(context.Background(), `INSERT INTO jobs (tenant_id, id, idempotency_key, request_sha256, channel,
 		template_id, template_version, audience, products_per_message, submitted_at, deadline)
-		VALUES ($1, $2, $3, '', 'email', 't', 1, '{}', 6, $4, $5)`, b.Tenant, b.Job, b.Job.String(), b.SubmittedAt, b.SubmittedAt.Add(time.Hour))
+		VALUES ($1, $2, $3, '', $4, 't', 1, '{}', 6, $5, $6)`, b.Tenant, b.Job, b.Job.String(), b.Channel, b.SubmittedAt, b.SubmittedAt.Add(time.Hour))
 	if err != nil {
 		t.Fatal(err)
 	}
