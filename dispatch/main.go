@@ -29,6 +29,7 @@ import (
 	"herald/dispatch/internal/route"
 	"herald/dispatch/internal/smtpout"
 	"herald/shared/config"
+	"herald/shared/event"
 	"herald/shared/messaging"
 	"herald/shared/service"
 )
@@ -151,16 +152,16 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 			}
 			sender = esp
 		}
-		router.Add("email", name, sender, reconcile, cfg.Breaker, p.Registry)
+		router.Add(event.ChannelEmail, name, sender, reconcile, cfg.Breaker, p.Registry)
 		emailNames = append(emailNames, sender.Name())
 	}
-	router.Add("onsite", "onsite", onsite.New(p.DB), nil, cfg.Breaker, p.Registry)
+	router.Add(event.ChannelOnsite, event.ChannelOnsite.ProviderKind(), onsite.New(p.DB), nil, cfg.Breaker, p.Registry)
 	if cfg.Ads.BaseURL != "" {
 		ads, err := adsout.New(cfg.Ads)
 		if err != nil {
 			return err
 		}
-		router.Add("ad", "ads", ads, nil, cfg.Breaker, p.Registry)
+		router.Add(event.ChannelAd, event.ChannelAd.ProviderKind(), ads, nil, cfg.Breaker, p.Registry)
 	}
 	limits := ratelimit.New(p.DB, cfg.RateCooldown, p.Registry)
 	var buckets []ratelimit.Bucket

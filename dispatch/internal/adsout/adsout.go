@@ -51,6 +51,7 @@ import (
 	"unicode"
 
 	"herald/dispatch/internal/provider"
+	"herald/shared/event"
 )
 
 // Payload is the Body of an ad Message.
@@ -156,7 +157,7 @@ func New(cfg Config) (*Client, error) {
 	}
 	name := cfg.Name
 	if name == "" {
-		name = "ads:" + u.Host
+		name = event.ChannelAd.ProviderKind() + ":" + u.Host
 	}
 	rt := cfg.Transport
 	if rt == nil {

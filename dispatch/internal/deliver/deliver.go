@@ -17,7 +17,6 @@ import (
 	"time"
 
 	"cloud.google.com/go/pubsub/v2"
-	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
 	"go.opentelemetry.io/otel/attribute"
@@ -118,11 +117,11 @@ func (d *Dispatcher) Handle(ctx context.Context, m *pubsub.Message) error {
 		return err
 	}
 	job := in.GetJob()
-	jobID, err := uuid.Parse(job.JobId)
+	jobID, err := event.ParseJobID(job.JobId)
 	if err != nil {
 		return fmt.Errorf("%w: job id %q", event.ErrMalformed, job.JobId)
 	}
-	b := ledger.Batch{Tenant: job.TenantId, Job: jobID, Channel: job.Channel,
+	b := ledger.Batch{Tenant: job.TenantId, Job: jobID, Channel: event.Channel(job.Channel),
 		SubmittedAt: job.SubmittedAt.AsTime(), Deadline: job.Deadline.AsTime(), Seq: job.Seq}
 	if q := job.GetQuietHours(); q != nil {
 		b.Quiet = &ledger.Quiet{StartMinute: int(q.StartMinute), EndMinute: int(q.EndMinute), Mode: q.Mode}
@@ -193,7 +192,7 @@ func earliest(a, b *time.Time) *time.Time {
 func (d *Dispatcher) chunk(ctx context.Context, held *ledger.Held, in *eventv1.DispatchBatch, chunk []*eventv1.Rendered, prefer []string) (chunkResult, error) {
 	var res chunkResult
 	job := in.GetJob()
-	p, pickErr := d.router.Pick(job.Channel, prefer)
+	p, pickErr := d.router.Pick(event.Channel(job.Channel), prefer)
 	name := ""
 	if p != nil {
 		name = p.Name()

@@ -10,7 +10,6 @@ import (
 
 	"cloud.google.com/go/pubsub/v2"
 	"github.com/google/go-cmp/cmp"
-	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
@@ -47,7 +46,7 @@ func newRig(t *testing.T, recipients int) *rig {
 	ctx := context.Background()
 	db := testenv.DB(t)
 	now := time.Now().UTC().Truncate(time.Microsecond)
-	b := ledger.Batch{Tenant: "acme", Job: uuid.New(), Channel: "email", SubmittedAt: now, Deadline: now.Add(time.Hour), Seq: 7}
+	b := ledger.Batch{Tenant: "acme", Job: event.NewJobID(), Channel: event.ChannelEmail, SubmittedAt: now, Deadline: now.Add(time.Hour), Seq: 7}
 	if _, err := db.Exec(ctx, `SELECT herald_ensure_deliveries_partition($1)`, now); err != nil {
 		t.Fatal(err)
 	}
@@ -57,7 +56,7 @@ func newRig(t *testing.T, recipients int) *rig {
 		t.Fatal(err)
 	}
 	in := &eventv1.DispatchBatch{From: "shop@acme.example", Job: &eventv1.Job{TenantId: b.Tenant, JobId: b.Job.String(),
-		Seq: b.Seq, Channel: b.Channel, SubmittedAt: timestamppb.New(b.SubmittedAt), Deadline: timestamppb.New(b.Deadline)}}
+		Seq: b.Seq, Channel: string(b.Channel), SubmittedAt: timestamppb.New(b.SubmittedAt), Deadline: timestamppb.New(b.Deadline)}}
 	var ids []string
 	for i := range recipients {
 		id := fmt.Sprintf("c%03d", i)

@@ -78,8 +78,8 @@ func TestFinishLooksEachRecipientUp(t *testing.T) {
 	}
 	// Rows the statistics do not know about yet, as in a job's first minutes.
 	if _, err := db.Exec(ctx, `INSERT INTO deliveries (tenant_id, job_id, channel, customer_id, job_submitted_at, batch_seq, state, email)
-		SELECT $1, $2, 'email', 'x' || i, $3, 1, 'sent', 'x' || i || '@example.com' FROM generate_series(1, 5000) i`,
-		b.Tenant, b.Job, b.SubmittedAt); err != nil {
+		SELECT $1, $2, $3, 'x' || i, $4, 1, 'sent', 'x' || i || '@example.com' FROM generate_series(1, 5000) i`,
+		b.Tenant, b.Job, b.Channel, b.SubmittedAt); err != nil {
 		t.Fatal(err)
 	}
 	// Both as dispatch runs it (inside Ledger.Lock, which turns hash and

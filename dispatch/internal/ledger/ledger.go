@@ -10,15 +10,14 @@ package ledger
 import (
 	"context"
 	_ "embed"
-	"encoding/binary"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"herald/shared/event"
 )
 
 var (
@@ -70,8 +69,8 @@ const progressShards = 8
 // Batch identifies the batch being worked.
 type Batch struct {
 	Tenant      string
-	Job         uuid.UUID
-	Channel     string
+	Job         event.JobID
+	Channel     event.Channel
 	SubmittedAt time.Time
 	Deadline    time.Time
 	Seq         int64
@@ -116,7 +115,8 @@ func (l *Ledger) Lock(ctx context.Context, b Batch) (*Held, error) {
 	if err != nil {
 		return nil, fmt.Errorf("acquire connection: %w", err)
 	}
-	h := &Held{conn: conn, key: lockKey(b), b: b, shard: int16(b.Seq % progressShards)}
+	key := event.BatchKey{Job: b.Job, Seq: b.Seq, Channel: b.Channel}.LockKey()
+	h := &Held{conn: conn, key: key, b: b, shard: int16(b.Seq % progressShards)}
 	// Every ledger statement looks rows up by key. The newest ledger
 	// partition usually has no statistics yet, and with none the planner
 	// hash-joins a chunk against all of its job's rows: quadratic in the
@@ -128,17 +128,6 @@ func (l *Ledger) Lock(ctx context.Context, b Batch) (*Held, error) {
 		return nil, fmt.Errorf("lock batch: %w", err)
 	}
 	return h, nil
-}
-
-func lockKey(b Batch) int64 {
-	h := fnv.New64a()
-	h.Write([]byte("herald-batch\x00"))
-	h.Write(b.Job[:])
-	var seq [8]byte
-	binary.BigEndian.PutUint64(seq[:], uint64(b.Seq))
-	h.Write(seq[:])
-	h.Write([]byte(b.Channel))
-	return int64(h.Sum64())
 }
 
 // Release drops the lock and returns the connection.
@@ -290,7 +279,7 @@ type Tenant struct {
 	Rate float64
 	// Providers lists, per channel, the kinds of provider it sends through
 	// in order of preference; a channel it does not name uses dispatch's.
-	Providers map[string][]string
+	Providers map[event.Channel][]string
 }
 
 // Tenant returns the tenant's dispatch settings; a tenant without a row has

@@ -7,11 +7,11 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
-	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"herald/devtools/testenv"
 	"herald/dispatch/internal/ledger"
+	"herald/shared/event"
 )
 
 func TestMain(m *testing.M) { testenv.Main(m) }
@@ -26,7 +26,7 @@ func setup(t testing.TB) (*pgxpool.Pool, ledger.Batch) {
 	if _, err := db.Exec(context.Background(), `INSERT INTO suppressions (tenant_id, email, reason) VALUES ('acme', 'gone@example.com', 'hard bounce')`); err != nil {
 		t.Fatal(err)
 	}
-	b := ledger.Batch{Tenant: "acme", Job: uuid.New(), Channel: "email", SubmittedAt: now, Deadline: now.Add(time.Hour), Seq: 3}
+	b := ledger.Batch{Tenant: "acme", Job: event.NewJobID(), Channel: event.ChannelEmail, SubmittedAt: now, Deadline: now.Add(time.Hour), Seq: 3}
 	addJob(t, db, b)
 	return db, b
 }
@@ -37,13 +37,13 @@ func addJob(t testing.TB, db *pgxpool.Pool, b ledger.Batch) {
 	t.Helper()
 	_, err := db.Exec(context.Background(), `INSERT INTO jobs (tenant_id, id, idempotency_key, request_sha256, channel,
 		template_id, template_version, audience, products_per_message, submitted_at, deadline)
-		VALUES ($1, $2, $3, '', 'email', 't', 1, '{}', 6, $4, $5)`, b.Tenant, b.Job, b.Job.String(), b.SubmittedAt, b.SubmittedAt.Add(time.Hour))
+		VALUES ($1, $2, $3, '', $4, 't', 1, '{}', 6, $5, $6)`, b.Tenant, b.Job, b.Job.String(), b.Channel, b.SubmittedAt, b.SubmittedAt.Add(time.Hour))
 	if err != nil {
 		t.Fatal(err)
 	}
 }
 
-func progress(t *testing.T, db *pgxpool.Pool, job uuid.UUID) map[string]int64 {
+func progress(t *testing.T, db *pgxpool.Pool, job event.JobID) map[string]int64 {
 	t.Helper()
 	var sent, failed, suppressed, expired, ambiguous, capped int64
 	err := db.QueryRow(context.Background(), `SELECT coalesce(sum(sent),0), coalesce(sum(failed),0), coalesce(sum(suppressed),0),
@@ -142,6 +142,57 @@ func TestLockIsExclusive(t *testing.T) {
 	}
 }
 
+// TestLockTakesTheBatchKey: the advisory lock a held batch takes is its
+// event.BatchKey's, the key every release of dispatch locks for that
+// batch, so two releases side by side never work one batch at once.
+func TestLockTakesTheBatchKey(t *testing.T) {
+	db, b := setup(t)
+	ctx := context.Background()
+	key := event.BatchKey{Job: b.Job, Seq: b.Seq, Channel: b.Channel}.LockKey()
+	other, err := db.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Release()
+	defer other.Exec(ctx, `SELECT pg_advisory_unlock_all()`)
+	// tryLock reports whether the other session takes the key; the held
+	// batch is released before anything fails, or the pool would wait for
+	// its connection forever.
+	tryLock := func() bool {
+		t.Helper()
+		var ok bool
+		if err := other.QueryRow(ctx, `SELECT pg_try_advisory_lock($1)`, key).Scan(&ok); err != nil {
+			t.Error(err)
+		}
+		return ok
+	}
+	h, err := ledger.New(db).Lock(ctx, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	whileHeld := tryLock()
+	h.Release(ctx)
+	if whileHeld {
+		t.Error("another session locked the batch key while the batch is held")
+	}
+	if !tryLock() {
+		t.Error("the batch key stayed locked after release")
+	}
+}
+
+// TestBatchJobIsAUUID: a batch's job id reaches PostgreSQL as the uuid it
+// names.
+func TestBatchJobIsAUUID(t *testing.T) {
+	db, b := setup(t)
+	var got string
+	if err := db.QueryRow(context.Background(), `SELECT $1::uuid::text`, b.Job).Scan(&got); err != nil {
+		t.Fatal(err)
+	}
+	if got != b.Job.String() {
+		t.Fatalf("job id %s reached PostgreSQL as %s", b.Job, got)
+	}
+}
+
 func TestPastTheDeadlineRecipientsExpire(t *testing.T) {
 	db, b := setup(t)
 	ctx := context.Background()
@@ -216,7 +267,7 @@ func TestDailyCapHoldsAcrossJobs(t *testing.T) {
 		t.Fatalf("first job (-want +got):\n%s", diff)
 	}
 	second := b
-	second.Job = uuid.New()
+	second.Job = event.NewJobID()
 	addJob(t, db, second)
 	if diff := cmp.Diff([]ledger.Claim{{CustomerID: "c1", State: ledger.Capped, Fresh: true, Provider: ""}}, claim(second)); diff != "" {
 		t.Fatalf("second job the same day (-want +got):\n%s", diff)

@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"herald/dispatch/internal/provider"
+	"herald/shared/event"
 )
 
 //go:embed sql/store.sql
@@ -24,8 +25,9 @@ type Store struct{ db *pgxpool.Pool }
 // New returns the inbox on db.
 func New(db *pgxpool.Pool) *Store { return &Store{db: db} }
 
-// Name identifies the provider.
-func (s *Store) Name() string { return "onsite" }
+// Name identifies the provider: the inbox is the only provider of its
+// kind, so its name is the kind.
+func (s *Store) Name() string { return event.ChannelOnsite.ProviderKind() }
 
 // Idempotent is true: a message is stored once per key.
 func (s *Store) Idempotent() bool { return true }

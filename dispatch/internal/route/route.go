@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promauto"
 
 	"herald/dispatch/internal/provider"
+	"herald/shared/event"
 )
 
 // Breaker states, as exported in herald_provider_breaker_state.
@@ -29,8 +30,9 @@ const (
 type Provider struct {
 	provider.Sender
 	Reconciler provider.Reconciler
-	// Kind is the name configuration uses for the provider ("smtp", "esp",
-	// "onsite", "ads"), and tenants in their order of preference.
+	// Kind is the name configuration uses for the provider, and tenants in
+	// their order of preference: "smtp" or "esp" for email, the channel's
+	// event.Channel.ProviderKind for the others.
 	Kind    string
 	breaker *breaker
 }
@@ -59,7 +61,7 @@ type breaker struct {
 
 // Router holds each channel's providers.
 type Router struct {
-	channels map[string][]*Provider
+	channels map[event.Channel][]*Provider
 	now      func() time.Time
 	errs     *prometheus.CounterVec
 }
@@ -67,7 +69,7 @@ type Router struct {
 // New returns a router; add channels with Add.
 func New(reg prometheus.Registerer) *Router {
 	return &Router{
-		channels: map[string][]*Provider{}, now: time.Now,
+		channels: map[event.Channel][]*Provider{}, now: time.Now,
 		errs: promauto.With(reg).NewCounterVec(prometheus.CounterOpts{
 			Name: "herald_provider_errors_total",
 			Help: "Provider answers that were not a send, by provider and kind (deferred, throttled, unknown, failed).",
@@ -77,10 +79,10 @@ func New(reg prometheus.Registerer) *Router {
 
 // Add appends a provider of the given kind to channel's list, after those
 // added before.
-func (r *Router) Add(channel, kind string, s provider.Sender, rec provider.Reconciler, cfg BreakerConfig, reg prometheus.Registerer) {
+func (r *Router) Add(channel event.Channel, kind string, s provider.Sender, rec provider.Reconciler, cfg BreakerConfig, reg prometheus.Registerer) {
 	g := promauto.With(reg).NewGauge(prometheus.GaugeOpts{
 		Name: "herald_provider_breaker_state", Help: "Circuit breaker of each provider: 0 closed, 1 half-open, 2 open.",
-		ConstLabels: prometheus.Labels{"provider": s.Name(), "channel": channel},
+		ConstLabels: prometheus.Labels{"provider": s.Name(), "channel": string(channel)},
 	})
 	r.channels[channel] = append(r.channels[channel], &Provider{Sender: s, Reconciler: rec, Kind: kind, breaker: &breaker{cfg: cfg, gauge: g}})
 }
@@ -93,7 +95,7 @@ var ErrNoProvider = errors.New("no provider available")
 // through. With prefer, the tenant's providers of that kind in its order,
 // only those: a tenant that names its providers is never sent through
 // another (kinds this dispatch does not run are passed over).
-func (r *Router) Pick(channel string, prefer []string) (*Provider, error) {
+func (r *Router) Pick(channel event.Channel, prefer []string) (*Provider, error) {
 	ps := r.channels[channel]
 	if len(ps) == 0 {
 		return nil, fmt.Errorf("%w for channel %q", ErrNoProvider, channel)

@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"herald/dispatch/internal/provider"
+	"herald/shared/event"
 )
 
 // fake is a provider that answers every message with one outcome.
@@ -33,9 +34,9 @@ func newRouter(t *testing.T) *Router {
 	reg := prometheus.NewRegistry()
 	r := New(reg)
 	cfg := BreakerConfig{Failures: 2, Cooloff: time.Minute}
-	r.Add("email", "smtp", &fake{name: "smtp:relay:25", outcome: provider.Deferred}, nil, cfg, reg)
-	r.Add("email", "esp", &fake{name: "esp:api.example", outcome: provider.Deferred}, nil, cfg, reg)
-	r.Add("onsite", "onsite", &fake{name: "onsite"}, nil, cfg, reg)
+	r.Add(event.ChannelEmail, "smtp", &fake{name: "smtp:relay:25", outcome: provider.Deferred}, nil, cfg, reg)
+	r.Add(event.ChannelEmail, "esp", &fake{name: "esp:api.example", outcome: provider.Deferred}, nil, cfg, reg)
+	r.Add(event.ChannelOnsite, event.ChannelOnsite.ProviderKind(), &fake{name: "onsite"}, nil, cfg, reg)
 	return r
 }
 
@@ -43,7 +44,7 @@ func newRouter(t *testing.T) *Router {
 func open(t *testing.T, r *Router, kind string) {
 	t.Helper()
 	for range 2 {
-		p, err := r.Pick("email", []string{kind})
+		p, err := r.Pick(event.ChannelEmail, []string{kind})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -75,7 +76,7 @@ func TestPickFollowsTheTenantsOrder(t *testing.T) {
 			for _, kind := range c.opened {
 				open(t, r, kind)
 			}
-			p, err := r.Pick("email", c.prefer)
+			p, err := r.Pick(event.ChannelEmail, c.prefer)
 			if c.wantErr {
 				if !errors.Is(err, ErrNoProvider) || !strings.Contains(err.Error(), c.want) {
 					t.Fatalf("Pick: %v, want ErrNoProvider saying %q", err, c.want)
@@ -94,14 +95,14 @@ func TestPickFollowsTheTenantsOrder(t *testing.T) {
 
 func TestPickKeepsChannelsApart(t *testing.T) {
 	r := newRouter(t)
-	if _, err := r.Pick("ad", nil); !errors.Is(err, ErrNoProvider) {
+	if _, err := r.Pick(event.ChannelAd, nil); !errors.Is(err, ErrNoProvider) {
 		t.Fatalf("ad channel without providers: %v, want ErrNoProvider", err)
 	}
-	if _, err := r.Pick("onsite", []string{"smtp"}); !errors.Is(err, ErrNoProvider) {
+	if _, err := r.Pick(event.ChannelOnsite, []string{"smtp"}); !errors.Is(err, ErrNoProvider) {
 		t.Fatalf("onsite with an email provider named: %v, want ErrNoProvider", err)
 	}
-	p, err := r.Pick("onsite", []string{"onsite"})
-	if err != nil || p.Kind != "onsite" {
+	p, err := r.Pick(event.ChannelOnsite, []string{event.ChannelOnsite.ProviderKind()})
+	if err != nil || p.Kind != event.ChannelOnsite.ProviderKind() {
 		t.Fatalf("onsite: %v, %v", p, err)
 	}
 }

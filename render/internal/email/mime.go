@@ -24,18 +24,6 @@ type Message struct {
 	Text       []byte
 }
 
-// MessageID derives the Message-ID of the ledger key (tenant, job, channel,
-// customer): the same delivery always carries the same id, which is how a
-// send with an unknown outcome is reconciled with the provider.
-func MessageID(tenant, job, channel, customer, domain string) string {
-	h := sha256.New()
-	for _, s := range []string{tenant, job, channel, customer} {
-		h.Write([]byte(s))
-		h.Write([]byte{0})
-	}
-	return hex.EncodeToString(h.Sum(nil)[:16]) + "@" + domain
-}
-
 // FeedbackID is the Feedback-ID of a campaign's messages for a tenant:
 // campaign:tenant:herald, as Gmail's feedback loop reads it
 // (identifiers:SenderId). Each field is made of letters, digits, '.', '_'

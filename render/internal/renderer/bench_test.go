@@ -8,6 +8,7 @@ import (
 
 	"herald/render/internal/email"
 	"herald/shared/emailtemplate"
+	"herald/shared/event"
 	eventv1 "herald/shared/event/v1"
 )
 
@@ -24,7 +25,7 @@ import (
 func BenchmarkRenderEmail(b *testing.B) {
 	r := testRenderer(b)
 	c := mustCompile(b, referenceSource(b))
-	in := referenceBatch(1000, ChannelEmail)
+	in := referenceBatch(1000, event.ChannelEmail)
 
 	b.Run("std", func(b *testing.B) {
 		items := make([]emailtemplate.Item, len(in.Products))

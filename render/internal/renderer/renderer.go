@@ -2,10 +2,10 @@
 // channel, from the job's template and the products picked for them, and
 // publishes the results, compressed, to dispatch.
 //
-// Channels (the job's channel field):
-//   - "email": subject, HTML and text alternative in a MIME message with
-//     RFC 8058 one-click List-Unsubscribe and a Message-ID derived from the
-//     ledger key (package email).
+// Channels (the job's channel field, an event.Channel):
+//   - "email": subject, HTML and text alternative in a MIME message (package
+//     email) with RFC 8058 one-click List-Unsubscribe and the Message-ID of
+//     the delivery's event.DeliveryKey.
 //   - "onsite": a JSON document with the title, the HTML snippet and the
 //     products, for the onsite read API (see OnsiteMessage).
 //   - "ad": a JSON ad creative: headline, description, product set and
@@ -45,13 +45,6 @@ import (
 	eventv1 "herald/shared/event/v1"
 	"herald/shared/messaging"
 	"herald/shared/unsubscribe"
-)
-
-// The channels render knows.
-const (
-	ChannelEmail  = "email"
-	ChannelOnsite = "onsite"
-	ChannelAd     = "ad"
 )
 
 // Publisher is where rendered batches go.
@@ -216,7 +209,7 @@ func (r *Renderer) renderWith(c *compiled, in *eventv1.RenderBatch, out *eventv1
 	for _, p := range in.Recipients {
 		rec := p.Recipient
 		msg := &eventv1.Rendered{CustomerId: rec.CustomerId, Email: rec.Email,
-			MessageId:  email.MessageID(job.TenantId, job.JobId, job.Channel, rec.CustomerId, c.domain),
+			MessageId:  deliveryKey(job, rec.CustomerId).MessageID(c.domain),
 			Provenance: provenance(job, p)}
 		out.Messages = append(out.Messages, msg)
 		if p.SkipReason != "" {
@@ -246,14 +239,14 @@ func (r *Renderer) renderWith(c *compiled, in *eventv1.RenderBatch, out *eventv1
 			continue
 		}
 		buf.Reset()
-		switch job.Channel {
-		case ChannelOnsite:
+		switch event.Channel(job.Channel) {
+		case event.ChannelOnsite:
 			appendOnsite(&buf, msg, d, &ps, job)
 			msg.Payload = bytes.Clone(buf.Bytes())
-		case ChannelAd:
+		case event.ChannelAd:
 			appendAd(&buf, msg, d, &ps)
 			msg.Payload = bytes.Clone(buf.Bytes())
-		default:
+		default: // event.ChannelEmail, the only other channel ingest accepts
 			m := &email.Message{
 				From:           c.tmpl.From,
 				To:             mail.Address{Name: strings.TrimSpace(rec.FirstName + " " + rec.LastName), Address: rec.Email},
@@ -269,6 +262,12 @@ func (r *Renderer) renderWith(c *compiled, in *eventv1.RenderBatch, out *eventv1
 		}
 	}
 	return out, nil
+}
+
+// deliveryKey is the ledger key of customer's delivery of job, from which
+// the message's Message-ID and its recipient id are derived.
+func deliveryKey(job *eventv1.Job, customer string) event.DeliveryKey {
+	return event.DeliveryKey{Tenant: job.TenantId, Job: job.JobId, Channel: event.Channel(job.Channel), Customer: customer}
 }
 
 // provenance is what the ledger keeps about why the recipient got this
@@ -288,7 +287,7 @@ func (r *Renderer) fill(d *emailtemplate.Data, job *eventv1.Job, c *compiled, re
 	}
 	token := r.cfg.Signer.Sign(unsubscribe.Claim{Tenant: job.TenantId, Customer: rec.CustomerId, Email: rec.Email, Job: job.JobId})
 	base := strings.TrimRight(r.cfg.PublicURL, "/")
-	rid := email.MessageID(job.TenantId, job.JobId, job.Channel, rec.CustomerId, "")
+	rid := deliveryKey(job, rec.CustomerId).MessageID("")
 	rid = "r_" + rid[:16]
 	campaign := job.Campaign
 	if campaign == "" {

@@ -71,8 +71,8 @@ var firstNames = []string{"Charlotte", "Zoë", "O'Neil", "Ana <b>", "Łukasz", "
 
 // referenceBatch is a render batch of n recipients of the reference
 // workload: each gets 6 products from a pool of 50 shared by the job.
-func referenceBatch(n int, channel string) *eventv1.RenderBatch {
-	job := &eventv1.Job{TenantId: "acme", JobId: "0193a0c4-7e3f-7b2a-9c1d-2f4e6a8b0c1d", Seq: 3, Channel: channel,
+func referenceBatch(n int, channel event.Channel) *eventv1.RenderBatch {
+	job := &eventv1.Job{TenantId: "acme", JobId: "0193a0c4-7e3f-7b2a-9c1d-2f4e6a8b0c1d", Seq: 3, Channel: string(channel),
 		TemplateId: "black-friday", TemplateVersion: 4, ProductsPerMessage: 6, Campaign: "cmp_2026_bf_0042",
 		SubmittedAt: timestamppb.New(time.Date(2026, 11, 27, 5, 0, 0, 0, time.UTC)),
 		Deadline:    timestamppb.New(time.Date(2026, 11, 27, 9, 0, 0, 0, time.UTC))}
@@ -145,7 +145,7 @@ func TestCompiledPartsMatchReference(t *testing.T) {
 		t.Fatalf("reference template parts fell back: %v", fb)
 	}
 	r := testRenderer(t)
-	in := referenceBatch(200, ChannelEmail)
+	in := referenceBatch(200, event.ChannelEmail)
 	items := make([]emailtemplate.Item, len(in.Products))
 	for i, p := range in.Products {
 		items[i] = item(p)
@@ -206,7 +206,7 @@ func mimePart(t *testing.T, raw []byte, ct string) string {
 func TestRenderEmail(t *testing.T) {
 	r := testRenderer(t)
 	c := mustCompile(t, referenceSource(t))
-	in := referenceBatch(3, ChannelEmail)
+	in := referenceBatch(3, event.ChannelEmail)
 	out := render(t, r, c, in)
 	if len(out.Messages) != 3 || out.From != "deals@acme-outfitters.example" {
 		t.Fatalf("%d messages from %q", len(out.Messages), out.From)
@@ -244,6 +244,42 @@ func TestRenderEmail(t *testing.T) {
 	}
 }
 
+// TestMessageIDsAreTheDeliveryKeys: on every channel, a message's
+// Message-ID is its delivery key's at the sender's domain (dispatch
+// reconciles unknown sends by it), the email's header carries it, and the
+// recipient id in links is derived from the same key.
+func TestMessageIDsAreTheDeliveryKeys(t *testing.T) {
+	r := testRenderer(t)
+	c := mustCompile(t, referenceSource(t))
+	for _, ch := range event.Channels {
+		in := referenceBatch(3, ch)
+		for i, m := range render(t, r, c, in).Messages {
+			rec := in.Recipients[i].Recipient
+			k := event.DeliveryKey{Tenant: "acme", Job: in.Job.JobId, Channel: ch, Customer: rec.CustomerId}
+			want := k.MessageID("acme-outfitters.example")
+			if m.MessageId != want {
+				t.Errorf("%s, %s: message id %q, want %q", ch, rec.CustomerId, m.MessageId, want)
+			}
+			if ch == event.ChannelEmail {
+				msg, err := mail.ReadMessage(bytes.NewReader(m.Mime))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if got := msg.Header.Get("Message-ID"); got != "<"+want+">" {
+					t.Errorf("%s: Message-ID header %q, want <%s>", rec.CustomerId, got, want)
+				}
+			}
+			d := &emailtemplate.Data{}
+			if err := r.fill(d, in.Job, c, rec, r.now()); err != nil {
+				t.Fatal(err)
+			}
+			if want := "r_" + k.MessageID("")[:16]; d.Recipient.ID != want {
+				t.Errorf("%s, %s: recipient id %q, want %q", ch, rec.CustomerId, d.Recipient.ID, want)
+			}
+		}
+	}
+}
+
 // TestRenderHeaderHygiene renders a subject of over a thousand bytes for
 // a campaign whose name has a ':' and 8-bit characters: the subject is
 // folded to lines of at most 78 bytes and reads back whole, and the
@@ -253,7 +289,7 @@ func TestRenderHeaderHygiene(t *testing.T) {
 	src := referenceSource(t)
 	src.Subject = `{{range .Items}}{{range $.Items}}{{.Title}} by {{.Brand}}, {{end}}{{end}}`
 	c := mustCompile(t, src)
-	in := referenceBatch(1, ChannelEmail)
+	in := referenceBatch(1, event.ChannelEmail)
 	in.Job.Campaign = "Été: -50% ★"
 	m := render(t, r, c, in).Messages[0]
 	if m.Error != "" {
@@ -287,7 +323,7 @@ func TestRenderHeaderHygiene(t *testing.T) {
 func TestRenderSkippedRecipient(t *testing.T) {
 	r := testRenderer(t)
 	c := mustCompile(t, referenceSource(t))
-	in := referenceBatch(2, ChannelEmail)
+	in := referenceBatch(2, event.ChannelEmail)
 	in.Recipients[0].Products, in.Recipients[0].ProductStrategies = nil, nil
 	in.Recipients[0].SkipReason = "too few products: 0 of the 1 products needed after abandoned_cart"
 	in.Recipients[0].Source = "skipped"
@@ -310,7 +346,7 @@ func TestRenderBudgetFailsOnlyThatRecipient(t *testing.T) {
 	r := testRenderer(t)
 	src := referenceSource(t)
 	c := mustCompile(t, src)
-	in := referenceBatch(3, ChannelEmail)
+	in := referenceBatch(3, event.ChannelEmail)
 	huge := &eventv1.Product{Id: "HUGE", Title: strings.Repeat("<b>", emailtemplate.MaxOutputBytes/10), Url: "https://x.example/p", Currency: "USD"}
 	in.Products = append(in.Products, huge)
 	in.Recipients[1].Products[0] = int32(len(in.Products) - 1)
@@ -340,7 +376,7 @@ func TestRenderBudgetOnTheFallback(t *testing.T) {
 	if _, ok := c.fallbacks()["html"]; !ok {
 		t.Fatal("the HTML part runs on the compiled engine; the test needs it on html/template")
 	}
-	in := referenceBatch(2, ChannelEmail)
+	in := referenceBatch(2, event.ChannelEmail)
 	for k := range 24 - 6 { // 1+1+24+576 steps, where 6 products take 44
 		in.Recipients[1].Products = append(in.Recipients[1].Products, int32(k))
 	}
@@ -387,7 +423,7 @@ func TestUnusableTemplate(t *testing.T) {
 func TestRenderOnsite(t *testing.T) {
 	r := testRenderer(t)
 	c := mustCompile(t, referenceSource(t))
-	in := referenceBatch(4, ChannelOnsite)
+	in := referenceBatch(4, event.ChannelOnsite)
 	out := render(t, r, c, in)
 	m := out.Messages[3] // "Ana <b>"
 	if len(m.Mime) != 0 || len(m.Payload) == 0 {
@@ -417,7 +453,7 @@ func TestRenderOnsite(t *testing.T) {
 func TestRenderAdCreative(t *testing.T) {
 	r := testRenderer(t)
 	c := mustCompile(t, referenceSource(t))
-	in := referenceBatch(2, ChannelAd)
+	in := referenceBatch(2, event.ChannelAd)
 	out := render(t, r, c, in)
 	var got AdCreative
 	if err := json.Unmarshal(out.Messages[0].Payload, &got); err != nil {
@@ -466,7 +502,7 @@ func wireBytes(t testing.TB, out *eventv1.DispatchBatch) int {
 func TestWireSizePerEmail(t *testing.T) {
 	r := testRenderer(t)
 	c := mustCompile(t, referenceSource(t))
-	out := render(t, r, c, referenceBatch(1000, ChannelEmail))
+	out := render(t, r, c, referenceBatch(1000, event.ChannelEmail))
 	var raw int
 	for _, m := range out.Messages {
 		raw += len(m.Mime)
