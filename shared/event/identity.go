@@ -37,9 +37,10 @@ func ParseChannel(s string) (Channel, error) {
 	return "", fmt.Errorf("unknown channel %q (known: %v)", s, Channels)
 }
 
-// ProviderKind is the kind of provider that delivers c; dispatch's router
-// picks a provider of this kind for each of a tenant's batches. An ad goes
-// to an ad platform, whose kind is "ads".
+// ProviderKind names the provider of a channel that has a single one: the
+// onsite inbox is "onsite", the ad platform "ads" (tenants name it so in
+// their provider lists). Email has several, each named by what it speaks
+// (smtp, esp…), so its kind is only the channel's name.
 func (c Channel) ProviderKind() string {
 	if c == ChannelAd {
 		return "ads"
