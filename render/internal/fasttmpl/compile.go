@@ -40,7 +40,6 @@ type compiler struct {
 	lookup func(name string) *parse.Tree
 	// text compiles for text/template: actions print without escaping.
 	text  bool
-	funcs map[string]reflect.Value
 	progs map[progKey]*program
 }
 
@@ -888,12 +887,8 @@ func errStep(prev evalFn, msg string) evalFn {
 	}
 }
 
-// compileFunc compiles a call of the named function (user funcs shadow
-// builtins, as in text/template).
+// compileFunc compiles a call of the named builtin.
 func (c *compiler) compileFunc(name string, args []parse.Node, hasFinal bool, sc *scope, dot reflect.Type) (cmdFn, reflect.Type) {
-	if fn, ok := c.funcs[name]; ok {
-		return c.compileUserFunc(name, fn, args, hasFinal, sc, dot)
-	}
 	if b, ok := builtinCompilers[name]; ok {
 		return b(c, name, args, hasFinal, sc, dot)
 	}

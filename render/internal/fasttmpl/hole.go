@@ -40,9 +40,6 @@ func (c *compiler) stringEscaper(name string) escFunc {
 	if f, ok := escaperByName[name]; ok {
 		return f
 	}
-	if _, user := c.funcs[name]; user {
-		return nil
-	}
 	switch name {
 	case "_html_template_jsvalescaper":
 		return escJSValString
@@ -152,9 +149,6 @@ func (c *compiler) compileHole(pipe *parse.PipeNode, sc *scope, dot reflect.Type
 func (c *compiler) stringSource(cmd *parse.CommandNode, sc *scope, dot reflect.Type) textSrc {
 	id, ok := cmd.Args[0].(*parse.IdentifierNode)
 	if !ok {
-		return nil
-	}
-	if _, user := c.funcs[id.Ident]; user {
 		return nil
 	}
 	switch id.Ident {
