@@ -83,7 +83,7 @@ func BenchmarkEscapers(b *testing.B) {
 			buf := make([]byte, 0, 256)
 			b.SetBytes(int64(len(c.in)))
 			for i := 0; i < b.N; i++ {
-				buf = c.f(buf[:0], c.in, ctPlain)
+				buf = c.f(buf[:0], c.in)
 			}
 		})
 	}

@@ -30,6 +30,10 @@ var edgeTemplates = []string{
 	// Lists and strings.
 	`{{.Items}} {{printf "%v" .Items}} {{len .Items}} {{slice .Items 1 2}} {{slice .Items 1 2 2}}`,
 	`{{index .Customer.FirstName 0}} {{index .Customer.FirstName 0 | printf "%c"}} {{eq (index .Customer.FirstName 0) 65}} {{lt (index .Customer.FirstName 0) 100}}`,
+	// Loops over what Check lets through but is no list at run time.
+	`{{range index .Items 0}}x{{end}}`,
+	`{{define "r"}}{{range .Items}}x{{else}}none{{end}}{{end}}{{template "r"}}`,
+	`{{define "r"}}{{range .Items}}x{{end}}{{end}}{{template "r" .Customer}}`,
 	// Errors that must happen in both engines.
 	`{{.Customer.FirstName.Foo}}`,
 	`{{index .Items "a"}}`,
