@@ -6,9 +6,12 @@ import (
 	"fmt"
 	"html/template"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	texttemplate "text/template"
+
+	"github.com/google/go-cmp/cmp"
 
 	"herald/shared/emailtemplate"
 )
@@ -119,6 +122,25 @@ func TestCompileAcceptsCheckLimits(t *testing.T) {
 		if !ft.Fast() {
 			t.Errorf("%.60q fell back: %s", src, ft.FallbackReason())
 		}
+	}
+}
+
+// TestBuiltinsAreAllowedFuncs checks that the engine implements exactly
+// the functions Check lets a template call (and html/template's
+// _eval_args_): a function added to emailtemplate.AllowedFuncs must be
+// implemented here first, and one taken out of it deleted here.
+func TestBuiltinsAreAllowedFuncs(t *testing.T) {
+	var got []string
+	for name := range builtinCompilers {
+		if name != "_eval_args_" {
+			got = append(got, name)
+		}
+	}
+	want := append([]string(nil), emailtemplate.AllowedFuncs...)
+	slices.Sort(got)
+	slices.Sort(want)
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("builtins differ from emailtemplate.AllowedFuncs (-allowed +implemented):\n%s", diff)
 	}
 }
 
