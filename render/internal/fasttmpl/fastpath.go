@@ -13,8 +13,8 @@ import (
 // evaluated on data reached through pointers or slice elements. The chain is
 // resolved to byte offsets at compile time and read with unsafe pointer
 // arithmetic, which is several times cheaper than reflect.Value.Field. When
-// the root value is not addressable (a struct passed by value, a map
-// element) the reflect-based evaluation with identical semantics is used.
+// the root value is not addressable the reflect-based evaluation with
+// identical semantics is used.
 
 // pathExpr is a static field chain on dot (slot < 0) or a variable,
 // compressed to: an optional dereference of the root, an offset, then
