@@ -3,24 +3,29 @@ package fasttmpl
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"html/template"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	texttemplate "text/template"
+
+	"github.com/google/go-cmp/cmp"
+
+	"herald/shared/emailtemplate"
 )
 
 func TestCompileErrors(t *testing.T) {
-	typ := reflect.TypeFor[*corpusData]()
 	for _, src := range []string{
-		`{{.S`,                         // parse error
-		`{{if .B}}x`,                   // unclosed action
-		`{{nosuchfunc .S}}`,            // undefined function
-		`<a href="{{.S}}`,              // ends in a non-text context
-		`<a {{if .B}}href="{{end}}x">`, // branches end in different contexts
-		`{{template "nope"}}`,          // undefined template
+		`{{.Customer`,                           // parse error
+		`{{if .Customer.Email}}x`,               // unclosed action
+		`<a href="{{.Brand.URL}}`,               // ends in a non-text context
+		`<a {{if .Subject}}href="{{end}}x">`,    // branches end in different contexts
+		`{{template "nope"}}`,                   // undefined template
+		`{{range $a, $b, $c := .Items}}{{end}}`, // too many variables
 	} {
-		_, err := Compile("t", src, nil, typ)
+		_, err := Compile("t", src)
 		if err == nil {
 			t.Errorf("Compile(%q) succeeded, want error", src)
 			continue
@@ -28,37 +33,163 @@ func TestCompileErrors(t *testing.T) {
 		// html/template must reject it too (at parse or execution).
 		ht, perr := template.New("t").Parse(src)
 		if perr == nil {
-			if eerr := ht.Execute(&bytes.Buffer{}, &corpusData{}); eerr == nil {
+			if eerr := ht.Execute(&bytes.Buffer{}, &emailtemplate.Data{}); eerr == nil {
 				t.Errorf("Compile(%q) failed with %v but html/template renders it", src, err)
 			}
 		}
 	}
 	// Templates without output are valid for html/template.
 	for _, src := range []string{``, `{{define "x"}}only a define{{end}}`, `{{/* c */}}`} {
-		ft, err := Compile("t", src, nil, typ)
+		ft, err := Compile("t", src)
 		if err != nil {
 			t.Errorf("Compile(%q): %v", src, err)
 			continue
 		}
-		if diff := renderBoth(template.Must(template.New("t").Parse(src)), ft, &corpusData{}); diff != "" {
+		if diff := renderBoth(template.Must(template.New("t").Parse(src)), ft, &emailtemplate.Data{}); diff != "" {
 			t.Errorf("%q: %s", src, diff)
 		}
 	}
-	if _, err := Compile("t", "x", nil, nil); err == nil {
-		t.Error("Compile with nil type succeeded")
+}
+
+// refused are templates emailtemplate.Check refuses, one for each thing
+// the engine does not implement.
+var refused = []struct{ what, src string }{
+	{"call", `{{call .Customer.FirstName}}`},
+	{"a function that is not a builtin", `{{upper .Customer.FirstName}}`},
+	{"a function in a pipeline", `{{.Customer.FirstName | upper}}`},
+	{"a range over a number", `{{range 3}}{{.}}{{end}}`},
+	{"a range over a variable's number", `{{$n := 5}}{{range $n}}{{end}}`},
+	{"a range over a field that holds no list", `{{range .Job.Year}}{{end}}`},
+	{"a range over a struct", `{{range .Customer}}{{end}}`},
+	{"a range over dot", `{{with .Items}}{{range .}}{{end}}{{end}}`},
+	{"a range over a computed value", `{{range (slice .Items 1)}}{{end}}`},
+	{"a range over a function's result", `{{range print .Items}}{{end}}`},
+	{"loops three deep", `{{range .Items}}{{range $.Items}}{{range $.Items}}{{end}}{{end}}{{end}}`},
+	{"loops three deep through a template", `{{define "l"}}{{range .Items}}{{end}}{{end}}{{range .Items}}{{range $.Items}}{{template "l" $}}{{end}}{{end}}`},
+	{"recursion", `{{define "t"}}{{template "t" .}}{{end}}{{template "t" .}}`},
+	{"mutual recursion", `{{define "a"}}{{template "b"}}{{end}}{{define "b"}}{{template "a"}}{{end}}{{template "a"}}`},
+	{"template calls nested too deep", nested(emailtemplate.MaxCallDepth + 1)},
+	{"too many template calls", doubling(9)},
+}
+
+// nested is templates whose calls nest levels deep.
+func nested(levels int) string {
+	var b strings.Builder
+	for i := range levels - 1 {
+		fmt.Fprintf(&b, `{{define "n%d"}}{{template "n%d"}}{{end}}`, i, i+1)
 	}
-	if _, err := Compile("t", "x", template.FuncMap{"bad": 1}, typ); err == nil {
-		t.Error("Compile with a non-function in FuncMap succeeded")
+	fmt.Fprintf(&b, `{{define "n%d"}}x{{end}}{{template "n0"}}`, levels-1)
+	return b.String()
+}
+
+// TestCompileRefuses checks that Compile and CompileText refuse what
+// emailtemplate.Check refuses, saying what: the engine implements nothing
+// else, and no such template reaches render.
+func TestCompileRefuses(t *testing.T) {
+	for _, tc := range refused {
+		t.Run(tc.what, func(t *testing.T) {
+			problems := emailtemplate.Check("t", tc.src)
+			if len(problems) == 0 {
+				t.Fatalf("emailtemplate.Check accepts %q", tc.src)
+			}
+			for name, compile := range map[string]func(string, string) (*Template, error){"Compile": Compile, "CompileText": CompileText} {
+				ft, err := compile("t", tc.src)
+				if !errors.Is(err, ErrNotAllowed) || ft != nil {
+					t.Errorf("%s: %v, want ErrNotAllowed", name, err)
+					continue
+				}
+				if !strings.Contains(err.Error(), problems[0]) {
+					t.Errorf("%s: error %q does not say %q", name, err, problems[0])
+				}
+			}
+		})
 	}
 }
 
+// TestCompileAcceptsCheckLimits compiles templates right at Check's limits.
+func TestCompileAcceptsCheckLimits(t *testing.T) {
+	for _, src := range []string{
+		nested(emailtemplate.MaxCallDepth),
+		doubling(8),
+		`{{range .Items}}{{range $.Items}}{{end}}{{end}}`,
+		`{{range slice .Items 1}}{{end}}{{range index $.Items}}{{end}}{{range $.Items}}{{end}}`,
+	} {
+		ft, err := Compile("t", src)
+		if err != nil {
+			t.Errorf("%.60q: %v", src, err)
+			continue
+		}
+		if !ft.Fast() {
+			t.Errorf("%.60q fell back: %s", src, ft.FallbackReason())
+		}
+	}
+}
+
+// TestBuiltinsAreAllowedFuncs checks that the engine implements exactly
+// the functions Check lets a template call (and html/template's
+// _eval_args_): a function added to emailtemplate.AllowedFuncs must be
+// implemented here first, and one taken out of it deleted here.
+func TestBuiltinsAreAllowedFuncs(t *testing.T) {
+	var got []string
+	for name := range builtinCompilers {
+		if name != "_eval_args_" {
+			got = append(got, name)
+		}
+	}
+	want := append([]string(nil), emailtemplate.AllowedFuncs...)
+	slices.Sort(got)
+	slices.Sort(want)
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("builtins differ from emailtemplate.AllowedFuncs (-allowed +implemented):\n%s", diff)
+	}
+}
+
+// TestDataIsPlain checks what the engine relies on instead of implementing
+// it: every type reachable from emailtemplate.Data is a struct, a string, a
+// bool, a number or a slice of structs, and none has methods. So no
+// template can reach a method, a map, an interface or a nil pointer but
+// the data's own; should Data change, the engine must learn the new case
+// (with differential tests) before this test is changed.
+func TestDataIsPlain(t *testing.T) {
+	seen := map[reflect.Type]bool{}
+	var visit func(t2 reflect.Type, path string)
+	visit = func(typ reflect.Type, path string) {
+		if seen[typ] {
+			return
+		}
+		seen[typ] = true
+		if typ.NumMethod() > 0 || reflect.PointerTo(typ).NumMethod() > 0 {
+			t.Errorf("%s (%s) has methods", path, typ)
+		}
+		switch typ.Kind() {
+		case reflect.String, reflect.Bool, reflect.Int, reflect.Float64:
+		case reflect.Slice:
+			if typ.Elem().Kind() != reflect.Struct {
+				t.Errorf("%s is a slice of %s", path, typ.Elem())
+			}
+			visit(typ.Elem(), path+"[]")
+		case reflect.Struct:
+			for i := range typ.NumField() {
+				f := typ.Field(i)
+				if !f.IsExported() || f.Anonymous {
+					t.Errorf("%s.%s is unexported or embedded", path, f.Name)
+				}
+				visit(f.Type, path+"."+f.Name)
+			}
+		default:
+			t.Errorf("%s is a %s", path, typ.Kind())
+		}
+	}
+	visit(reflect.TypeFor[emailtemplate.Data](), "Data")
+}
+
 func TestExecuteErrorKinds(t *testing.T) {
-	ft, err := Compile("t", `a{{.NilPtr.Name}}b`, nil, reflect.TypeFor[*corpusData]())
+	ft, err := Compile("t", `a{{.Customer.FirstName}}b`)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var buf bytes.Buffer
-	err = ft.Execute(&buf, &corpusData{})
+	err = ft.Execute(&buf, nil)
 	var ee texttemplate.ExecError
 	if !errors.As(err, &ee) {
 		t.Fatalf("error %v (%T) is not a text/template ExecError", err, err)
@@ -66,68 +197,54 @@ func TestExecuteErrorKinds(t *testing.T) {
 	if !strings.Contains(err.Error(), "nil pointer") || buf.String() != "a" {
 		t.Errorf("err = %v, partial output %q", err, buf.String())
 	}
-	// Errors from functions are wrapped so callers can inspect them.
-	sentinel := errors.New("sentinel")
-	ft, err = Compile("t", `{{f}}`, template.FuncMap{"f": func() (string, error) { return "", sentinel }}, reflect.TypeFor[*corpusData]())
+	ht := template.Must(template.New("t").Parse(`a{{.Customer.FirstName}}b`))
+	if diff := renderBoth(ht, ft, nil); diff != "" {
+		t.Error(diff)
+	}
+	// A builtin's error fails the execution where html/template fails.
+	ft, err = Compile("t", `x{{index .Items 10}}`)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := ft.Execute(&buf, &corpusData{}); !errors.Is(err, sentinel) {
-		t.Errorf("Execute error %v does not wrap the function's error", err)
+	buf.Reset()
+	if err := ft.Execute(&buf, corpusVariant(1)); !errors.As(err, &ee) || !strings.Contains(err.Error(), "index out of range") {
+		t.Errorf("Execute error %v, want index out of range", err)
+	}
+	if buf.String() != "x" {
+		t.Errorf("partial output %q", buf.String())
 	}
 }
 
 func TestFallbackPaths(t *testing.T) {
-	src := `<p>{{.S}}</p>`
-	ft, err := Compile("t", src, nil, reflect.TypeFor[*corpusData]())
+	ft, err := Compile("t", `<p>{{.Customer.FirstName}}</p>`)
 	if err != nil || !ft.Fast() || ft.FallbackReason() != "" {
 		t.Fatalf("Compile: %v, fast=%v reason=%q", err, ft.Fast(), ft.FallbackReason())
 	}
-	ht := template.Must(template.New("t").Parse(src))
-	// Data of another type than compiled for, and nil, go through
-	// html/template and still match it.
-	for _, data := range []any{corpusData{S: "<v>"}, map[string]any{"S": "<m>"}, nil, 42} {
-		if diff := renderBoth(ht, ft, data); diff != "" {
-			t.Errorf("%T: %s", data, diff)
-		}
-	}
 	// A template html/template derives for a script context falls back.
-	ft, err = Compile("t", `<script>var x = {{template "v" .}};</script>{{define "v"}}{{.S}}{{end}}`, nil, reflect.TypeFor[*corpusData]())
+	src := `<script>var x = {{template "v" .}};</script>{{define "v"}}{{.Customer.FirstName}}{{end}}`
+	ft, err = Compile("t", src)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if ft.Fast() || !strings.Contains(ft.FallbackReason(), "derived") {
 		t.Errorf("fast=%v reason=%q, want fallback for derived template", ft.Fast(), ft.FallbackReason())
 	}
-	ht = template.Must(template.New("t").Parse(`<script>var x = {{template "v" .}};</script>{{define "v"}}{{.S}}{{end}}`))
-	if diff := renderBoth(ht, ft, &corpusData{S: `a"b</script>`}); diff != "" {
+	ht := template.Must(template.New("t").Parse(src))
+	if diff := renderBoth(ht, ft, &emailtemplate.Data{Customer: emailtemplate.Customer{FirstName: `a"b</script>`}}); diff != "" {
 		t.Error(diff)
 	}
 }
 
-// TestCompileRunsNoUserCode checks that forcing html/template's escaping at
-// compile time does not call the template's functions.
-func TestCompileRunsNoUserCode(t *testing.T) {
-	calls := 0
-	funcs := template.FuncMap{"count": func() string { calls++; return "" }}
-	if _, err := Compile("t", `{{count}}<p>{{.S}}</p>`, funcs, reflect.TypeFor[*corpusData]()); err != nil {
-		t.Fatal(err)
-	}
-	if calls != 0 {
-		t.Errorf("Compile called a template function %d times", calls)
-	}
-}
-
 // TestCompileRunsNoTemplateCode checks that forcing html/template's
-// escaping at compile time runs none of the template: not a loop that
-// writes nothing, nor template calls that double.
+// escaping at compile time runs none of the template: not loops that
+// write nothing, nor template calls that double.
 func TestCompileRunsNoTemplateCode(t *testing.T) {
 	for _, src := range []string{
-		`{{range 4611686018427387904}}{{end}}<p>{{.S}}</p>`,
-		`{{range $i := 4611686018427387904}}{{$x := $i}}{{end}}`,
-		doubling(62),
+		`{{range .Items}}{{range $.Items}}{{end}}{{end}}<p>{{.Customer.FirstName}}</p>`,
+		`{{range $i := .Items}}{{$x := $i}}{{end}}`,
+		doubling(8),
 	} {
-		ft, err := Compile("t", src, nil, reflect.TypeFor[*corpusData]())
+		ft, err := Compile("t", src)
 		if err != nil {
 			t.Fatalf("%.40q: %v", src, err)
 		}
@@ -138,63 +255,18 @@ func TestCompileRunsNoTemplateCode(t *testing.T) {
 }
 
 func TestExecuteAppends(t *testing.T) {
-	ft, err := Compile("t", `<b>{{.S}}</b>`, nil, reflect.TypeFor[*corpusData]())
+	ft, err := Compile("t", `<b>{{.Customer.FirstName}}</b>`)
 	if err != nil {
 		t.Fatal(err)
 	}
 	buf := bytes.NewBufferString("prefix:")
 	for i := 0; i < 3; i++ {
-		if err := ft.Execute(buf, &corpusData{S: strings.Repeat("<x>", i*1000)}); err != nil {
+		if err := ft.Execute(buf, &emailtemplate.Data{Customer: emailtemplate.Customer{FirstName: strings.Repeat("<x>", i*1000)}}); err != nil {
 			t.Fatal(err)
 		}
 	}
 	want := "prefix:<b></b><b>" + strings.Repeat("&lt;x&gt;", 1000) + "</b><b>" + strings.Repeat("&lt;x&gt;", 2000) + "</b>"
 	if buf.String() != want {
 		t.Errorf("appended output differs (len %d, want %d)", buf.Len(), len(want))
-	}
-}
-
-type panicky struct{ Mode int }
-
-func (p panicky) String() string {
-	if p.Mode == 1 {
-		panic("String exploded")
-	}
-	return "fine"
-}
-
-func (p panicky) MarshalJSON() ([]byte, error) {
-	if p.Mode == 2 {
-		panic("MarshalJSON exploded")
-	}
-	if p.Mode == 3 {
-		return nil, errors.New("cannot */ marshal <script>")
-	}
-	return []byte(`{"ok":true}`), nil
-}
-
-type panickyData struct{ P, Q panicky }
-
-// TestPanickingMethods checks that panics in user methods invoked while
-// escaping become execution errors (or output) exactly when they do in
-// html/template.
-func TestPanickingMethods(t *testing.T) {
-	for _, src := range []string{
-		`<p>{{.P}}</p>`,
-		`<script>var x = {{.P}};</script>`,
-		`<a title="{{.P}}" href="/{{.P}}">x</a>`,
-		`{{printf "%v|%s" .P .Q}}`,
-	} {
-		ht := template.Must(template.New("t").Parse(src))
-		ft, err := Compile("t", src, nil, reflect.TypeFor[*panickyData]())
-		if err != nil || !ft.Fast() {
-			t.Fatalf("%q: %v %v", src, err, ft.FallbackReason())
-		}
-		for mode := 0; mode < 4; mode++ {
-			d := &panickyData{P: panicky{mode}, Q: panicky{(mode + 1) % 4}}
-			if diff := renderBoth(ht, ft, d); diff != "" {
-				t.Errorf("%q mode %d: %s", src, mode, diff)
-			}
-		}
 	}
 }

@@ -3,7 +3,6 @@ package fasttmpl
 import (
 	"bytes"
 	"html/template"
-	"reflect"
 	"syscall"
 	"testing"
 	"time"
@@ -23,7 +22,7 @@ func processCPU() time.Duration {
 // cpu-ns/op is the process's CPU time per render (garbage collection
 // included), steadier than wall time on a shared machine.
 func BenchmarkRender(b *testing.B) {
-	src, base, _ := loadReference(b)
+	src, base := loadReference(b)
 	job := buildJob(base, 50, 1000)
 
 	b.Run("html_template", func(b *testing.B) {
@@ -43,7 +42,7 @@ func BenchmarkRender(b *testing.B) {
 	})
 
 	b.Run("fasttmpl", func(b *testing.B) {
-		t, err := Compile("ref", src, nil, reflect.TypeOf(base))
+		t, err := Compile("ref", src)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -84,7 +83,7 @@ func BenchmarkEscapers(b *testing.B) {
 			buf := make([]byte, 0, 256)
 			b.SetBytes(int64(len(c.in)))
 			for i := 0; i < b.N; i++ {
-				buf = c.f(buf[:0], c.in, ctPlain)
+				buf = c.f(buf[:0], c.in)
 			}
 		})
 	}

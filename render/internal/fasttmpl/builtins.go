@@ -8,9 +8,11 @@ import (
 	"text/template/parse"
 )
 
-// text/template's builtin functions, implemented natively on reflect.Values
-// so calls avoid reflect.Call and argument boxing. Argument evaluation, arity
-// checks and error conditions follow text/template.
+// The builtins emailtemplate.AllowedFuncs lets partner templates call
+// (text/template's, but call), and html/template's _eval_args_,
+// implemented natively on reflect.Values so calls avoid reflect.Call and
+// argument boxing. Argument evaluation, arity checks and error conditions
+// follow text/template.
 
 type builtinCompiler func(c *compiler, name string, args []parse.Node, hasFinal bool, sc *scope, dot reflect.Type) (cmdFn, reflect.Type)
 
@@ -51,7 +53,6 @@ func init() {
 		"le":          compileComparison(sigTwoValues),
 		"gt":          compileComparison(sigTwoValues),
 		"ge":          compileComparison(sigTwoValues),
-		"call":        compileCall,
 		"print":       compileAnyBuiltin(func(a []any) string { return fmt.Sprint(a...) }),
 		"println":     compileAnyBuiltin(func(a []any) string { return fmt.Sprintln(a...) }),
 		"html":        compileAnyBuiltin(func(a []any) string { return string(appendTextHTML(nil, textEvalArgs(a))) }),
@@ -277,7 +278,7 @@ func compilePrintf(c *compiler, name string, args []parse.Node, hasFinal bool, s
 	var format evalFn
 	var rest []evalFn
 	if len(args) > 0 {
-		format = c.compileArgTyped(args[0], stringType, sc, dot)
+		format = c.compileStringArg(args[0], sc, dot)
 		rest, _ = c.rawArgs(args[1:], sc, dot)
 	}
 	return func(s *state, dot, final reflect.Value) reflect.Value {
@@ -295,39 +296,13 @@ func compilePrintf(c *compiler, name string, args []parse.Node, hasFinal bool, s
 			}
 		} else {
 			// The format itself arrives through the pipeline.
-			f = s.validateType(final, stringType).String()
+			f = s.validateString(final).String()
 		}
 		s.budget(s.meter.Printf(f, a))
 		str := fmt.Sprintf(f, a...)
 		s.budget(s.meter.Size(len(str)))
 		return reflect.ValueOf(str)
 	}, stringType
-}
-
-func compileCall(c *compiler, name string, args []parse.Node, hasFinal bool, sc *scope, dot reflect.Type) (cmdFn, reflect.Type) {
-	if msg := checkArity(name, sigVariadicValue, len(args), hasFinal); msg != "" {
-		return errCmd(msg), nil
-	}
-	fns, _ := c.rawArgs(args, sc, dot)
-	var callee string
-	if len(args) > 0 {
-		callee = args[0].String()
-	}
-	return func(s *state, dot, final reflect.Value) reflect.Value {
-		vals := gather(s, dot, final, fns, hasFinal, nil)
-		calleeName := callee
-		if len(args) == 0 {
-			calleeName = final.String()
-		}
-		v, err := builtinCall(calleeName, vals[0], vals[1:])
-		if err != nil {
-			s.errorf("error calling call: %w", err)
-		}
-		if v.IsValid() && v.Type() == reflectValueType {
-			v = v.Interface().(reflect.Value)
-		}
-		return v
-	}, nil
 }
 
 // ---- builtin implementations ----------------------------------------------
@@ -338,7 +313,7 @@ func builtinLen(item reflect.Value) (int, error) {
 		return 0, fmt.Errorf("len of nil pointer")
 	}
 	switch v.Kind() {
-	case reflect.Array, reflect.Chan, reflect.Map, reflect.Slice, reflect.String:
+	case reflect.Array, reflect.Slice, reflect.String:
 		return v.Len(), nil
 	case reflect.Invalid:
 		// text/template fails here by asking an invalid value for
@@ -355,22 +330,6 @@ func intLike(k reflect.Kind) bool {
 		return true
 	}
 	return false
-}
-
-// fitArg converts v for a parameter of type t the way index and call do:
-// nil becomes t's zero value if t is nillable, integers convert freely.
-func fitArg(v reflect.Value, t reflect.Type) (reflect.Value, error) {
-	switch {
-	case !v.IsValid() && canBeNil(t):
-		return reflect.Zero(t), nil
-	case !v.IsValid():
-		return reflect.Value{}, fmt.Errorf("value is nil; should be of type %s", t)
-	case v.Type().AssignableTo(t):
-		return v, nil
-	case intLike(v.Kind()) && intLike(t.Kind()) && v.Type().ConvertibleTo(t):
-		return v.Convert(t), nil
-	}
-	return reflect.Value{}, fmt.Errorf("value has type %s; should be %s", v.Type(), t)
 }
 
 // position reads an index or slice bound, which may be at most limit.
@@ -395,27 +354,16 @@ func position(v reflect.Value, limit int) (int, error) {
 
 // builtinIndex is index: vals[0][vals[1]][vals[2]]...
 func builtinIndex(vals []reflect.Value) (reflect.Value, error) {
-	cur := indirectInterface(vals[0])
+	cur := vals[0]
 	if !cur.IsValid() {
 		return reflect.Value{}, fmt.Errorf("index of untyped nil")
 	}
 	for _, key := range vals[1:] {
-		key = indirectInterface(key)
 		var isNil bool
 		if cur, isNil = indirect(cur); isNil {
 			return reflect.Value{}, fmt.Errorf("index of nil pointer")
 		}
 		switch cur.Kind() {
-		case reflect.Map:
-			k, err := fitArg(key, cur.Type().Key())
-			if err != nil {
-				return reflect.Value{}, err
-			}
-			elem := cur.MapIndex(k)
-			if !elem.IsValid() {
-				elem = reflect.Zero(cur.Type().Elem())
-			}
-			cur = elem
 		case reflect.Array, reflect.Slice, reflect.String:
 			// A position equal to the length passes the bounds check
 			// and then panics in reflect, which the caller turns into
@@ -434,7 +382,7 @@ func builtinIndex(vals []reflect.Value) (reflect.Value, error) {
 
 // builtinSlice is slice: vals[0][vals[1]:vals[2]:vals[3]].
 func builtinSlice(vals []reflect.Value) (reflect.Value, error) {
-	item := indirectInterface(vals[0])
+	item := vals[0]
 	bounds := vals[1:]
 	if !item.IsValid() {
 		return reflect.Value{}, fmt.Errorf("slice of untyped nil")
@@ -563,7 +511,7 @@ func isNilValue(v reflect.Value) bool {
 	switch v.Kind() {
 	case reflect.Invalid:
 		return true
-	case reflect.Chan, reflect.Func, reflect.Interface, reflect.Map, reflect.Pointer, reflect.Slice:
+	case reflect.Pointer, reflect.Slice:
 		return v.IsNil()
 	}
 	return false
@@ -590,10 +538,10 @@ func eq(first reflect.Value, rest ...reflect.Value) (bool, error) {
 	if len(rest) == 0 {
 		return false, errNoComparison
 	}
-	x := indirectInterface(first)
+	x := first
 	cx := classOf(x)
 	for _, r := range rest {
-		y := indirectInterface(r)
+		y := r
 		cy := classOf(y)
 		var equal bool
 		switch {
@@ -618,7 +566,7 @@ func eq(first reflect.Value, rest ...reflect.Value) (bool, error) {
 
 // lt reports whether a < b for two ordered basic values.
 func lt(a, b reflect.Value) (bool, error) {
-	x, y := indirectInterface(a), indirectInterface(b)
+	x, y := a, b
 	cx, cy := classOf(x), classOf(y)
 	if cx == classOther || cy == classOther {
 		return false, errBadComparisonType
@@ -678,47 +626,4 @@ var compare2 = map[string]func(a, b reflect.Value) (bool, error){
 		}
 		return !r, nil
 	},
-}
-
-// builtinCall is the call builtin: it calls fn with args.
-func builtinCall(name string, fn reflect.Value, args []reflect.Value) (reflect.Value, error) {
-	fn = indirectInterface(fn)
-	if !fn.IsValid() {
-		return reflect.Value{}, fmt.Errorf("call of nil")
-	}
-	ft := fn.Type()
-	if ft.Kind() != reflect.Func {
-		return reflect.Value{}, fmt.Errorf("non-function %s of type %s", name, ft)
-	}
-	if err := goodFunc(name, ft); err != nil {
-		return reflect.Value{}, err
-	}
-	fixed := ft.NumIn()
-	if ft.IsVariadic() {
-		fixed--
-		if len(args) < fixed {
-			return reflect.Value{}, fmt.Errorf("wrong number of args for %s: got %d want at least %d", name, len(args), fixed)
-		}
-	} else if len(args) != fixed {
-		return reflect.Value{}, fmt.Errorf("wrong number of args for %s: got %d want %d", name, len(args), fixed)
-	}
-	in := make([]reflect.Value, len(args))
-	for i, a := range args {
-		pt := paramType(ft, i)
-		v, err := fitArg(indirectInterface(a), pt)
-		if err != nil {
-			return reflect.Value{}, fmt.Errorf("arg %d: %w", i, err)
-		}
-		in[i] = v
-	}
-	return safeCall(fn, in)
-}
-
-// paramType is the type of the i-th argument passed to a function of type
-// ft, looking inside the variadic slice for trailing arguments.
-func paramType(ft reflect.Type, i int) reflect.Type {
-	if ft.IsVariadic() && i >= ft.NumIn()-1 {
-		return ft.In(ft.NumIn() - 1).Elem()
-	}
-	return ft.In(i)
 }

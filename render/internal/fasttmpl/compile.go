@@ -8,13 +8,15 @@ import (
 )
 
 // The compiler turns html/template's escaped parse trees into a tree of
-// nodes and closures specialised for static Go types. Wherever the static type
-// of a value is known (struct fields, slice elements, function results) field
-// lookups are resolved to indexes at compile time; wherever it is not
-// (interfaces, methods) the code falls back to a faithful port of
-// text/template's dynamic evaluation. Constructs the compiler does not handle
-// abort compilation with errUnsupported, and the Template then delegates to
-// html/template.
+// nodes and closures specialised for the static types of emailtemplate.Data.
+// Wherever the static type of a value is known (struct fields, slice
+// elements, builtin results) field lookups are resolved to indexes at
+// compile time; wherever it is not (the results of index, slice, mixed and
+// and or, variables assigned with '=') a port of text/template's dynamic
+// field evaluation takes over. Data has no methods, maps, interfaces or
+// nil pointers but the root (TestDataIsPlain), so neither path implements
+// them. Constructs the compiler does not handle abort compilation with
+// unsupported, and the Template then delegates to html/template.
 
 type unsupported struct{ reason string }
 
@@ -40,18 +42,7 @@ type compiler struct {
 	lookup func(name string) *parse.Tree
 	// text compiles for text/template: actions print without escaping.
 	text  bool
-	funcs map[string]reflect.Value
 	progs map[progKey]*program
-}
-
-// known maps a static type to the compiler's notion of "statically known":
-// interface types are treated as unknown (nil) because the dynamic type of
-// the value decides everything.
-func known(t reflect.Type) reflect.Type {
-	if t == nil || t.Kind() == reflect.Interface {
-		return nil
-	}
-	return t
 }
 
 // scope simulates text/template's runtime variable stack at compile time.
@@ -70,7 +61,7 @@ func (sc *scope) push(name string, t reflect.Type) int {
 		t = nil
 	}
 	sc.names = append(sc.names, name)
-	sc.types = append(sc.types, known(t))
+	sc.types = append(sc.types, t)
 	if len(sc.names) > sc.max {
 		sc.max = len(sc.names)
 	}
@@ -81,7 +72,7 @@ func (sc *scope) setType(slot int, t reflect.Type) {
 	if sc.assigned[sc.names[slot]] {
 		t = nil
 	}
-	sc.types[slot] = known(t)
+	sc.types[slot] = t
 }
 
 func (sc *scope) lookup(name string) (int, reflect.Type) {
@@ -294,9 +285,6 @@ func (c *compiler) compileIf(p *program, b *parse.BranchNode, with bool, sc *sco
 func (c *compiler) compileRange(p *program, r *parse.RangeNode, sc *scope, dot reflect.Type) node {
 	m := sc.mark()
 	pipe := r.Pipe
-	if len(pipe.Decl) > 2 {
-		unsupportedf("range with %d variables", len(pipe.Decl))
-	}
 	// Evaluate the commands without the declarations; the range node binds
 	// the variables itself.
 	val, vtyp := c.compileCmds(pipe.Cmds, sc, dot)
@@ -338,25 +326,15 @@ func (c *compiler) compileRange(p *program, r *parse.RangeNode, sc *scope, dot r
 	return n
 }
 
-// rangeTypes returns the static key/index and element types produced by
-// ranging over a value of type t.
+// rangeTypes returns the static index and element types produced by
+// ranging over a value of type t: Check lets loops range over lists only.
 func rangeTypes(t reflect.Type) (key, elem reflect.Type) {
 	if t == nil {
 		return nil, nil
 	}
-	for t.Kind() == reflect.Pointer {
-		t = t.Elem()
-	}
 	switch t.Kind() {
 	case reflect.Slice, reflect.Array:
 		return intType, t.Elem()
-	case reflect.Map:
-		return t.Key(), t.Elem()
-	case reflect.Chan:
-		return intType, t.Elem()
-	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
-		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Uintptr:
-		return nil, t
 	}
 	return nil, nil
 }
@@ -411,44 +389,24 @@ func (c *compiler) compileCmds(cmds []*parse.CommandNode, sc *scope, dot reflect
 	if len(cmds) == 0 {
 		unsupportedf("empty pipeline")
 	}
+	// text/template unwraps values of type interface{} after each
+	// command; no value here is one.
 	fns := make([]cmdFn, len(cmds))
-	unwrap := make([]bool, len(cmds))
 	var typ reflect.Type
 	for i, cmd := range cmds {
-		f, t := c.compileCmd(cmd, sc, dot, i > 0)
-		fns[i] = f
-		// text/template unwraps values of type interface{} after each
-		// command; only values whose static type is unknown or an
-		// interface can need it.
-		unwrap[i] = t == nil || t.Kind() == reflect.Interface
-		typ = known(t)
+		fns[i], typ = c.compileCmd(cmd, sc, dot, i > 0)
 	}
 	if len(fns) == 1 {
 		f := fns[0]
-		if !unwrap[0] {
-			return func(s *state, dot reflect.Value) reflect.Value { return f(s, dot, reflect.Value{}) }, typ
-		}
-		return func(s *state, dot reflect.Value) reflect.Value {
-			return unwrapEmptyInterface(f(s, dot, reflect.Value{}))
-		}, typ
+		return func(s *state, dot reflect.Value) reflect.Value { return f(s, dot, reflect.Value{}) }, typ
 	}
 	return func(s *state, dot reflect.Value) reflect.Value {
 		var v reflect.Value
-		for i, f := range fns {
+		for _, f := range fns {
 			v = f(s, dot, v)
-			if unwrap[i] {
-				v = unwrapEmptyInterface(v)
-			}
 		}
 		return v
 	}, typ
-}
-
-func unwrapEmptyInterface(v reflect.Value) reflect.Value {
-	if v.Kind() == reflect.Interface && v.Type().NumMethod() == 0 {
-		return v.Elem()
-	}
-	return v
 }
 
 func errCmd(msg string) cmdFn {
@@ -589,30 +547,19 @@ func isConstNode(n parse.Node) bool {
 	return false
 }
 
-// compileArgTyped compiles an argument for a parameter of static type typ,
-// reproducing text/template's evalArg.
-func (c *compiler) compileArgTyped(n parse.Node, typ reflect.Type, sc *scope, dot reflect.Type) evalFn {
+// compileStringArg compiles an argument for a string parameter (printf's
+// format), reproducing text/template's evalArg.
+func (c *compiler) compileStringArg(n parse.Node, sc *scope, dot reflect.Type) evalFn {
 	if isConstNode(n) {
-		v, err := constArg(n, typ)
+		v, err := constString(n)
 		if err != nil {
 			msg := err.Error()
 			return func(s *state, _ reflect.Value) reflect.Value { s.fail(msg); return reflect.Value{} }
 		}
 		return func(*state, reflect.Value) reflect.Value { return v }
 	}
-	e, et := c.compileArgExpr(n, sc, dot)
-	if et != nil && typ != reflectValueType && et.AssignableTo(typ) {
-		// Valid values pass through unchanged; only the invalid value
-		// needs validateType's treatment.
-		return func(s *state, dot reflect.Value) reflect.Value {
-			v := e(s, dot)
-			if !v.IsValid() {
-				return s.validateType(v, typ)
-			}
-			return v
-		}
-	}
-	return func(s *state, dot reflect.Value) reflect.Value { return s.validateType(e(s, dot), typ) }
+	e, _ := c.compileArgExpr(n, sc, dot)
+	return func(s *state, dot reflect.Value) reflect.Value { return s.validateString(e(s, dot)) }
 }
 
 // compileArgRaw compiles an argument for a builtin parameter of type
@@ -632,38 +579,9 @@ func (c *compiler) compileArgRaw(n parse.Node, sc *scope, dot reflect.Type) (eva
 	return c.compileArgExpr(n, sc, dot)
 }
 
-// argNode is an argument whose parameter type is only known at run time
-// (method calls resolved dynamically).
-type argNode struct {
-	node parse.Node
-	e    evalFn // nil for constants
-}
-
-func (c *compiler) compileArgNodes(args []parse.Node, sc *scope, dot reflect.Type) []*argNode {
-	out := make([]*argNode, len(args))
-	for i, a := range args {
-		an := &argNode{node: a}
-		if !isConstNode(a) {
-			an.e, _ = c.compileArgExpr(a, sc, dot)
-		}
-		out[i] = an
-	}
-	return out
-}
-
-func (a *argNode) eval(s *state, dot reflect.Value, typ reflect.Type) reflect.Value {
-	if a.e != nil {
-		return s.validateType(a.e(s, dot), typ)
-	}
-	v, err := constArg(a.node, typ)
-	if err != nil {
-		s.fail(err.Error())
-	}
-	return v
-}
-
-// compileFieldChain compiles recv.F1.F2...Fn with the last field possibly a
-// method receiving args and the pipeline's final value. recv nil means dot.
+// compileFieldChain compiles recv.F1.F2...Fn; args and the pipeline's
+// final value given to the last field are an error, as fields are not
+// functions. recv nil means dot.
 func (c *compiler) compileFieldChain(recv evalFn, rtyp reflect.Type, idents []string, args []parse.Node, hasFinal bool, sc *scope, dot reflect.Type) (cmdFn, reflect.Type) {
 	if recv == nil {
 		recv = func(_ *state, dot reflect.Value) reflect.Value { return dot }
@@ -679,48 +597,29 @@ func (c *compiler) compileFieldChain(recv evalFn, rtyp reflect.Type, idents []st
 	}
 	for i, name := range idents {
 		last := i == len(idents)-1
-		var stepArgs []parse.Node
-		stepFinal := false
-		if last {
-			stepArgs, stepFinal = args, hasFinal
-		}
-		hasArgs := len(stepArgs) > 0 || stepFinal
+		hasArgs := last && (len(args) > 0 || hasFinal)
 		st := classifyField(typ, name)
 		switch {
 		case st.kind == stepStruct && !hasArgs:
 			ops = append(ops, st.ops...)
-			typ = known(st.result)
+			typ = st.result
 			continue
 		case st.kind == stepStruct:
 			flush()
 			cur = errStep(cur, fmt.Sprintf("%s has arguments but cannot be invoked as function", name))
 			typ = nil
-		case st.kind == stepMap && !hasArgs:
-			flush()
-			cur = mapStep(cur, st)
-			typ = known(st.result)
-		case st.kind == stepMap:
-			flush()
-			cur = errStep(cur, fmt.Sprintf("%s is not a method but has arguments", name))
-			typ = nil
 		case st.kind == stepError:
 			flush()
 			cur = errStep(cur, st.msg)
 			typ = nil
-		default: // dynamic: methods, interfaces, unknown types
+		default: // a value whose type is known only at run time
 			flush()
-			an := c.compileArgNodes(stepArgs, sc, dot)
 			prev := cur
 			fieldName := name
-			if last {
-				return func(s *state, dot, final reflect.Value) reflect.Value {
-					return s.evalFieldDyn(dot, fieldName, an, final, stepFinal, prev(s, dot))
-				}, known(st.result)
-			}
 			cur = func(s *state, dot reflect.Value) reflect.Value {
-				return s.evalFieldDyn(dot, fieldName, nil, reflect.Value{}, false, prev(s, dot))
+				return s.evalFieldDyn(fieldName, hasArgs, prev(s, dot))
 			}
-			typ = known(st.result)
+			typ = nil
 		}
 	}
 	flush()
@@ -733,17 +632,14 @@ type stepKind int
 const (
 	stepDynamic stepKind = iota
 	stepStruct
-	stepMap
 	stepError
 )
 
 type fieldStep struct {
 	kind   stepKind
 	ops    []pathOp // stepStruct
-	derefs int      // stepMap
-	key    reflect.Value
 	result reflect.Type
-	msg    string // stepError; stepMap: error for a nil pointer
+	msg    string // stepError
 }
 
 // pathOp is one static operation on the way to a struct field: either a
@@ -764,24 +660,6 @@ func classifyField(t reflect.Type, name string) fieldStep {
 	for base.Kind() == reflect.Pointer {
 		base = base.Elem()
 		derefs++
-	}
-	if base.Kind() == reflect.Interface {
-		return fieldStep{kind: stepDynamic}
-	}
-	if m, ok := reflect.PointerTo(base).MethodByName(name); ok {
-		// Whether the method is reachable depends on addressability,
-		// which is only known at run time.
-		var res reflect.Type
-		if m.Type.NumOut() >= 1 {
-			res = m.Type.Out(0)
-			if res == reflectValueType {
-				res = nil
-			}
-		}
-		if _, onValue := base.MethodByName(name); !onValue {
-			res = nil // may resolve to a field lookup error instead
-		}
-		return fieldStep{kind: stepDynamic, result: res}
 	}
 	nilMsg := fmt.Sprintf("nil pointer evaluating %s.%s", t, name)
 	switch base.Kind() {
@@ -808,10 +686,6 @@ func classifyField(t reflect.Type, name string) fieldStep {
 			cur = cur.Field(idx).Type
 		}
 		return fieldStep{kind: stepStruct, ops: ops, result: sf.Type}
-	case reflect.Map:
-		if stringType.AssignableTo(base.Key()) {
-			return fieldStep{kind: stepMap, derefs: derefs, key: reflect.ValueOf(name), result: base.Elem(), msg: nilMsg}
-		}
 	}
 	return fieldStep{kind: stepError, msg: fmt.Sprintf("can't evaluate field %s in type %s", name, t)}
 }
@@ -860,23 +734,6 @@ func pathFn(prev evalFn, ops []pathOp) evalFn {
 	}
 }
 
-func mapStep(prev evalFn, st fieldStep) evalFn {
-	derefs, key, msg := st.derefs, st.key, st.msg
-	return func(s *state, dot reflect.Value) reflect.Value {
-		v := prev(s, dot)
-		if !v.IsValid() {
-			return v
-		}
-		for i := 0; i < derefs; i++ {
-			if v.IsNil() {
-				s.fail(msg)
-			}
-			v = v.Elem()
-		}
-		return v.MapIndex(key)
-	}
-}
-
 func errStep(prev evalFn, msg string) evalFn {
 	return func(s *state, dot reflect.Value) reflect.Value {
 		v := prev(s, dot)
@@ -888,12 +745,8 @@ func errStep(prev evalFn, msg string) evalFn {
 	}
 }
 
-// compileFunc compiles a call of the named function (user funcs shadow
-// builtins, as in text/template).
+// compileFunc compiles a call of the named builtin.
 func (c *compiler) compileFunc(name string, args []parse.Node, hasFinal bool, sc *scope, dot reflect.Type) (cmdFn, reflect.Type) {
-	if fn, ok := c.funcs[name]; ok {
-		return c.compileUserFunc(name, fn, args, hasFinal, sc, dot)
-	}
 	if b, ok := builtinCompilers[name]; ok {
 		return b(c, name, args, hasFinal, sc, dot)
 	}
@@ -917,113 +770,30 @@ func checkArity(name string, typ reflect.Type, nArgs int, hasFinal bool) string 
 	return ""
 }
 
-func (c *compiler) compileUserFunc(name string, fn reflect.Value, args []parse.Node, hasFinal bool, sc *scope, dot reflect.Type) (cmdFn, reflect.Type) {
-	ft := fn.Type()
-	if msg := checkArity(name, ft, len(args), hasFinal); msg != "" {
-		return errCmd(msg), nil
-	}
-	argFns := make([]evalFn, len(args))
-	for i, a := range args {
-		argFns[i] = c.compileArgTyped(a, paramType(ft, i), sc, dot)
-	}
-	n := len(args) + btoi(hasFinal)
-	var finalType reflect.Type
-	if hasFinal {
-		finalType = paramType(ft, n-1)
-	}
-	res := ft.Out(0)
-	if res == reflectValueType {
-		res = nil
-	}
-	return func(s *state, dot, final reflect.Value) reflect.Value {
-		in := make([]reflect.Value, n)
-		for i, f := range argFns {
-			in[i] = f(s, dot)
-		}
-		if hasFinal {
-			in[n-1] = s.validateType(final, finalType)
-		}
-		return s.finishCall(name, fn, in)
-	}, res
-}
-
-// safeCall calls fun, turning a returned error or a panic into an error.
-func safeCall(fun reflect.Value, args []reflect.Value) (val reflect.Value, err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			if e, ok := r.(error); ok {
-				err = e
-			} else {
-				err = fmt.Errorf("%v", r)
-			}
-		}
-	}()
-	ret := fun.Call(args)
-	if len(ret) == 2 && !ret[1].IsNil() {
-		return ret[0], ret[1].Interface().(error)
-	}
-	return ret[0], nil
-}
-
-func goodFunc(name string, typ reflect.Type) error {
-	switch n := typ.NumOut(); {
-	case n == 1:
-		return nil
-	case n == 2 && typ.Out(1) == errorType:
-		return nil
-	case n == 2:
-		return fmt.Errorf("invalid function signature for %s: second return value should be error; is %s", name, typ.Out(1))
-	default:
-		return fmt.Errorf("function %s has %d return values; should be 1 or 2", name, typ.NumOut())
-	}
-}
-
-// evalFieldDyn evaluates .name on receiver by its dynamic type, with
-// text/template's precedence: a method (looked up on the pointer when the
-// value is addressable), then a struct field, then a map element. An invalid
-// receiver (e.g. a missing map entry) yields the invalid value.
-func (s *state) evalFieldDyn(dot reflect.Value, name string, args []*argNode, final reflect.Value, hasFinal bool, receiver reflect.Value) reflect.Value {
+// evalFieldDyn evaluates .name on receiver by its dynamic type, as
+// text/template does on values without methods: a struct field, or an
+// error. An invalid receiver (the dot of a template called without one)
+// yields the invalid value.
+func (s *state) evalFieldDyn(name string, hasArgs bool, receiver reflect.Value) reflect.Value {
 	if !receiver.IsValid() {
 		return reflect.Value{}
 	}
 	origType := receiver.Type()
 	v, isNil := indirect(receiver)
-	if isNil && v.Kind() == reflect.Interface {
-		s.errorf("nil pointer evaluating %s.%s", origType, name)
-	}
-	withMethods := v
-	if k := v.Kind(); k != reflect.Pointer && k != reflect.Interface && v.CanAddr() {
-		withMethods = v.Addr()
-	}
-	if m := withMethods.MethodByName(name); m.IsValid() {
-		return s.evalCall(dot, m, name, args, final, hasFinal)
-	}
-	takesArgs := len(args) > 0 || hasFinal
 	switch v.Kind() {
 	case reflect.Struct:
 		if sf, ok := v.Type().FieldByName(name); ok {
-			f, err := v.FieldByIndexErr(sf.Index)
 			switch {
 			case !sf.IsExported():
 				s.errorf("%s is an unexported field of struct type %s", name, origType)
-			case err != nil:
-				s.errorf("%v", err)
-			case takesArgs:
+			case hasArgs:
 				s.errorf("%s has arguments but cannot be invoked as function", name)
 			}
-			return f
-		}
-	case reflect.Map:
-		if key := reflect.ValueOf(name); key.Type().AssignableTo(v.Type().Key()) {
-			if takesArgs {
-				s.errorf("%s is not a method but has arguments", name)
-			}
-			return v.MapIndex(key)
+			return v.FieldByIndex(sf.Index)
 		}
 	case reflect.Pointer:
-		// Only nil pointers remain pointers after indirect. A field the
-		// pointed-to struct does not have is reported as missing.
-		if et := v.Type().Elem(); et.Kind() != reflect.Struct || hasField(et, name) {
+		// Only nil pointers remain pointers after indirect.
+		if isNil && hasField(v.Type().Elem(), name) {
 			s.errorf("nil pointer evaluating %s.%s", origType, name)
 		}
 	}
@@ -1034,39 +804,6 @@ func (s *state) evalFieldDyn(dot reflect.Value, name string, args []*argNode, fi
 func hasField(t reflect.Type, name string) bool {
 	_, ok := t.FieldByName(name)
 	return ok
-}
-
-// evalCall calls fun (a method value) with the given arguments and the
-// pipeline's final value, converting them as text/template does.
-func (s *state) evalCall(dot, fun reflect.Value, name string, args []*argNode, final reflect.Value, hasFinal bool) reflect.Value {
-	ft := fun.Type()
-	if msg := checkArity(name, ft, len(args), hasFinal); msg != "" {
-		s.fail(msg)
-	}
-	if err := goodFunc(name, ft); err != nil {
-		s.errorf("%v", err)
-	}
-	n := len(args) + btoi(hasFinal)
-	in := make([]reflect.Value, n)
-	for i, a := range args {
-		in[i] = a.eval(s, dot, paramType(ft, i))
-	}
-	if hasFinal {
-		in[n-1] = s.validateType(final, paramType(ft, n-1))
-	}
-	return s.finishCall(name, fun, in)
-}
-
-// finishCall runs a function call and unwraps a reflect.Value result.
-func (s *state) finishCall(name string, fun reflect.Value, in []reflect.Value) reflect.Value {
-	v, err := safeCall(fun, in)
-	if err != nil {
-		s.errorf("error calling %s: %w", name, err)
-	}
-	if v.Type() == reflectValueType {
-		v = v.Interface().(reflect.Value)
-	}
-	return v
 }
 
 // ---- constants -------------------------------------------------------------
@@ -1108,66 +845,14 @@ func emptyIfaceConst(n parse.Node) (reflect.Value, error) {
 	return reflect.Value{}, fmt.Errorf("can't handle assignment of %s to empty interface argument", n)
 }
 
-// constArg converts a constant argument node for a parameter of type typ:
-// the node must be a constant of the parameter's kind (numbers by their
-// syntax: integer, unsigned, float or complex), nil is allowed for nillable
-// types, and interface{} and reflect.Value parameters get the constant's
-// default type.
-func constArg(n parse.Node, typ reflect.Type) (reflect.Value, error) {
-	if _, isNil := n.(*parse.NilNode); isNil {
-		if canBeNil(typ) {
-			return reflect.Zero(typ), nil
-		}
-		return reflect.Value{}, fmt.Errorf("cannot assign nil to %s", typ)
+// constString converts a constant argument node for a string parameter,
+// as text/template does: only a string constant will do.
+func constString(n parse.Node) (reflect.Value, error) {
+	switch n := n.(type) {
+	case *parse.StringNode:
+		return reflect.ValueOf(n.Text), nil
+	case *parse.NilNode:
+		return reflect.Value{}, fmt.Errorf("cannot assign nil to string")
 	}
-	num, _ := n.(*parse.NumberNode)
-	v := reflect.New(typ).Elem()
-	mismatch := func(what string) (reflect.Value, error) {
-		return reflect.Value{}, fmt.Errorf("expected %s; found %s", what, n)
-	}
-	switch k := typ.Kind(); {
-	case k == reflect.Bool:
-		b, ok := n.(*parse.BoolNode)
-		if !ok {
-			return mismatch("bool")
-		}
-		v.SetBool(b.True)
-	case k == reflect.String:
-		str, ok := n.(*parse.StringNode)
-		if !ok {
-			return mismatch("string")
-		}
-		v.SetString(str.Text)
-	case k >= reflect.Int && k <= reflect.Int64:
-		if num == nil || !num.IsInt {
-			return mismatch("integer")
-		}
-		v.SetInt(num.Int64)
-	case k >= reflect.Uint && k <= reflect.Uintptr:
-		if num == nil || !num.IsUint {
-			return mismatch("unsigned integer")
-		}
-		v.SetUint(num.Uint64)
-	case k == reflect.Float32 || k == reflect.Float64:
-		if num == nil || !num.IsFloat {
-			return mismatch("float")
-		}
-		v.SetFloat(num.Float64)
-	case k == reflect.Complex64 || k == reflect.Complex128:
-		if num == nil || !num.IsComplex {
-			return mismatch("complex")
-		}
-		v.SetComplex(num.Complex128)
-	case k == reflect.Interface && typ.NumMethod() == 0:
-		return emptyIfaceConst(n)
-	case typ == reflectValueType:
-		c, err := emptyIfaceConst(n)
-		if err != nil {
-			return c, err
-		}
-		return reflect.ValueOf(c), nil
-	default:
-		return reflect.Value{}, fmt.Errorf("can't handle %s for arg of type %s", n, typ)
-	}
-	return v, nil
+	return reflect.Value{}, fmt.Errorf("expected string; found %s", n)
 }

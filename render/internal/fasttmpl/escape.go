@@ -15,28 +15,15 @@ import (
 // html/template inserts into pipelines, plus the text/template escaping
 // builtins (html, js, urlquery). Each escaper appends its output to dst so a
 // render can stream straight into the output buffer without intermediate
-// strings. Inputs that html/template treats specially because of their content
-// type (template.HTML, template.URL, ...) are described by ctype.
-
-// ctype mirrors html/template's notion of the trusted content type of a value.
-type ctype uint8
-
-const (
-	ctPlain ctype = iota
-	ctCSS
-	ctHTML
-	ctHTMLAttr
-	ctJS
-	ctJSStr
-	ctURL
-	ctSrcset
-)
+// strings. Their input is always plain text: the trusted content types
+// (template.HTML, template.URL, ...) that html/template escapes differently
+// appear nowhere in emailtemplate.Data, and no builtin makes one.
 
 // failsafe is the word html/template substitutes for values it refuses to emit.
 const failsafe = "ZgotmplZ"
 
-// escFunc appends the escaped form of s (of content type ct) to dst.
-type escFunc func(dst []byte, s string, ct ctype) []byte
+// escFunc appends the escaped form of s to dst.
+type escFunc func(dst []byte, s string) []byte
 
 // escaperByName maps the function names used in escaped parse trees to
 // their implementations. The text/template builtins html, js and urlquery are
@@ -73,17 +60,6 @@ var htmlRepl = [256]string{
 	'>':  "&gt;",
 }
 
-// htmlNormRepl is htmlRepl without '&', so existing entities in trusted HTML
-// survive.
-var htmlNormRepl = [256]string{
-	0:    "\uFFFD",
-	'"':  "&#34;",
-	'\'': "&#39;",
-	'+':  "&#43;",
-	'<':  "&lt;",
-	'>':  "&gt;",
-}
-
 // nospaceRepl holds replacements for unquoted attribute values.
 var nospaceRepl = [256]string{
 	0:    "&#xfffd;",
@@ -102,13 +78,6 @@ var nospaceRepl = [256]string{
 	'>':  "&gt;",
 	'`':  "&#96;",
 }
-
-// nospaceNormRepl is nospaceRepl without '&'.
-var nospaceNormRepl = func() [256]string {
-	t := nospaceRepl
-	t['&'] = ""
-	return t
-}()
 
 // byteTable is a replacement table plus a compact "needs replacing" bitmap
 // for a fast scan over runs of safe bytes.
@@ -129,7 +98,6 @@ func newByteTable(repl [256]string) *byteTable {
 
 var (
 	htmlTable     = newByteTable(htmlRepl)
-	htmlNormTable = newByteTable(htmlNormRepl)
 	textHTMLTable = newByteTable(textHTMLRepl)
 )
 
@@ -202,49 +170,29 @@ func appendHexLower(dst []byte, v uint32) []byte {
 	return append(dst, tmp[i:]...)
 }
 
-func escHTML(dst []byte, s string, ct ctype) []byte {
-	if ct == ctHTML {
-		return append(dst, s...)
-	}
-	return appendByteTable(dst, s, htmlTable)
-}
+// escHTML escapes HTML text, and escRCDATA the text of <title> and
+// <textarea>, which html/template escapes alike for plain text, as do quoted
+// attribute values (escAttr).
+func escHTML(dst []byte, s string) []byte { return appendByteTable(dst, s, htmlTable) }
 
-func escAttr(dst []byte, s string, ct ctype) []byte {
-	if ct == ctHTML {
-		// Trusted HTML in an attribute is reduced to its text content; the
-		// tag stripping needs html/template's full HTML lexer, so delegate.
-		return append(dst, delegate(delegAttr, s, ct)...)
-	}
-	return appendByteTable(dst, s, htmlTable)
-}
+func escAttr(dst []byte, s string) []byte { return appendByteTable(dst, s, htmlTable) }
 
-func escRCDATA(dst []byte, s string, ct ctype) []byte {
-	if ct == ctHTML {
-		return appendByteTable(dst, s, htmlNormTable)
-	}
-	return appendByteTable(dst, s, htmlTable)
-}
+func escRCDATA(dst []byte, s string) []byte { return appendByteTable(dst, s, htmlTable) }
 
-func escNospace(dst []byte, s string, ct ctype) []byte {
+func escNospace(dst []byte, s string) []byte {
 	if s == "" {
 		return append(dst, failsafe...)
-	}
-	if ct == ctHTML {
-		return append(dst, delegate(delegNospace, s, ct)...)
 	}
 	return appendNospaceTable(dst, s, &nospaceRepl)
 }
 
-func escHTMLName(dst []byte, s string, ct ctype) []byte {
-	if ct == ctHTMLAttr {
-		return append(dst, s...)
-	}
+func escHTMLName(dst []byte, s string) []byte {
 	// Attribute-name filtering depends on html/template's attribute type
 	// table; it is rare in practice, so delegate to keep it exact.
-	return append(dst, delegate(delegName, s, ct)...)
+	return append(dst, delegateName(s)...)
 }
 
-func escComment(dst []byte, _ string, _ ctype) []byte { return dst }
+func escComment(dst []byte, _ string) []byte { return dst }
 
 // ---- URLs ----------------------------------------------------------------
 
@@ -392,52 +340,47 @@ func isSafeScheme(p string) bool {
 	return false
 }
 
-func escURLFilter(dst []byte, s string, ct ctype) []byte {
-	if ct != ctURL && !isSafeURL(s) {
+func escURLFilter(dst []byte, s string) []byte {
+	if !isSafeURL(s) {
 		return append(dst, "#"+failsafe...)
 	}
 	return append(dst, s...)
 }
 
-func escURLNorm(dst []byte, s string, _ ctype) []byte {
+func escURLNorm(dst []byte, s string) []byte {
 	return appendURL(dst, s, true, false)
 }
 
-func escURLQuery(dst []byte, s string, ct ctype) []byte {
-	// Trusted URLs are only normalized, never query-escaped.
-	return appendURL(dst, s, ct == ctURL, false)
+func escURLQuery(dst []byte, s string) []byte {
+	return appendURL(dst, s, false, false)
 }
 
 // escURLFilterNormAttr fuses urlfilter | urlnormalizer | attrescaper, the
 // chain html/template uses for a value at the start of a quoted URL attribute.
-func escURLFilterNormAttr(dst []byte, s string, ct ctype) []byte {
-	if ct != ctURL && !isSafeURL(s) {
+func escURLFilterNormAttr(dst []byte, s string) []byte {
+	if !isSafeURL(s) {
 		return append(dst, "#"+failsafe...)
 	}
 	return appendURL(dst, s, true, true)
 }
 
 // escURLFilterNorm fuses urlfilter | urlnormalizer (URLs in CSS url(...)).
-func escURLFilterNorm(dst []byte, s string, ct ctype) []byte {
-	if ct != ctURL && !isSafeURL(s) {
+func escURLFilterNorm(dst []byte, s string) []byte {
+	if !isSafeURL(s) {
 		return append(dst, "#"+failsafe...)
 	}
 	return appendURL(dst, s, true, false)
 }
 
 // escURLNormAttr fuses urlnormalizer | attrescaper.
-func escURLNormAttr(dst []byte, s string, _ ctype) []byte {
+func escURLNormAttr(dst []byte, s string) []byte {
 	return appendURL(dst, s, true, true)
 }
 
 // escURLQueryAttr fuses urlescaper | attrescaper. A query-escaped string only
 // contains alphanumerics, "-._~" and '%', none of which the attribute escaper
-// touches, so the second step is the identity. A trusted URL is normalized
-// instead and then needs the attribute step.
-func escURLQueryAttr(dst []byte, s string, ct ctype) []byte {
-	if ct == ctURL {
-		return appendURL(dst, s, true, true)
-	}
+// touches, so the second step is the identity.
+func escURLQueryAttr(dst []byte, s string) []byte {
 	return appendURL(dst, s, false, false)
 }
 
@@ -453,28 +396,7 @@ func isASCIIAlnum(c byte) bool {
 	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9'
 }
 
-func escSrcset(dst []byte, s string, ct ctype) []byte {
-	switch ct {
-	case ctSrcset:
-		return append(dst, s...)
-	case ctURL:
-		start := len(dst)
-		dst = appendURL(dst, s, true, false)
-		// Commas separate image candidates, so they must be encoded too.
-		if strings.IndexByte(string(dst[start:]), ',') < 0 {
-			return dst
-		}
-		tail := string(dst[start:])
-		dst = dst[:start]
-		for i := 0; i < len(tail); i++ {
-			if tail[i] == ',' {
-				dst = append(dst, "%2c"...)
-			} else {
-				dst = append(dst, tail[i])
-			}
-		}
-		return dst
-	}
+func escSrcset(dst []byte, s string) []byte {
 	left := 0
 	for i := 0; i < len(s); i++ {
 		if s[i] == ',' {
@@ -541,7 +463,7 @@ var cssRepl = [128]string{
 	'}':  `\7d`,
 }
 
-func escCSS(dst []byte, s string, _ ctype) []byte {
+func escCSS(dst []byte, s string) []byte {
 	last := 0
 	for i := 0; i < len(s); i++ {
 		c := s[i]
@@ -645,10 +567,7 @@ func hexVal(c byte) byte {
 	}
 }
 
-func escCSSValue(dst []byte, s string, ct ctype) []byte {
-	if ct == ctCSS {
-		return append(dst, s...)
-	}
+func escCSSValue(dst []byte, s string) []byte {
 	d := decodeCSSEscapes(s)
 	var idBuf [64]byte
 	id := idBuf[:0]
@@ -702,10 +621,6 @@ var (
 		'"': `\u0022`, '`': `\u0060`, '&': `\u0026`, '\'': `\u0027`, '+': `\u002b`,
 		'/': `\/`, '<': `\u003c`, '>': `\u003e`, '\\': `\\`,
 	})
-	jsStrNormTable = jsTable(map[byte]string{
-		'"': `\u0022`, '`': `\u0060`, '&': `\u0026`, '\'': `\u0027`, '+': `\u002b`,
-		'/': `\/`, '<': `\u003c`, '>': `\u003e`,
-	})
 	jsTmplLitTable = jsTable(map[byte]string{
 		'"': `\u0022`, '`': `\u0060`, '&': `\u0026`, '\'': `\u0027`, '+': `\u002b`,
 		'/': `\/`, '<': `\u003c`, '>': `\u003e`, '\\': `\\`,
@@ -748,18 +663,15 @@ func appendJSTable(dst []byte, s string, table *[128]string) []byte {
 	return append(dst, s[last:]...)
 }
 
-func escJSStr(dst []byte, s string, ct ctype) []byte {
-	if ct == ctJSStr {
-		return appendJSTable(dst, s, jsStrNormTable)
-	}
+func escJSStr(dst []byte, s string) []byte {
 	return appendJSTable(dst, s, jsStrTable)
 }
 
-func escJSTmplLit(dst []byte, s string, _ ctype) []byte {
+func escJSTmplLit(dst []byte, s string) []byte {
 	return appendJSTable(dst, s, jsTmplLitTable)
 }
 
-func escJSRegexp(dst []byte, s string, _ ctype) []byte {
+func escJSRegexp(dst []byte, s string) []byte {
 	if s == "" {
 		// An empty regexp body would turn /{{.}}/ into a line comment.
 		return append(dst, "(?:)"...)
@@ -887,57 +799,19 @@ func appendTextURLQuery(dst []byte, s string) []byte {
 
 // ---- delegation to html/template -----------------------------------------
 
-// A few escaper/content-type combinations depend on html/template's HTML
-// lexer or attribute tables (trusted HTML inside attributes, attribute-name
-// filtering). They are rare, so instead of duplicating that machinery they are
-// computed by running a one-action html/template whose only escaper is the
-// one wanted and cutting off the constant text around the action.
-type delegKind int
+// Attribute-name filtering ({{.}} where an attribute name goes) depends on
+// html/template's attribute type table. It is rare, so instead of
+// duplicating that table it is computed by running a one-action
+// html/template and cutting off the constant text around the action.
+var delegName = template.Must(template.New("").Parse(`<a {{.}}>`))
 
-const (
-	delegAttr delegKind = iota
-	delegNospace
-	delegName
-)
-
-var delegTemplates = [...]struct {
-	t              *template.Template
-	prefix, suffix string
-}{
-	delegAttr:    {template.Must(template.New("").Parse(`<a title="{{.}}">`)), `<a title="`, `">`},
-	delegNospace: {template.Must(template.New("").Parse(`<a title={{.}}>`)), `<a title=`, `>`},
-	delegName:    {template.Must(template.New("").Parse(`<a {{.}}>`)), `<a `, `>`},
-}
-
-// typedValue wraps s in the html/template type matching ct so the delegated
-// escaper sees the same content type.
-func typedValue(s string, ct ctype) any {
-	switch ct {
-	case ctCSS:
-		return template.CSS(s)
-	case ctHTML:
-		return template.HTML(s)
-	case ctHTMLAttr:
-		return template.HTMLAttr(s)
-	case ctJS:
-		return template.JS(s)
-	case ctJSStr:
-		return template.JSStr(s)
-	case ctURL:
-		return template.URL(s)
-	case ctSrcset:
-		return template.Srcset(s)
-	}
-	return s
-}
-
-func delegate(k delegKind, s string, ct ctype) string {
-	d := &delegTemplates[k]
+func delegateName(s string) string {
+	const prefix, suffix = `<a `, `>`
 	var sb strings.Builder
-	if err := d.t.Execute(&sb, typedValue(s, ct)); err != nil {
-		// Cannot happen: the helper templates take any string.
+	if err := delegName.Execute(&sb, s); err != nil {
+		// Cannot happen: the helper template takes any string.
 		panic(err)
 	}
 	out := sb.String()
-	return out[len(d.prefix) : len(out)-len(d.suffix)]
+	return out[len(prefix) : len(out)-len(suffix)]
 }

@@ -9,19 +9,14 @@ import (
 	"herald/shared/tmplbudget"
 )
 
-// maxExecDepth matches text/template's limit on nested template calls, so
-// runaway recursion fails the same way instead of overflowing the stack.
-const maxExecDepth = 100000
-
 // state is the per-render scratch space. It is pooled per Template, so a
 // render allocates nothing of its own on the common paths.
 type state struct {
-	out   []byte
-	vars  []reflect.Value // variable slots; each template call owns a frame
-	base  int             // first slot of the current frame
-	depth int             // nesting of template calls
-	name  string          // template currently executing, for error messages
-	tmp   [3][]byte       // scratch for escaper chains (0,1) and hole sources (2)
+	out  []byte
+	vars []reflect.Value // variable slots; each template call owns a frame
+	base int             // first slot of the current frame
+	name string          // template currently executing, for error messages
+	tmp  [3][]byte       // scratch for escaper chains (0,1) and hole sources (2)
 
 	// The budget of the current execution (see ExecuteLimited).
 	meter  tmplbudget.Meter
@@ -139,10 +134,9 @@ func (n evalNode) exec(s *state, dot reflect.Value) ctrl {
 	return ctrlNone
 }
 
-// textSrc produces the string an escaper chain starts from, plus its
-// trusted content type.
+// textSrc produces the string an escaper chain starts from.
 type textSrc interface {
-	text(s *state, dot reflect.Value) (string, ctype)
+	text(s *state, dot reflect.Value) string
 }
 
 // holeNode is an output action: a source followed by escapers.
@@ -156,38 +150,33 @@ func (h *holeNode) exec(s *state, dot reflect.Value) ctrl {
 	// The text precedes the action, so it is written even if evaluating
 	// the action fails, as in html/template.
 	s.out = append(s.out, h.pre...)
-	str, ct := h.src.text(s, dot)
+	str := h.src.text(s, dot)
 	n := len(h.chain)
 	if n == 1 {
-		s.out = h.chain[0](s.out, str, ct)
+		s.out = h.chain[0](s.out, str)
 		s.checkOutput()
 		return ctrlNone
 	}
-	b := h.chain[0](s.tmp[0][:0], str, ct)
+	b := h.chain[0](s.tmp[0][:0], str)
 	s.tmp[0] = b
 	for i := 1; i < n-1; i++ {
 		j := i & 1
-		nb := h.chain[i](s.tmp[j][:0], view(b), ctPlain)
+		nb := h.chain[i](s.tmp[j][:0], view(b))
 		s.tmp[j] = nb
 		b = nb
 	}
-	s.out = h.chain[n-1](s.out, view(b), ctPlain)
+	s.out = h.chain[n-1](s.out, view(b))
 	s.checkOutput()
 	return ctrlNone
 }
 
-// printNode prints a value the way text/template does when an action has no
-// escaper at all (html/template never produces this, but it costs nothing
-// to be faithful).
+// printNode prints a value the way text/template does: text actions whose
+// value is no plain string, number or bool (html/template ends every
+// action with escapers).
 type printNode struct{ e evalFn }
 
 func (n printNode) exec(s *state, dot reflect.Value) ctrl {
-	v := n.e(s, dot)
-	iface, ok := printableValue(v)
-	if !ok {
-		s.errorf("can't print value of type %s", v.Type())
-	}
-	s.out = fmt.Append(s.out, iface)
+	s.out = fmt.Append(s.out, printableValue(n.e(s, dot)))
 	s.checkOutput()
 	return ctrlNone
 }
@@ -202,7 +191,7 @@ type ifNode struct {
 
 func (n *ifNode) exec(s *state, dot reflect.Value) ctrl {
 	val := n.cond(s, dot)
-	t, ok := isTrue(indirectInterface(val))
+	t, ok := isTrue(val)
 	if !ok {
 		s.errorf("if/with can't use %v", val)
 	}
@@ -254,7 +243,9 @@ func (n *stringIfNode) exec(s *state, dot reflect.Value) ctrl {
 	return ctrlNone
 }
 
-// rangeNode implements range with text/template's variable rules.
+// rangeNode implements range with text/template's variable rules, over
+// the lists emailtemplate.Check lets a loop range over: a slice (an array
+// behaves the same), or nothing at all for the invalid value.
 type rangeNode struct {
 	pipe     evalFn
 	nDecl    int
@@ -311,91 +302,8 @@ func (n *rangeNode) exec(s *state, dot reflect.Value) ctrl {
 			}
 		}
 		return ctrlNone
-	case reflect.Map:
-		if val.Len() == 0 {
-			break
-		}
-		for _, kv := range sortedMap(val) {
-			if n.iteration(s, kv.key, kv.value) == ctrlBreak {
-				break
-			}
-		}
-		return ctrlNone
-	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
-		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Uintptr:
-		if n.nDecl > 1 {
-			s.errorf("can't use %v to iterate over more than one variable", val)
-		}
-		run := false
-		for v := range val.Seq() {
-			run = true
-			if n.iteration(s, reflect.Value{}, v) == ctrlBreak {
-				break
-			}
-		}
-		if run {
-			return ctrlNone
-		}
-	case reflect.Chan:
-		if val.IsNil() {
-			break
-		}
-		if val.Type().ChanDir() == reflect.SendDir {
-			s.errorf("range over send-only channel %v", val)
-		}
-		i := 0
-		for ; ; i++ {
-			elem, ok := val.Recv()
-			if !ok {
-				break
-			}
-			if n.iteration(s, reflect.ValueOf(i), elem) == ctrlBreak {
-				i++
-				break
-			}
-		}
-		if i > 0 {
-			return ctrlNone
-		}
 	case reflect.Invalid:
-		// A nil map or interface: no iterations.
-	case reflect.Func:
-		if val.Type().CanSeq() {
-			if n.nDecl > 1 {
-				s.errorf("can't use %v iterate over more than one variable", val)
-			}
-			run := false
-			for v := range val.Seq() {
-				run = true
-				if n.iteration(s, reflect.Value{}, v) == ctrlBreak {
-					break
-				}
-			}
-			if run {
-				return ctrlNone
-			}
-			break
-		}
-		if val.Type().CanSeq2() {
-			run := false
-			for i, v := range val.Seq2() {
-				run = true
-				var c ctrl
-				if n.nDecl > 1 {
-					c = n.iteration(s, i, v)
-				} else {
-					c = n.iteration(s, reflect.Value{}, i)
-				}
-				if c == ctrlBreak {
-					break
-				}
-			}
-			if run {
-				return ctrlNone
-			}
-			break
-		}
-		s.errorf("range can't iterate over %v", val)
+		// The dot of a template called without one: no iterations.
 	default:
 		s.errorf("range can't iterate over %v", val)
 	}
@@ -412,10 +320,9 @@ type callNode struct {
 	pipe   evalFn // nil: the callee's dot is the invalid value
 }
 
+// Check refuses recursion and bounds how deeply calls nest, so unlike
+// text/template's this needs no depth limit.
 func (n *callNode) exec(s *state, dot reflect.Value) ctrl {
-	if s.depth == maxExecDepth {
-		s.errorf("exceeded maximum template depth (%v)", maxExecDepth)
-	}
 	s.tick()
 	var newDot reflect.Value
 	if n.pipe != nil {
@@ -428,9 +335,7 @@ func (n *callNode) exec(s *state, dot reflect.Value) ctrl {
 	}
 	s.vars[base] = newDot
 	s.base, s.name = base, n.callee.name
-	s.depth++
 	n.callee.root.exec(s, newDot)
-	s.depth--
 	s.base, s.name = oldBase, oldName
 	return ctrlNone
 }

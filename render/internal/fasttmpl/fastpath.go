@@ -13,8 +13,8 @@ import (
 // evaluated on data reached through pointers or slice elements. The chain is
 // resolved to byte offsets at compile time and read with unsafe pointer
 // arithmetic, which is several times cheaper than reflect.Value.Field. When
-// the root value is not addressable (a struct passed by value, a map
-// element) the reflect-based evaluation with identical semantics is used.
+// the root value is not addressable the reflect-based evaluation with
+// identical semantics is used.
 
 // pathExpr is a static field chain on dot (slot < 0) or a variable,
 // compressed to: an optional dereference of the root, an offset, then
@@ -133,7 +133,8 @@ func (pe *pathExpr) addr(s *state, dot reflect.Value) unsafe.Pointer {
 	return p
 }
 
-// primKind says how to read a primitive through a pointer.
+// primKind says how to read a primitive through a pointer: the kinds of
+// Data's fields that are not lists or structs.
 type primKind uint8
 
 const (
@@ -141,17 +142,6 @@ const (
 	pkString
 	pkBool
 	pkInt
-	pkInt8
-	pkInt16
-	pkInt32
-	pkInt64
-	pkUint
-	pkUint8
-	pkUint16
-	pkUint32
-	pkUint64
-	pkUintptr
-	pkFloat32
 	pkFloat64
 )
 
@@ -163,80 +153,17 @@ func primKindOf(t reflect.Type) primKind {
 		return pkBool
 	case reflect.Int:
 		return pkInt
-	case reflect.Int8:
-		return pkInt8
-	case reflect.Int16:
-		return pkInt16
-	case reflect.Int32:
-		return pkInt32
-	case reflect.Int64:
-		return pkInt64
-	case reflect.Uint:
-		return pkUint
-	case reflect.Uint8:
-		return pkUint8
-	case reflect.Uint16:
-		return pkUint16
-	case reflect.Uint32:
-		return pkUint32
-	case reflect.Uint64:
-		return pkUint64
-	case reflect.Uintptr:
-		return pkUintptr
-	case reflect.Float32:
-		return pkFloat32
 	case reflect.Float64:
 		return pkFloat64
 	}
 	return pkNone
 }
 
-func readInt(p unsafe.Pointer, k primKind) int64 {
-	switch k {
-	case pkInt:
-		return int64(*(*int)(p))
-	case pkInt8:
-		return int64(*(*int8)(p))
-	case pkInt16:
-		return int64(*(*int16)(p))
-	case pkInt32:
-		return int64(*(*int32)(p))
-	}
-	return *(*int64)(p)
-}
-
-func readUint(p unsafe.Pointer, k primKind) uint64 {
-	switch k {
-	case pkUint:
-		return uint64(*(*uint)(p))
-	case pkUint8:
-		return uint64(*(*uint8)(p))
-	case pkUint16:
-		return uint64(*(*uint16)(p))
-	case pkUint32:
-		return uint64(*(*uint32)(p))
-	case pkUintptr:
-		return uint64(*(*uintptr)(p))
-	}
-	return *(*uint64)(p)
-}
-
-func readFloat(p unsafe.Pointer, k primKind) float64 {
-	if k == pkFloat32 {
-		return float64(*(*float32)(p))
-	}
-	return *(*float64)(p)
-}
-
-func isIntPK(k primKind) bool  { return k >= pkInt && k <= pkInt64 }
-func isUintPK(k primKind) bool { return k >= pkUint && k <= pkUintptr }
-
 // pathSrc is a hole source reading a primitive field through a pathExpr.
 type pathSrc struct {
 	pe   *pathExpr
 	pk   primKind
 	fk   fastKind
-	ct   ctype
 	slow textSrc
 }
 
@@ -245,39 +172,33 @@ type pathSrc struct {
 func newPathSrc(pe *pathExpr) textSrc {
 	t := pe.final
 	vs := newValueSrc(pe.slow, t)
-	if vs.fk == fkNone {
+	if vs.fk == fkNone || primKindOf(t) == pkNone {
 		return nil
 	}
-	return &pathSrc{pe: pe, pk: primKindOf(t), fk: vs.fk, ct: vs.ct, slow: vs}
+	return &pathSrc{pe: pe, pk: primKindOf(t), fk: vs.fk, slow: vs}
 }
 
-func (src *pathSrc) text(s *state, dot reflect.Value) (string, ctype) {
+func (src *pathSrc) text(s *state, dot reflect.Value) string {
 	p := src.pe.addr(s, dot)
 	if p == nil {
 		return src.slow.text(s, dot)
 	}
-	switch src.fk {
-	case fkString:
-		return *(*string)(p), src.ct
-	case fkInt:
-		return s.keep(strconv.AppendInt(s.scratch(), readInt(p, src.pk), 10)), ctPlain
-	case fkUint:
-		return s.keep(strconv.AppendUint(s.scratch(), readUint(p, src.pk), 10)), ctPlain
-	case fkBool:
+	switch src.pk {
+	case pkString:
+		return *(*string)(p)
+	case pkInt:
+		return s.keep(strconv.AppendInt(s.scratch(), int64(*(*int)(p)), 10))
+	case pkBool:
 		if *(*bool)(p) {
-			return "true", ctPlain
+			return "true"
 		}
-		return "false", ctPlain
-	case fkFloat:
-		f := readFloat(p, src.pk)
+		return "false"
+	case pkFloat64:
+		f := *(*float64)(p)
 		if math.IsInf(f, 0) || math.IsNaN(f) {
 			return src.slow.text(s, dot)
 		}
-		bits := 64
-		if src.pk == pkFloat32 {
-			bits = 32
-		}
-		return s.keep(strconv.AppendFloat(s.scratch(), f, 'g', -1, bits)), ctPlain
+		return s.keep(strconv.AppendFloat(s.scratch(), f, 'g', -1, 64))
 	}
 	return src.slow.text(s, dot)
 }
@@ -298,17 +219,15 @@ func (n *pathIfNode) exec(s *state, dot reflect.Value) ctrl {
 		return n.slowIf.exec(s, dot)
 	}
 	var t bool
-	switch {
-	case n.pk == pkString:
+	switch n.pk {
+	case pkString:
 		t = len(*(*string)(p)) > 0
-	case n.pk == pkBool:
+	case pkBool:
 		t = *(*bool)(p)
-	case isIntPK(n.pk):
-		t = readInt(p, n.pk) != 0
-	case isUintPK(n.pk):
-		t = readUint(p, n.pk) != 0
+	case pkInt:
+		t = *(*int)(p) != 0
 	default:
-		t = readFloat(p, n.pk) != 0
+		t = *(*float64)(p) != 0
 	}
 	if t {
 		return n.list.exec(s, dot)
@@ -325,7 +244,6 @@ func (n *pathIfNode) exec(s *state, dot reflect.Value) ctrl {
 type strPathHole struct {
 	pre   []byte // static text emitted before the value
 	pe    pathExpr
-	ct    ctype
 	first escFunc
 	rest  []escFunc
 	slow  node // general evaluation when the root is not addressable
@@ -339,20 +257,20 @@ func (h *strPathHole) exec(s *state, dot reflect.Value) ctrl {
 	}
 	str := *(*string)(p)
 	if len(h.rest) == 0 {
-		s.out = h.first(s.out, str, h.ct)
+		s.out = h.first(s.out, str)
 		s.checkOutput()
 		return ctrlNone
 	}
-	b := h.first(s.tmp[0][:0], str, h.ct)
+	b := h.first(s.tmp[0][:0], str)
 	s.tmp[0] = b
 	last := len(h.rest) - 1
 	for i := 0; i < last; i++ {
 		j := (i + 1) & 1
-		nb := h.rest[i](s.tmp[j][:0], view(b), ctPlain)
+		nb := h.rest[i](s.tmp[j][:0], view(b))
 		s.tmp[j] = nb
 		b = nb
 	}
-	s.out = h.rest[last](s.out, view(b), ctPlain)
+	s.out = h.rest[last](s.out, view(b))
 	s.checkOutput()
 	return ctrlNone
 }

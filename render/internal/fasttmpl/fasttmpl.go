@@ -7,18 +7,20 @@ import (
 	"html/template"
 	"io"
 	"reflect"
+	"strings"
 	"sync"
 	"sync/atomic"
 	texttemplate "text/template"
 	"text/template/parse"
 
+	"herald/shared/emailtemplate"
 	"herald/shared/tmplbudget"
 )
 
-// Template is a compiled email template. It is safe for concurrent use.
+// Template is a compiled part of a partner template (subject, preheader,
+// HTML or text). It is safe for concurrent use.
 type Template struct {
 	name     string
-	dataType reflect.Type
 	fallback *tmplbudget.Runner // html/template (or text/template), used when not fast
 	prog     *program           // nil when falling back
 	reason   string             // why the template falls back
@@ -26,35 +28,51 @@ type Template struct {
 	hint     atomic.Int64       // expected output size, to grow the buffer once
 }
 
-// Compile parses src as an html/template named name with the given extra funcs
-// (may be nil) and compiles it for data of type dataType (a struct or pointer to struct).
+// dataType is the one type the engine compiles for: what every partner
+// template is executed on.
+var dataType = reflect.TypeFor[*emailtemplate.Data]()
+
+// ErrNotAllowed marks a template that uses what emailtemplate.Check refuses
+// in a partner template (functions beyond text/template's builtins but
+// call, loops over anything but a list of the data, recursion, too many or
+// too deep template calls or loops). The engine implements nothing else, so
+// such a template is refused here rather than compiled wrongly; every
+// template that reaches render has passed Check at upload and again in
+// emailtemplate.Parse.
+var ErrNotAllowed = errors.New("not allowed in a partner template")
+
+// vet refuses src if emailtemplate.Check does.
+func vet(name, src string) error {
+	if problems := emailtemplate.Check(name, src); len(problems) > 0 {
+		return fmt.Errorf("fasttmpl: %w: %s", ErrNotAllowed, strings.Join(problems, "; "))
+	}
+	return nil
+}
+
+// Compile parses src as an html/template named name and compiles it for
+// *emailtemplate.Data, after vetting it as emailtemplate.Check does (an
+// error wrapping ErrNotAllowed says what it refused).
 //
 // Parse and escaping errors are returned as html/template reports them. A
 // template whose constructs the compiler cannot reproduce exactly still
 // compiles; it then renders through html/template (see Fast).
-func Compile(name, src string, funcs template.FuncMap, dataType reflect.Type) (t *Template, err error) {
-	if dataType == nil {
-		return nil, errors.New("fasttmpl: nil data type")
+func Compile(name, src string) (*Template, error) {
+	if err := vet(name, src); err != nil {
+		return nil, err
 	}
-	defer func() {
-		// html/template panics on invalid FuncMap entries.
-		if r := recover(); r != nil {
-			t, err = nil, fmt.Errorf("fasttmpl: %v", r)
-		}
-	}()
-	orig, err := template.New(name).Funcs(funcs).Parse(src)
+	orig, err := template.New(name).Parse(src)
 	if err != nil {
 		return nil, err
 	}
-	escaped, err := escapedClone(orig, funcs)
+	escaped, err := escapedClone(orig)
 	if err != nil {
 		return nil, err
 	}
-	fallback, err := tmplbudget.NewHTML(orig, funcs)
+	fallback, err := tmplbudget.NewHTML(orig, nil)
 	if err != nil {
 		return nil, err
 	}
-	t = &Template{name: name, dataType: dataType, fallback: fallback}
+	t := &Template{name: name, fallback: fallback}
 	t.pool.New = func() any { return new(state) }
 	lookup := func(name string) *parse.Tree {
 		if t := escaped.Lookup(name); t != nil {
@@ -62,7 +80,7 @@ func Compile(name, src string, funcs template.FuncMap, dataType reflect.Type) (t
 		}
 		return nil
 	}
-	t.prog, t.reason = compileProgram(lookup, false, name, funcs, dataType)
+	t.prog, t.reason = compileProgram(lookup, false, name)
 	if t.prog == nil {
 		// Copying and escaping the fallback's copy is no execution's to
 		// pay for.
@@ -76,24 +94,19 @@ func Compile(name, src string, funcs template.FuncMap, dataType reflect.Type) (t
 // CompileText is Compile for text/template: src is parsed by text/template
 // and the output is byte-identical to text/template's, with no escaping.
 // Email subjects, preheaders and plain-text bodies use it.
-func CompileText(name, src string, funcs texttemplate.FuncMap, dataType reflect.Type) (t *Template, err error) {
-	if dataType == nil {
-		return nil, errors.New("fasttmpl: nil data type")
+func CompileText(name, src string) (*Template, error) {
+	if err := vet(name, src); err != nil {
+		return nil, err
 	}
-	defer func() {
-		if r := recover(); r != nil {
-			t, err = nil, fmt.Errorf("fasttmpl: %v", r)
-		}
-	}()
-	orig, err := texttemplate.New(name).Funcs(funcs).Parse(src)
+	orig, err := texttemplate.New(name).Parse(src)
 	if err != nil {
 		return nil, err
 	}
-	fallback, err := tmplbudget.NewText(orig, funcs)
+	fallback, err := tmplbudget.NewText(orig, nil)
 	if err != nil {
 		return nil, err
 	}
-	t = &Template{name: name, dataType: dataType, fallback: fallback}
+	t := &Template{name: name, fallback: fallback}
 	t.pool.New = func() any { return new(state) }
 	lookup := func(name string) *parse.Tree {
 		if t := orig.Lookup(name); t != nil {
@@ -101,7 +114,7 @@ func CompileText(name, src string, funcs texttemplate.FuncMap, dataType reflect.
 		}
 		return nil
 	}
-	t.prog, t.reason = compileProgram(lookup, true, name, template.FuncMap(funcs), dataType)
+	t.prog, t.reason = compileProgram(lookup, true, name)
 	if t.prog == nil {
 		if err := t.fallback.Prepare(); err != nil {
 			return nil, err
@@ -122,22 +135,14 @@ func (stopWriter) Write([]byte) (int, error) { return 0, errStopWrite }
 // html/template only escapes on first execution, so the clone is executed
 // once, with nil data, after a first action that stops the execution is
 // put at the start of its body (and taken out again afterwards): no
-// template code runs, not even loops that write nothing. User functions
-// are replaced by stubs that fail, and the writer fails on the first byte,
-// should anything run all the same.
-func escapedClone(orig *template.Template, funcs template.FuncMap) (*template.Template, error) {
+// template code runs, not even loops that write nothing. The writer fails
+// on the first byte, should anything run all the same.
+func escapedClone(orig *template.Template) (*template.Template, error) {
 	clone, err := orig.Clone()
 	if err != nil {
 		return nil, err
 	}
-	stubs := template.FuncMap{stopFunc: func() (bool, error) { return false, errStopWrite }}
-	for name, f := range funcs {
-		ft := reflect.TypeOf(f)
-		stubs[name] = reflect.MakeFunc(ft, func([]reflect.Value) []reflect.Value {
-			panic(errStopWrite)
-		}).Interface()
-	}
-	clone.Funcs(stubs)
+	clone.Funcs(template.FuncMap{stopFunc: func() (bool, error) { return false, errStopWrite }})
 	var root *parse.ListNode
 	first := stopNode()
 	if clone.Tree != nil && clone.Tree.Root != nil {
@@ -172,16 +177,8 @@ func stopNode() parse.Node {
 
 // compileProgram compiles the escaped template, reporting why not if it
 // cannot.
-func compileProgram(lookup func(string) *parse.Tree, text bool, name string, funcs template.FuncMap, dataType reflect.Type) (prog *program, reason string) {
-	c := &compiler{lookup: lookup, text: text, funcs: map[string]reflect.Value{}, progs: map[progKey]*program{}}
-	for n, f := range funcs {
-		c.funcs[n] = reflect.ValueOf(f)
-	}
-	for n := range funcs {
-		if _, clash := escaperByName[n]; clash || n == "_eval_args_" || n == "_html_template_jsvalescaper" {
-			return nil, fmt.Sprintf("user function %q shadows an html/template escaper", n)
-		}
-	}
+func compileProgram(lookup func(string) *parse.Tree, text bool, name string) (prog *program, reason string) {
+	c := &compiler{lookup: lookup, text: text, progs: map[progKey]*program{}}
 	defer func() {
 		if r := recover(); r != nil {
 			prog = nil
@@ -202,13 +199,10 @@ func (t *Template) Fast() bool { return t.prog != nil }
 // is empty for fast templates.
 func (t *Template) FallbackReason() string { return t.reason }
 
-// Execute renders data (must be of the compiled type) appending to buf.
-//
-// Data of another type is rendered by html/template, so the result is
-// correct either way. As with html/template, output produced before an
-// execution error is left in buf.
-func (t *Template) Execute(buf *bytes.Buffer, data any) error {
-	return t.ExecuteLimited(buf, data, tmplbudget.Limits{})
+// Execute renders d appending to buf. As with html/template, output
+// produced before an execution error is left in buf.
+func (t *Template) Execute(buf *bytes.Buffer, d *emailtemplate.Data) error {
+	return t.ExecuteLimited(buf, d, tmplbudget.Limits{})
 }
 
 // ExecuteLimited is Execute within lim, so that an untrusted template
@@ -218,13 +212,9 @@ func (t *Template) Execute(buf *bytes.Buffer, data any) error {
 // steps (one for the template, one for every template call and loop
 // iteration) and bound the same builtins; output before the failure is
 // left in buf.
-func (t *Template) ExecuteLimited(buf *bytes.Buffer, data any, lim tmplbudget.Limits) error {
+func (t *Template) ExecuteLimited(buf *bytes.Buffer, d *emailtemplate.Data, lim tmplbudget.Limits) error {
 	if t.prog == nil {
-		return t.fallback.Execute(buf, data, lim)
-	}
-	dv := reflect.ValueOf(data)
-	if !dv.IsValid() || dv.Type() != t.dataType {
-		return t.fallback.Execute(buf, data, lim)
+		return t.fallback.Execute(buf, d, lim)
 	}
 	s := t.pool.Get().(*state)
 	s.meter.Start(lim)
@@ -233,7 +223,7 @@ func (t *Template) ExecuteLimited(buf *bytes.Buffer, data any, lim tmplbudget.Li
 	// to renderReader.Read, which saves copying the output once more.
 	buf.Grow(int(t.hint.Load()))
 	r := &s.reader
-	*r = renderReader{t: t, s: s, data: dv}
+	*r = renderReader{t: t, s: s, data: reflect.ValueOf(d)}
 	_, _ = buf.ReadFrom(r) // renderReader never fails; bytes.Buffer panics if it cannot grow
 	err := r.err
 	// Size the next buffer after this render; a larger render just takes
@@ -295,7 +285,7 @@ func (t *Template) run(s *state, dot reflect.Value) (err error) {
 		s.vars = make([]reflect.Value, t.prog.frame)
 	}
 	s.vars[0] = dot
-	s.base, s.depth, s.name = 0, 0, t.name
+	s.base, s.name = 0, t.name
 	s.tick() // the template's body is a step, as every one it calls
 	t.prog.root.exec(s, dot)
 	s.checkOutput()

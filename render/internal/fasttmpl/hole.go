@@ -1,9 +1,7 @@
 package fasttmpl
 
 import (
-	"encoding/json"
 	"fmt"
-	"html/template"
 	"math"
 	"reflect"
 	"strconv"
@@ -40,25 +38,22 @@ func (c *compiler) stringEscaper(name string) escFunc {
 	if f, ok := escaperByName[name]; ok {
 		return f
 	}
-	if _, user := c.funcs[name]; user {
-		return nil
-	}
 	switch name {
 	case "_html_template_jsvalescaper":
 		return escJSValString
 	case "html":
-		return func(dst []byte, s string, _ ctype) []byte { return appendTextHTML(dst, s) }
+		return appendTextHTML
 	case "js":
-		return func(dst []byte, s string, _ ctype) []byte { return appendTextJS(dst, s) }
+		return appendTextJS
 	case "urlquery":
-		return func(dst []byte, s string, _ ctype) []byte { return appendTextURLQuery(dst, s) }
+		return appendTextURLQuery
 	}
 	return nil
 }
 
-func escJSValString(dst []byte, s string, _ ctype) []byte { return jsValue(dst, s) }
+func escJSValString(dst []byte, s string) []byte { return jsValue(dst, s) }
 
-func escIdentity(dst []byte, s string, _ ctype) []byte { return append(dst, s...) }
+func escIdentity(dst []byte, s string) []byte { return append(dst, s...) }
 
 // fusedChains replaces common escaper sequences by single-pass versions.
 var fusedChains = []struct {
@@ -142,7 +137,7 @@ func (c *compiler) compileHole(pipe *parse.PipeNode, sc *scope, dot reflect.Type
 	chain := c.buildChain(names)
 	h := &holeNode{src: src, chain: chain}
 	if ps, ok := src.(*pathSrc); ok && ps.fk == fkString {
-		return &strPathHole{pe: *ps.pe, ct: ps.ct, first: chain[0], rest: chain[1:], slow: &holeNode{src: ps.slow, chain: chain}}
+		return &strPathHole{pe: *ps.pe, first: chain[0], rest: chain[1:], slow: &holeNode{src: ps.slow, chain: chain}}
 	}
 	return h
 }
@@ -152,9 +147,6 @@ func (c *compiler) compileHole(pipe *parse.PipeNode, sc *scope, dot reflect.Type
 func (c *compiler) stringSource(cmd *parse.CommandNode, sc *scope, dot reflect.Type) textSrc {
 	id, ok := cmd.Args[0].(*parse.IdentifierNode)
 	if !ok {
-		return nil
-	}
-	if _, user := c.funcs[id.Ident]; user {
 		return nil
 	}
 	switch id.Ident {
@@ -170,7 +162,7 @@ func (c *compiler) stringSource(cmd *parse.CommandNode, sc *scope, dot reflect.T
 // ---- sources ----------------------------------------------------------------
 
 // fastKind classifies types whose fmt.Sprint form can be produced without
-// fmt: basic kinds whose type has no String, Error or Format method.
+// fmt: basic kinds (of types without methods, as all of Data's are).
 type fastKind uint8
 
 const (
@@ -194,9 +186,6 @@ func fastKindOf(t reflect.Type) fastKind {
 }
 
 func computeFastKind(t reflect.Type) fastKind {
-	if t.Implements(stringerType) || t.Implements(errorType) || t.Implements(formatterType) {
-		return fkNone
-	}
 	switch t.Kind() {
 	case reflect.String:
 		return fkString
@@ -210,40 +199,6 @@ func computeFastKind(t reflect.Type) fastKind {
 		return fkFloat
 	}
 	return fkNone
-}
-
-var contentTypes = map[reflect.Type]ctype{
-	reflect.TypeFor[template.CSS]():      ctCSS,
-	reflect.TypeFor[template.HTML]():     ctHTML,
-	reflect.TypeFor[template.HTMLAttr](): ctHTMLAttr,
-	reflect.TypeFor[template.JS]():       ctJS,
-	reflect.TypeFor[template.JSStr]():    ctJSStr,
-	reflect.TypeFor[template.URL]():      ctURL,
-	reflect.TypeFor[template.Srcset]():   ctSrcset,
-}
-
-// contentOf reports the text and content type of a value that html/template's
-// stringify recognises directly (string and the trusted content types).
-func contentOf(a any) (string, ctype, bool) {
-	switch s := a.(type) {
-	case string:
-		return s, ctPlain, true
-	case template.CSS:
-		return string(s), ctCSS, true
-	case template.HTML:
-		return string(s), ctHTML, true
-	case template.HTMLAttr:
-		return string(s), ctHTMLAttr, true
-	case template.JS:
-		return string(s), ctJS, true
-	case template.JSStr:
-		return string(s), ctJSStr, true
-	case template.URL:
-		return string(s), ctURL, true
-	case template.Srcset:
-		return string(s), ctSrcset, true
-	}
-	return "", ctPlain, false
 }
 
 // scratch returns the source scratch buffer, emptied.
@@ -283,28 +238,14 @@ func (s *state) fastText(v reflect.Value, fk fastKind) (string, bool) {
 	return "", false
 }
 
-// htmlText converts a value passed to an html/template escaper to its text
-// and content type, like html/template's stringify.
-func (s *state) htmlText(v reflect.Value) (string, ctype) {
-	switch v.Kind() {
-	case reflect.Invalid:
-		return "", ctPlain
-	case reflect.Interface:
-		if v.IsNil() {
-			return "", ctPlain
-		}
-		return s.htmlText(v.Elem())
-	case reflect.String:
-		t := v.Type()
-		if t == stringType {
-			return v.String(), ctPlain
-		}
-		if ct, ok := contentTypes[t]; ok {
-			return v.String(), ct
-		}
+// htmlText converts a value passed to an html/template escaper to its
+// text, like html/template's stringify.
+func (s *state) htmlText(v reflect.Value) string {
+	if !v.IsValid() {
+		return ""
 	}
 	if str, ok := s.fastText(v, fastKindOf(v.Type())); ok {
-		return str, ctPlain
+		return str
 	}
 	return htmlStringify([]any{v.Interface()})
 }
@@ -315,40 +256,27 @@ func (s *state) htmlText(v reflect.Value) (string, ctype) {
 type valueSrc struct {
 	e  evalFn
 	fk fastKind // fkNone: decide at run time
-	ct ctype    // content type for fkString
 	// noValue, when set, is the text of an invalid value (text/template
-	// prints a missing map entry as "<no value>"; html/template as "").
+	// prints the field of no dot as "<no value>"; html/template as "").
 	noValue string
 }
 
 func newValueSrc(e evalFn, t reflect.Type) *valueSrc {
 	v := &valueSrc{e: e}
-	if t == nil {
-		return v
+	if t != nil {
+		v.fk = fastKindOf(t)
 	}
-	if ct, ok := contentTypes[t]; ok {
-		v.fk, v.ct = fkString, ct
-		return v
-	}
-	if t == stringType {
-		v.fk = fkString
-		return v
-	}
-	v.fk = fastKindOf(t)
 	return v
 }
 
-func (src *valueSrc) text(s *state, dot reflect.Value) (string, ctype) {
+func (src *valueSrc) text(s *state, dot reflect.Value) string {
 	v := src.e(s, dot)
 	if !v.IsValid() && src.noValue != "" {
-		return src.noValue, ctPlain
+		return src.noValue
 	}
 	if src.fk != fkNone && v.IsValid() {
-		if src.fk == fkString {
-			return v.String(), src.ct
-		}
 		if str, ok := s.fastText(v, src.fk); ok {
-			return str, ctPlain
+			return str
 		}
 	}
 	return s.htmlText(v)
@@ -358,19 +286,19 @@ func (src *valueSrc) text(s *state, dot reflect.Value) (string, ctype) {
 // js and urlquery builtins.
 type textArgSrc struct{ e evalFn }
 
-func (src *textArgSrc) text(s *state, dot reflect.Value) (string, ctype) {
+func (src *textArgSrc) text(s *state, dot reflect.Value) string {
 	v := src.e(s, dot)
 	if v.IsValid() && v.Type() == stringType {
-		return v.String(), ctPlain
+		return v.String()
 	}
-	return textEvalArgs([]any{box(v)}), ctPlain
+	return textEvalArgs([]any{box(v)})
 }
 
 // evalArgsSrc is html/template's _eval_args_, which html/template inserts
 // for {{html a b}} and {{urlquery a b}}.
 type evalArgsSrc struct{ args []evalFn }
 
-func (src *evalArgsSrc) text(s *state, dot reflect.Value) (string, ctype) {
+func (src *evalArgsSrc) text(s *state, dot reflect.Value) string {
 	a := make([]any, len(src.args))
 	for i, f := range src.args {
 		a[i] = box(f(s, dot))
@@ -378,42 +306,16 @@ func (src *evalArgsSrc) text(s *state, dot reflect.Value) (string, ctype) {
 	s.budget(s.meter.Args(a))
 	str := htmlEvalArgs(a)
 	s.budget(s.meter.Size(len(str)))
-	return str, ctPlain
+	return str
 }
 
-// jsvalSrc applies html/template's JS value escaper to an arbitrary value.
+// jsvalSrc applies html/template's JS value escaper to a value: its JSON
+// (json.Marshal follows the root pointer as the escaper does; no type of
+// Data marshals itself or has a String method).
 type jsvalSrc struct{ e evalFn }
 
-func (src *jsvalSrc) text(s *state, dot reflect.Value) (string, ctype) {
-	v := src.e(s, dot)
-	// String and MarshalJSON methods run below; html/template calls the
-	// escaper through safeCall, so their panics become errors.
-	defer s.recoverBuiltin("_html_template_jsvalescaper")
-	a := indirectToJSONMarshaler(box(v))
-	switch t := a.(type) {
-	case template.JS:
-		return string(t), ctPlain
-	case template.JSStr:
-		return s.keep(append(append(append(s.scratch(), '"'), t...), '"')), ctPlain
-	case json.Marshaler:
-		// Marshalled as is, not as a Stringer.
-	case fmt.Stringer:
-		a = t.String()
-	}
-	return s.keep(jsValue(s.scratch(), a)), ctPlain
-}
-
-var jsonMarshalerType = reflect.TypeFor[json.Marshaler]()
-
-func indirectToJSONMarshaler(a any) any {
-	if a == nil {
-		return nil
-	}
-	v := reflect.ValueOf(a)
-	for !v.Type().Implements(jsonMarshalerType) && v.Kind() == reflect.Pointer && !v.IsNil() {
-		v = v.Elem()
-	}
-	return v.Interface()
+func (src *jsvalSrc) text(s *state, dot reflect.Value) string {
+	return s.keep(jsValue(s.scratch(), box(src.e(s, dot))))
 }
 
 // ---- printf ------------------------------------------------------------------
@@ -527,7 +429,9 @@ func (c *compiler) printfSource(cmd *parse.CommandNode, sc *scope, dot reflect.T
 		if fk != fkNone && verbFits(fk, segs[i].verb) {
 			pe = c.staticPath([]*parse.CommandNode{{Args: []parse.Node{a}}}, sc, dot)
 			if pe != nil {
-				pk = primKindOf(pe.final)
+				if pk = primKindOf(pe.final); pk == pkNone {
+					pe = nil
+				}
 			}
 		}
 		src.args = append(src.args, f)
@@ -577,27 +481,21 @@ func appendFloatVerb(b []byte, f float64, bits int, seg *pfVerb) ([]byte, bool) 
 }
 
 // appendPrim formats the primitive at p (of kind pk) under seg's verb.
-func appendPrim(b []byte, p unsafe.Pointer, pk primKind, fk fastKind, seg *pfVerb) ([]byte, bool) {
-	switch fk {
-	case fkString:
+func appendPrim(b []byte, p unsafe.Pointer, pk primKind, seg *pfVerb) ([]byte, bool) {
+	switch pk {
+	case pkString:
 		return append(b, *(*string)(p)...), true
-	case fkInt:
-		return strconv.AppendInt(b, readInt(p, pk), 10), true
-	case fkUint:
-		return strconv.AppendUint(b, readUint(p, pk), 10), true
-	case fkBool:
+	case pkInt:
+		return strconv.AppendInt(b, int64(*(*int)(p)), 10), true
+	case pkBool:
 		return strconv.AppendBool(b, *(*bool)(p)), true
-	case fkFloat:
-		bits := 64
-		if pk == pkFloat32 {
-			bits = 32
-		}
-		return appendFloatVerb(b, readFloat(p, pk), bits, seg)
+	case pkFloat64:
+		return appendFloatVerb(b, *(*float64)(p), 64, seg)
 	}
 	return b, false
 }
 
-func (src *printfSrc) text(s *state, dot reflect.Value) (string, ctype) {
+func (src *printfSrc) text(s *state, dot reflect.Value) string {
 	var vals [8]reflect.Value
 	var ptrs [8]unsafe.Pointer
 	n := len(src.args)
@@ -616,7 +514,7 @@ func (src *printfSrc) text(s *state, dot reflect.Value) (string, ctype) {
 		seg := &src.segs[i]
 		b = append(b, seg.lit...)
 		if p := ptrs[i]; p != nil {
-			b, ok = appendPrim(b, p, src.pks[i], src.kinds[i], seg)
+			b, ok = appendPrim(b, p, src.pks[i], seg)
 			continue
 		}
 		v := vals[i]
@@ -644,10 +542,10 @@ func (src *printfSrc) text(s *state, dot reflect.Value) (string, ctype) {
 	if len(b) > s.maxOut {
 		s.budget(s.meter.Size(len(b)))
 	}
-	return s.keep(b), ctPlain
+	return s.keep(b)
 }
 
-func (src *printfSrc) slow(s *state, vals []reflect.Value) (string, ctype) {
+func (src *printfSrc) slow(s *state, vals []reflect.Value) string {
 	a := make([]any, len(vals))
 	for i, v := range vals {
 		a[i] = box(v)
@@ -656,5 +554,5 @@ func (src *printfSrc) slow(s *state, vals []reflect.Value) (string, ctype) {
 	if len(b) > s.maxOut {
 		s.budget(s.meter.Size(len(b)))
 	}
-	return s.keep(b), ctPlain
+	return s.keep(b)
 }

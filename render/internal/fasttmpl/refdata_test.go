@@ -6,48 +6,13 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"herald/shared/emailtemplate"
 )
 
 // benchDir holds the reference render workload: a Black Friday email in
 // html/template syntax and one recipient's data.
 const benchDir = "testdata"
-
-// Types mirroring reference-data.json, as a Herald render job would hold them.
-type refCustomer struct {
-	FirstName, Email, Locale string
-}
-
-type refBrand struct {
-	Name, URL, LogoURL, HeroURL, Address string
-}
-
-type refJob struct {
-	Campaign, HeroAlt string
-	Year              int
-}
-
-type refRecipient struct {
-	ID, UnsubscribeURL, PreferencesURL, OpenPixelURL string
-}
-
-type refItem struct {
-	SKU, Title, Brand, ImageURL, URL string
-	Price, WasPrice, Badge           string
-	Rating                           float64
-	Stars                            string
-	Reviews                          int
-	Reason                           string
-	RowStart, RowEnd                 bool
-}
-
-type refEmail struct {
-	Subject, Preheader string
-	Customer           refCustomer
-	Brand              refBrand
-	Job                refJob
-	Recipient          refRecipient
-	Items              []refItem
-}
 
 func readBench(t testing.TB, name string) []byte {
 	t.Helper()
@@ -58,25 +23,21 @@ func readBench(t testing.TB, name string) []byte {
 	return b
 }
 
-func loadReference(t testing.TB) (src string, typed *refEmail, generic map[string]any) {
+func loadReference(t testing.TB) (src string, data *emailtemplate.Data) {
 	t.Helper()
 	src = string(readBench(t, "reference-email.html.tmpl"))
-	data := readBench(t, "reference-data.json")
-	typed = new(refEmail)
-	if err := json.Unmarshal(data, typed); err != nil {
+	data = new(emailtemplate.Data)
+	if err := json.Unmarshal(readBench(t, "reference-data.json"), data); err != nil {
 		t.Fatal(err)
 	}
-	if err := json.Unmarshal(data, &generic); err != nil {
-		t.Fatal(err)
-	}
-	return src, typed, generic
+	return src, data
 }
 
 // buildJob creates a job's worth of recipients: nRecipients recipients that
 // each get 6 products drawn from a shared pool of nProducts, with the brand
 // and job from the reference data.
-func buildJob(base *refEmail, nProducts, nRecipients int) []*refEmail {
-	pool := make([]refItem, nProducts)
+func buildJob(base *emailtemplate.Data, nProducts, nRecipients int) []*emailtemplate.Data {
+	pool := make([]emailtemplate.Item, nProducts)
 	for i := range pool {
 		p := base.Items[i%len(base.Items)]
 		p.SKU = fmt.Sprintf("SKU-%05d-%02d", 31337+7*i, i%100)
@@ -94,20 +55,20 @@ func buildJob(base *refEmail, nProducts, nRecipients int) []*refEmail {
 		pool[i] = p
 	}
 	first := []string{"Charlotte", "Zoë", "O'Neil", "Ana <b>", "Łukasz", "Renée", "Björn", "Tomás"}
-	out := make([]*refEmail, nRecipients)
+	out := make([]*emailtemplate.Data, nRecipients)
 	for r := range out {
 		e := *base
 		name := first[r%len(first)]
 		id := fmt.Sprintf("r_%010d", 1234574+r)
 		e.Subject = fmt.Sprintf("%s, your Black Friday picks are here", name)
-		e.Customer = refCustomer{FirstName: name, Email: fmt.Sprintf("%s+%d@example.com", "user.o'brien", r), Locale: []string{"en", "de", "fr"}[r%3]}
-		e.Recipient = refRecipient{
+		e.Customer = emailtemplate.Customer{FirstName: name, Email: fmt.Sprintf("%s+%d@example.com", "user.o'brien", r), Locale: []string{"en", "de", "fr"}[r%3]}
+		e.Recipient = emailtemplate.Recipient{
 			ID:             id,
 			UnsubscribeURL: fmt.Sprintf("https://email.acme-outfitters.example/u/%s/%08x", id, r*2654435761),
 			PreferencesURL: fmt.Sprintf("https://email.acme-outfitters.example/p/%s/%08x", id, r*2654435761),
 			OpenPixelURL:   fmt.Sprintf("https://email.acme-outfitters.example/o/%s/%08x.gif", id, r*2654435761),
 		}
-		e.Items = make([]refItem, 6)
+		e.Items = make([]emailtemplate.Item, 6)
 		for k := range e.Items {
 			it := pool[(r*7+k*11)%len(pool)]
 			it.RowStart, it.RowEnd = k%2 == 0, k%2 == 1

@@ -12,37 +12,21 @@ import (
 // types prove a shortcut gives the same result.
 
 var (
-	reflectValueType = reflect.TypeFor[reflect.Value]()
-	errorType        = reflect.TypeFor[error]()
-	stringerType     = reflect.TypeFor[fmt.Stringer]()
-	formatterType    = reflect.TypeFor[fmt.Formatter]()
-	anyType          = reflect.TypeFor[any]()
-	stringType       = reflect.TypeFor[string]()
-	intType          = reflect.TypeFor[int]()
-	boolType         = reflect.TypeFor[bool]()
+	stringType = reflect.TypeFor[string]()
+	intType    = reflect.TypeFor[int]()
+	boolType   = reflect.TypeFor[bool]()
 )
 
-// indirect follows pointers and interfaces until it reaches a non-pointer
-// value or a nil; isNil reports the latter.
+// indirect follows pointers until it reaches a non-pointer value or a nil;
+// isNil reports the latter. (text/template follows interfaces too; no value
+// of Data's types or of the builtins' results is one.)
 func indirect(v reflect.Value) (rv reflect.Value, isNil bool) {
-	for ; v.Kind() == reflect.Pointer || v.Kind() == reflect.Interface; v = v.Elem() {
+	for ; v.Kind() == reflect.Pointer; v = v.Elem() {
 		if v.IsNil() {
 			return v, true
 		}
 	}
 	return v, false
-}
-
-// indirectInterface unwraps one interface level; a nil interface becomes the
-// invalid Value.
-func indirectInterface(v reflect.Value) reflect.Value {
-	if v.Kind() != reflect.Interface {
-		return v
-	}
-	if v.IsNil() {
-		return reflect.Value{}
-	}
-	return v.Elem()
 }
 
 // isTrue is the truth test of if, with, and, or and not: the zero value of
@@ -56,9 +40,9 @@ func isTrue(v reflect.Value) (t, ok bool) {
 		return true, true
 	case reflect.Bool:
 		return v.Bool(), true
-	case reflect.String, reflect.Slice, reflect.Map, reflect.Array:
+	case reflect.String, reflect.Slice, reflect.Array:
 		return v.Len() != 0, true
-	case reflect.Pointer, reflect.Interface, reflect.Chan, reflect.Func, reflect.UnsafePointer:
+	case reflect.Pointer:
 		return !v.IsNil(), true
 	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
 		return v.Int() != 0, true
@@ -73,88 +57,36 @@ func isTrue(v reflect.Value) (t, ok bool) {
 }
 
 func truth(v reflect.Value) bool {
-	t, _ := isTrue(indirectInterface(v))
+	t, _ := isTrue(v)
 	return t
 }
 
-// canBeNil reports whether an untyped nil can stand for a value of type typ.
-func canBeNil(typ reflect.Type) bool {
-	switch typ.Kind() {
-	case reflect.Chan, reflect.Func, reflect.Interface, reflect.Map, reflect.Pointer, reflect.Slice:
-		return true
-	}
-	return typ == reflectValueType
-}
-
-// validateType adapts value for a parameter of type typ (nil: no
-// constraint), failing the execution when text/template would: nil becomes
-// the zero value of nillable types, an interface may be unwrapped, and a
-// single dereference or address-of is attempted.
-func (s *state) validateType(value reflect.Value, typ reflect.Type) reflect.Value {
+// validateString is validateType of text/template's exec.go for a string
+// parameter (printf's format from a pipeline): values of Data's types and
+// of the builtins' results are never interfaces or pointers to strings, so
+// the value is a string or an error.
+func (s *state) validateString(value reflect.Value) reflect.Value {
 	if !value.IsValid() {
-		switch {
-		case typ == nil:
-			return value
-		case canBeNil(typ):
-			return reflect.Zero(typ)
-		}
-		s.errorf("invalid value; expected %s", typ)
+		s.errorf("invalid value; expected string")
 	}
-	if typ == nil || value.Type() == typ {
-		return value
+	if value.Kind() != reflect.String {
+		s.errorf("wrong type for value; expected string; got %s", value.Type())
 	}
-	if typ == reflectValueType {
-		return reflect.ValueOf(value)
-	}
-	if value.Type().AssignableTo(typ) {
-		return value
-	}
-	v := value
-	if v.Kind() == reflect.Interface && !v.IsNil() {
-		if v = v.Elem(); v.Type().AssignableTo(typ) {
-			return v
-		}
-	}
-	if v.Kind() == reflect.Pointer && v.Type().Elem().AssignableTo(typ) {
-		if v.IsNil() {
-			s.errorf("dereference of nil pointer of type %s", typ)
-		}
-		return v.Elem()
-	}
-	if v.CanAddr() && reflect.PointerTo(v.Type()).AssignableTo(typ) {
-		return v.Addr()
-	}
-	s.errorf("wrong type for value; expected %s; got %s", typ, v.Type())
-	return v
+	return value
 }
 
 // printableValue returns what fmt should print for v when text/template
-// prints it: pointers are followed, an addressable value whose pointer has a
-// String or Error method is printed through it, and funcs and channels
-// cannot be printed (ok false).
-func printableValue(v reflect.Value) (any, bool) {
+// prints it: pointers are followed, and the invalid value is "<no value>".
+// (text/template also prints through String and Error methods, and refuses
+// funcs and channels; Data has none.)
+func printableValue(v reflect.Value) any {
 	if v.Kind() == reflect.Pointer {
 		v, _ = indirect(v)
 	}
 	if !v.IsValid() {
-		return "<no value>", true
+		return "<no value>"
 	}
-	t := v.Type()
-	if hasPrintMethod(t) {
-		return v.Interface(), true
-	}
-	if v.CanAddr() && hasPrintMethod(reflect.PointerTo(t)) {
-		return v.Addr().Interface(), true
-	}
-	if k := v.Kind(); k == reflect.Chan || k == reflect.Func {
-		return nil, false
-	}
-	return v.Interface(), true
-}
-
-// hasPrintMethod reports whether t is an error or a fmt.Stringer.
-func hasPrintMethod(t reflect.Type) bool {
-	return t.Implements(errorType) || t.Implements(stringerType)
+	return v.Interface()
 }
 
 // textEvalArgs is the text that text/template's html, js and urlquery
@@ -167,15 +99,13 @@ func textEvalArgs(args []any) string {
 		}
 	}
 	for i, a := range args {
-		if p, ok := printableValue(reflect.ValueOf(a)); ok {
-			args[i] = p
-		}
+		args[i] = printableValue(reflect.ValueOf(a))
 	}
 	return fmt.Sprint(args...)
 }
 
-// derefAll follows non-nil pointers as far as they go.
-func derefAll(a any) any {
+// deref follows non-nil pointers as far as they go.
+func deref(a any) any {
 	if a == nil || reflect.TypeOf(a).Kind() != reflect.Pointer {
 		return a
 	}
@@ -186,37 +116,23 @@ func derefAll(a any) any {
 	return v.Interface()
 }
 
-// derefToPrinter follows non-nil pointers until reaching a value with a
-// String or Error method, or a non-pointer.
-func derefToPrinter(a any) any {
-	if a == nil {
-		return nil
-	}
-	v := reflect.ValueOf(a)
-	for v.Kind() == reflect.Pointer && !v.IsNil() && !hasPrintMethod(v.Type()) {
-		v = v.Elem()
-	}
-	return v.Interface()
-}
-
-// htmlStringify is the text (and trusted content type) an html/template
-// escaper sees for its arguments: a lone string or trusted-content value,
-// found by following pointers, is used as is; anything else is formatted
-// with fmt.Sprint after following pointers down to a printable value,
+// htmlStringify is the text an html/template escaper sees for its
+// arguments: a lone string, found by following pointers, is used as is;
+// anything else is formatted with fmt.Sprint after following pointers,
 // leaving out untyped nils.
-func htmlStringify(args []any) (string, ctype) {
+func htmlStringify(args []any) string {
 	if len(args) == 1 {
-		if str, ct, ok := contentOf(derefAll(args[0])); ok {
-			return str, ct
+		if str, ok := deref(args[0]).(string); ok {
+			return str
 		}
 	}
 	kept := args[:0]
 	for _, a := range args {
 		if a != nil {
-			kept = append(kept, derefToPrinter(a))
+			kept = append(kept, deref(a))
 		}
 	}
-	return fmt.Sprint(kept...), ctPlain
+	return fmt.Sprint(kept...)
 }
 
 // htmlEvalArgs is html/template's _eval_args_, the argument formatting it
@@ -228,7 +144,7 @@ func htmlEvalArgs(args []any) string {
 		}
 	}
 	for i, a := range args {
-		args[i] = derefToPrinter(a)
+		args[i] = deref(a)
 	}
 	return fmt.Sprint(args...)
 }

@@ -6,7 +6,6 @@ import (
 	_ "embed"
 	"errors"
 	"fmt"
-	"reflect"
 	"strings"
 
 	"github.com/jackc/pgx/v5"
@@ -47,8 +46,6 @@ type compiled struct {
 // the batch fails with that reason.
 var errNoTemplate = errors.New("template version not found")
 
-var dataType = reflect.TypeFor[*emailtemplate.Data]()
-
 // compile checks src as emailtemplate.Parse does, within budget, and
 // compiles each part. The compiled engine is byte-identical to
 // html/template and text/template; a part it cannot compile runs on them
@@ -72,9 +69,9 @@ func compile(src emailtemplate.Source, budget emailtemplate.Budget) (*compiled, 
 	} {
 		var err error
 		if p.html {
-			*p.out, err = fasttmpl.Compile(p.name, p.src, nil, dataType)
+			*p.out, err = fasttmpl.Compile(p.name, p.src)
 		} else {
-			*p.out, err = fasttmpl.CompileText(p.name, p.src, nil, dataType)
+			*p.out, err = fasttmpl.CompileText(p.name, p.src)
 		}
 		if err != nil {
 			return nil, fmt.Errorf("compile %s: %w", p.name, err)
