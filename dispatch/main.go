@@ -27,6 +27,8 @@ import (
 	"herald/dispatch/internal/provider"
 	"herald/dispatch/internal/ratelimit"
 	"herald/dispatch/internal/route"
+	"herald/dispatch/internal/sendgridout"
+	"herald/dispatch/internal/sesout"
 	"herald/dispatch/internal/smtpout"
 	"herald/shared/config"
 	"herald/shared/event"
@@ -52,6 +54,11 @@ type settings struct {
 	SMTP           smtpout.Config
 	LookupURL      string
 	ESP            espout.Config
+	SES            sesout.Config
+	SESKeyIDFile   string
+	SESSecretFile  string
+	SendGrid       sendgridout.Config
+	SendGridFile   string
 	Ads            adsout.Config
 	EmailProviders string
 	DKIM           dkimsign.Config
@@ -73,7 +80,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	cfg.Define(set, ":8083")
 	set.Int(&cfg.Receive.Streams, "streams", "HERALD_STREAMS", 4, "Pub/Sub streaming pulls")
 	set.Int(&cfg.Receive.MaxInFlight, "in-flight", "HERALD_IN_FLIGHT", 2, "batches handled at once per stream (each holds a database connection)")
-	set.String(&cfg.EmailProviders, "email-providers", "HERALD_EMAIL_PROVIDERS", "smtp", "email providers in order of preference (smtp, esp): the next takes over while the one before has its breaker open")
+	set.String(&cfg.EmailProviders, "email-providers", "HERALD_EMAIL_PROVIDERS", "smtp", "email providers in order of preference (smtp, ses, sendgrid, esp): the next takes over while the one before has its breaker open")
 	set.String(&cfg.SMTP.Addr, "smtp-addr", "HERALD_SMTP_ADDR", "", "host:port of the SMTP server that relays the mail")
 	set.String(&cfg.SMTP.HeloName, "smtp-helo", "HERALD_SMTP_HELO", "localhost", "name given in EHLO")
 	set.Int(&cfg.SMTP.Conns, "smtp-conns", "HERALD_SMTP_CONNS", 16, "SMTP connections kept open at most")
@@ -83,9 +90,19 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	set.String(&cfg.LookupURL, "smtp-lookup-url", "HERALD_SMTP_LOOKUP_URL", "", "the SMTP provider's message lookup endpoint, used to reconcile sends with unknown outcome; empty: such sends are recorded ambiguous")
 	set.String(&cfg.ESP.BaseURL, "esp-url", "HERALD_ESP_URL", "", "base URL of the HTTP email API (provider \"esp\")")
 	set.Secret(&cfg.ESP.APIKey, "esp-key", "HERALD_ESP_KEY", "", "API key of the HTTP email API")
+	set.String(&cfg.SES.Region, "ses-region", "HERALD_SES_REGION", "", "AWS region of the Amazon SES account (provider \"ses\"), e.g. eu-west-1")
+	set.String(&cfg.SES.Endpoint, "ses-endpoint", "HERALD_SES_ENDPOINT", "", "SES API endpoint in place of the region's, e.g. a local test server; empty: AWS's")
+	set.String(&cfg.SES.ConfigurationSet, "ses-configuration-set", "HERALD_SES_CONFIGURATION_SET", "", "SES configuration set every message is sent with, whose event destination publishes its bounces, complaints and deliveries")
+	set.Secret(&cfg.SES.AccessKeyID, "ses-access-key-id", "HERALD_SES_ACCESS_KEY_ID", "", "AWS access key id that signs SES requests; or -ses-access-key-id-file")
+	set.String(&cfg.SESKeyIDFile, "ses-access-key-id-file", "HERALD_SES_ACCESS_KEY_ID_FILE", "", "file holding the AWS access key id (a mounted Secret)")
+	set.Secret(&cfg.SES.SecretAccessKey, "ses-secret-access-key", "HERALD_SES_SECRET_ACCESS_KEY", "", "AWS secret access key; prefer -ses-secret-access-key-file or the environment to the flag")
+	set.String(&cfg.SESSecretFile, "ses-secret-access-key-file", "HERALD_SES_SECRET_ACCESS_KEY_FILE", "", "file holding the AWS secret access key (a mounted Secret)")
+	set.String(&cfg.SendGrid.BaseURL, "sendgrid-url", "HERALD_SENDGRID_URL", sendgridout.DefaultBaseURL, "base URL of SendGrid's v3 API (provider \"sendgrid\"); https://api.eu.sendgrid.com for the EU region")
+	set.Secret(&cfg.SendGrid.APIKey, "sendgrid-key", "HERALD_SENDGRID_KEY", "", "SendGrid API key with the mail.send scope; prefer -sendgrid-key-file or the environment to the flag")
+	set.String(&cfg.SendGridFile, "sendgrid-key-file", "HERALD_SENDGRID_KEY_FILE", "", "file holding the SendGrid API key (a mounted Secret)")
 	set.String(&cfg.Ads.BaseURL, "ads-url", "HERALD_ADS_URL", "", "base URL of the ad platform's audience API (channel \"ad\"); empty: no ad channel")
 	set.Secret(&cfg.Ads.APIKey, "ads-key", "HERALD_ADS_KEY", "", "API key of the ad platform")
-	set.String(&cfg.DKIM.Domain, "dkim-domain", "HERALD_DKIM_DOMAIN", "", "DKIM signing domain (d=); empty: SMTP mail is not signed here")
+	set.String(&cfg.DKIM.Domain, "dkim-domain", "HERALD_DKIM_DOMAIN", "", "DKIM signing domain (d=); empty: SMTP and SES mail is not signed here")
 	set.String(&cfg.DKIM.Selector, "dkim-selector", "HERALD_DKIM_SELECTOR", "herald", "DKIM selector (s=)")
 	set.String(&cfg.DKIMKeyFile, "dkim-key-file", "HERALD_DKIM_KEY_FILE", "", "PEM file of the DKIM private key (RSA or Ed25519)")
 	set.Int(&cfg.Breaker.Failures, "breaker-failures", "HERALD_BREAKER_FAILURES", 5, "consecutive failed calls that open a provider's circuit breaker")
@@ -151,6 +168,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 				return err
 			}
 			sender = esp
+		case "ses":
+			if sender, err = newSES(cfg, os.ReadFile); err != nil {
+				return err
+			}
+		case "sendgrid":
+			if sender, err = newSendGrid(cfg, os.ReadFile); err != nil {
+				return err
+			}
 		}
 		router.Add(event.ChannelEmail, name, sender, reconcile, cfg.Breaker, p.Registry)
 		emailNames = append(emailNames, sender.Name())
@@ -200,8 +225,16 @@ func validate(cfg settings) error {
 			errs = append(errs, errors.New("-email-providers has smtp: -smtp-addr (HERALD_SMTP_ADDR) is required"))
 		case name == "esp" && cfg.ESP.BaseURL == "":
 			errs = append(errs, errors.New("-email-providers has esp: -esp-url (HERALD_ESP_URL) is required"))
+		case name == "ses":
+			if cfg.SES.Region == "" {
+				errs = append(errs, errors.New("-email-providers has ses: -ses-region (HERALD_SES_REGION) is required"))
+			}
+			errs = append(errs, oneSecret("ses", "-ses-access-key-id", cfg.SES.AccessKeyID, cfg.SESKeyIDFile))
+			errs = append(errs, oneSecret("ses", "-ses-secret-access-key", cfg.SES.SecretAccessKey, cfg.SESSecretFile))
+		case name == "sendgrid":
+			errs = append(errs, oneSecret("sendgrid", "-sendgrid-key", cfg.SendGrid.APIKey, cfg.SendGridFile))
 		case name != "smtp" && name != "esp":
-			errs = append(errs, fmt.Errorf("-email-providers: unknown provider %q (want smtp or esp)", name))
+			errs = append(errs, fmt.Errorf("-email-providers: unknown provider %q (want smtp, ses, sendgrid or esp)", name))
 		}
 		seen[name] = true
 	}
@@ -227,4 +260,72 @@ func validate(cfg settings) error {
 		errs = append(errs, errors.New("-claim-chunk must be between 1 and 5000"))
 	}
 	return errors.Join(errs...)
+}
+
+// oneSecret checks that a provider's secret comes from exactly one of its
+// flag (or variable) and its file.
+func oneSecret(provider, flag, value, file string) error {
+	switch {
+	case value == "" && file == "":
+		return fmt.Errorf("-email-providers has %s: %s or %s-file is required", provider, flag, flag)
+	case value != "" && file != "":
+		return fmt.Errorf("-email-providers has %s: give %s or %s-file, not both", provider, flag, flag)
+	}
+	return nil
+}
+
+// secret is value, or the content of file read with readFile, without the
+// line end a file usually has. Errors name the file, never its content.
+func secret(value, file string, readFile func(string) ([]byte, error)) (string, error) {
+	if file == "" {
+		return value, nil
+	}
+	b, err := readFile(file)
+	if err != nil {
+		return "", fmt.Errorf("read secret: %w", err)
+	}
+	v := strings.TrimSpace(string(b))
+	if v == "" {
+		return "", fmt.Errorf("read secret: %s is empty", file)
+	}
+	return v, nil
+}
+
+// newSES builds the "ses" provider: credentials from their flags or files,
+// and, with -dkim-domain, Herald's DKIM signature on the raw message SES
+// sends as it is.
+func newSES(cfg settings, readFile func(string) ([]byte, error)) (provider.Sender, error) {
+	var err error
+	if cfg.SES.AccessKeyID, err = secret(cfg.SES.AccessKeyID, cfg.SESKeyIDFile, readFile); err != nil {
+		return nil, fmt.Errorf("ses access key id: %w", err)
+	}
+	if cfg.SES.SecretAccessKey, err = secret(cfg.SES.SecretAccessKey, cfg.SESSecretFile, readFile); err != nil {
+		return nil, fmt.Errorf("ses secret access key: %w", err)
+	}
+	ses, err := sesout.New(cfg.SES)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.DKIM.Domain == "" {
+		return ses, nil
+	}
+	if cfg.DKIM.KeyPEM, err = readFile(cfg.DKIMKeyFile); err != nil {
+		return nil, fmt.Errorf("read DKIM key: %w", err)
+	}
+	signer, err := dkimsign.New(cfg.DKIM)
+	if err != nil {
+		return nil, err
+	}
+	return signer.Wrap(ses), nil
+}
+
+// newSendGrid builds the "sendgrid" provider. SendGrid rebuilds every
+// message, so Herald's DKIM signature would not survive: SendGrid signs
+// for the domain authenticated in its account.
+func newSendGrid(cfg settings, readFile func(string) ([]byte, error)) (provider.Sender, error) {
+	var err error
+	if cfg.SendGrid.APIKey, err = secret(cfg.SendGrid.APIKey, cfg.SendGridFile, readFile); err != nil {
+		return nil, fmt.Errorf("sendgrid key: %w", err)
+	}
+	return sendgridout.New(cfg.SendGrid)
 }
