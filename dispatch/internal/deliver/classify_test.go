@@ -7,6 +7,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
 	"google.golang.org/protobuf/testing/protocmp"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"herald/dispatch/internal/ledger"
 	"herald/dispatch/internal/provider"
@@ -201,6 +202,36 @@ func TestJudge(t *testing.T) {
 			}
 			if throttle != tc.wantThrottle {
 				t.Errorf("throttle = %d, want %d", throttle, tc.wantThrottle)
+			}
+		})
+	}
+}
+
+// TestMessages pins what a provider is handed for each channel: the key is
+// the delivery's tenant/job/channel/customer, which idempotent providers
+// deduplicate by, so it must stay what the running releases send.
+func TestMessages(t *testing.T) {
+	deadline := time.Date(2026, 11, 28, 6, 0, 0, 0, time.UTC)
+	r := &eventv1.Rendered{CustomerId: "c7", Email: "c7@example.com", MessageId: "m7@acme.example",
+		Mime: []byte("Subject: Hi\r\n\r\nHi.\r\n"), Payload: []byte(`{"title":"Hi"}`)}
+	const job = "0d3c1a52-8d2e-4f43-9b61-4c5a0f6e2a11"
+	for _, tc := range []struct {
+		channel, campaign string
+		wantKey           string
+		wantBody          []byte
+	}{
+		{"email", "", "acme/" + job + "/email/c7", r.Mime},
+		{"onsite", "", "acme/" + job + "/onsite/c7", r.Payload},
+		{"ad", "", "acme/" + job + "/ad/c7", []byte(`{"audience":"herald-acme-` + job + `","creative":"` + job + `"}`)},
+		{"ad", "bf2026", "acme/" + job + "/ad/c7", []byte(`{"audience":"herald-acme-bf2026","creative":"` + job + `"}`)},
+	} {
+		t.Run(tc.channel+" "+tc.campaign, func(t *testing.T) {
+			in := &eventv1.DispatchBatch{From: "shop@acme.example", Job: &eventv1.Job{TenantId: "acme", JobId: job, Channel: tc.channel,
+				Campaign: tc.campaign, Deadline: timestamppb.New(deadline)}}
+			want := []*provider.Message{{Key: tc.wantKey, MessageID: "m7@acme.example", From: "shop@acme.example", To: "c7@example.com",
+				Body: tc.wantBody, Tenant: "acme", CustomerID: "c7", JobID: job, ExpiresAt: deadline}}
+			if diff := cmp.Diff(want, messages(in, []*eventv1.Rendered{r})); diff != "" {
+				t.Errorf("messages (-want +got):\n%s", diff)
 			}
 		})
 	}

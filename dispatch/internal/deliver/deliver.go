@@ -17,7 +17,6 @@ import (
 	"time"
 
 	"cloud.google.com/go/pubsub/v2"
-	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
 	"go.opentelemetry.io/otel/attribute"
@@ -118,11 +117,13 @@ func (d *Dispatcher) Handle(ctx context.Context, m *pubsub.Message) error {
 		return err
 	}
 	job := in.GetJob()
-	jobID, err := uuid.Parse(job.JobId)
+	// Only the canonical spelling: the job id is part of every delivery's
+	// key, which a second spelling of the same job would change.
+	jobID, err := event.ParseJobID(job.JobId)
 	if err != nil {
-		return fmt.Errorf("%w: job id %q", event.ErrMalformed, job.JobId)
+		return fmt.Errorf("%w: %w", event.ErrMalformed, err)
 	}
-	b := ledger.Batch{Tenant: job.TenantId, Job: jobID, Channel: job.Channel,
+	b := ledger.Batch{Tenant: job.TenantId, Job: jobID.UUID(), Channel: job.Channel,
 		SubmittedAt: job.SubmittedAt.AsTime(), Deadline: job.Deadline.AsTime(), Seq: job.Seq}
 	if q := job.GetQuietHours(); q != nil {
 		b.Quiet = &ledger.Quiet{StartMinute: int(q.StartMinute), EndMinute: int(q.EndMinute), Mode: q.Mode}
@@ -465,7 +466,7 @@ func (d *Dispatcher) count(job *eventv1.Job, state string, r *eventv1.Rendered) 
 // receiver is the queue a recipient waits in: their mailbox provider for
 // email, the channel itself otherwise.
 func (d *Dispatcher) receiver(channel, email string) string {
-	if channel != "email" {
+	if event.Channel(channel) != event.ChannelEmail {
 		return channel
 	}
 	return d.receivers.Of(email)
@@ -600,7 +601,8 @@ func messages(in *eventv1.DispatchBatch, rs []*eventv1.Rendered) []*provider.Mes
 	msgs := make([]*provider.Message, len(rs))
 	for i, r := range rs {
 		msgs[i] = &provider.Message{
-			Key:       job.TenantId + "/" + job.JobId + "/" + job.Channel + "/" + r.CustomerId,
+			Key: event.DeliveryKey{Tenant: job.TenantId, Job: job.JobId, Channel: event.Channel(job.Channel),
+				Customer: r.CustomerId}.String(),
 			MessageID: r.MessageId, From: in.From, To: r.Email, Body: body(job, r),
 			Tenant: job.TenantId, CustomerID: r.CustomerId, JobID: job.JobId, ExpiresAt: job.Deadline.AsTime(),
 		}
@@ -649,10 +651,10 @@ func judge(rs []*eventv1.Rendered, results []provider.Result, idempotent bool) (
 // body is what the provider gets: the MIME message for email, the
 // audience and creative for ads, the rendered payload for onsite.
 func body(job *eventv1.Job, r *eventv1.Rendered) []byte {
-	switch job.Channel {
-	case "email":
+	switch event.Channel(job.Channel) {
+	case event.ChannelEmail:
 		return r.Mime
-	case "ad":
+	case event.ChannelAd:
 		return adsout.Body(adsout.Payload{Audience: Audience(job), Creative: job.JobId})
 	default:
 		return r.Payload
@@ -663,7 +665,7 @@ func body(job *eventv1.Job, r *eventv1.Rendered) []byte {
 // job's audience at the ad platform.
 func (d *Dispatcher) removeFromAudience(ctx context.Context, p *route.Provider, in *eventv1.DispatchBatch, rs []*eventv1.Rendered) {
 	rm, ok := p.Sender.(Remover)
-	if !ok || in.Job.Channel != "ad" {
+	if !ok || event.Channel(in.Job.Channel) != event.ChannelAd {
 		return
 	}
 	emails := make([]string, len(rs))

@@ -2,9 +2,11 @@ package deliver_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
@@ -247,5 +249,25 @@ func TestInterruptedSendsExpireOnceTheDeadlinePassed(t *testing.T) {
 	}
 	if !r.done(t) {
 		t.Fatal("batch not done in the plan")
+	}
+}
+
+// TestJobIDInAnotherSpellingIsMalformed: a batch whose job id is not in its
+// canonical form goes to dead letters unsent, since every delivery key (and
+// with it a provider's deduplication) is built from that spelling.
+func TestJobIDInAnotherSpellingIsMalformed(t *testing.T) {
+	r := newRig(t, 2)
+	canonical := r.in.Job.JobId
+	for _, id := range []string{strings.ToUpper(canonical), "{" + canonical + "}", "urn:uuid:" + canonical} {
+		r.in.Job.JobId = id
+		if err := r.deliver(t); !errors.Is(err, event.ErrMalformed) {
+			t.Errorf("batch with job id %q: %v, want %v", id, err, event.ErrMalformed)
+		}
+	}
+	if diff := cmp.Diff(map[string]int{}, r.states(t)); diff != "" {
+		t.Errorf("ledger (-want +got):\n%s", diff)
+	}
+	if n := r.mail.Stats().Messages; n != 0 {
+		t.Errorf("relay holds %d messages, want none", n)
 	}
 }
