@@ -228,12 +228,11 @@ func (d *Dispatcher) chunk(ctx context.Context, held *ledger.Held, in *eventv1.D
 	if len(todo.suppressed) > 0 && p != nil {
 		d.removeFromAudience(ctx, p, in, todo.suppressed)
 	}
-	outcomes, sentOK, err := d.send(ctx, p, pickErr, in, todo.send)
-	if err != nil {
-		return chunkResult{}, err
-	}
+	outcomes, sentOK, sendErr := d.send(ctx, p, pickErr, in, todo.send)
+	// What was sent is recorded even if another part of the chunk failed:
+	// left in sending, it would be taken for a send in doubt.
 	final, err := d.settle(ctx, held, job, rendered, outcomes)
-	if err != nil {
+	if err := errors.Join(sendErr, err); err != nil {
 		return chunkResult{}, err
 	}
 	return chunkResult{pending: !(complete && sentOK && final), hold: todo.hold}, nil
@@ -553,7 +552,8 @@ func (d *Dispatcher) sendGroup(ctx context.Context, p *route.Provider, in *event
 	receiver := "mailbox:" + p.Name() + ":" + recv
 	n, err := d.limits.Take(ctx, []string{"tenant:" + in.Job.TenantId, account, receiver}, len(rs), d.cfg.MaxWait)
 	if err != nil {
-		return nil, false, err
+		// None of the group was sent: it waits for the next copy.
+		return deferAll(rs, "take send rate: "+err.Error()), false, err
 	}
 	outcomes, ok, throttle := d.sendAll(ctx, p, in, rs[:n])
 	outcomes = append(outcomes, deferAll(rs[n:], "waiting for the send rate of "+recv)...)

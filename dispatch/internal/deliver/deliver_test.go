@@ -627,3 +627,45 @@ func TestTenantSettings(t *testing.T) {
 		t.Errorf("buckets ensured (-want +got):\n%s", diff)
 	}
 }
+
+// TestSendsAreRecordedWhenAnotherReceiverFails: when the limiter fails for
+// one receiver, what the others' recipients were sent is still recorded,
+// and that receiver's recipients wait unsent. Left in sending, both would
+// be taken for sends in doubt by the next copy of the batch, and a provider
+// that cannot be asked would leave them ambiguous.
+func TestSendsAreRecordedWhenAnotherReceiverFails(t *testing.T) {
+	s := newSender("fake", false)
+	r := newFakeRig(t, "email", 4, via("email", "smtp", s, nil))
+	r.in.Messages[0].Email = "c000@gmail.com"
+	r.in.Messages[1].Email = "c001@gmail.com"
+	down := errors.New("rate limiter unreachable")
+	r.limits.mu.Lock()
+	r.limits.fail["mailbox:fake:gmail"] = down
+	r.limits.mu.Unlock()
+	if err := r.deliver(t); !errors.Is(err, down) {
+		t.Fatalf("delivery: %v, want %v", err, down)
+	}
+	want := map[string]row{
+		"c000": {ledger.Deferred, "take send rate: rate limiter unreachable", "fake"},
+		"c001": {ledger.Deferred, "take send rate: rate limiter unreachable", "fake"},
+		"c002": {ledger.Sent, "250 accepted", "fake"},
+		"c003": {ledger.Sent, "250 accepted", "fake"},
+	}
+	if diff := cmp.Diff(want, r.rows(t)); diff != "" {
+		t.Fatalf("ledger after the failed delivery (-want +got):\n%s", diff)
+	}
+
+	r.limits.mu.Lock()
+	delete(r.limits.fail, "mailbox:fake:gmail")
+	r.limits.mu.Unlock()
+	if err := r.deliver(t); err != nil {
+		t.Fatalf("redelivery: %v", err)
+	}
+	if diff := cmp.Diff(map[string]int{ledger.Sent: 4}, r.states(t)); diff != "" {
+		t.Errorf("ledger after the redelivery (-want +got):\n%s", diff)
+	}
+	wantHanded := map[string]int{"c000@gmail.com": 1, "c001@gmail.com": 1, "c002@example.com": 1, "c003@example.com": 1}
+	if diff := cmp.Diff(wantHanded, s.handed()); diff != "" {
+		t.Errorf("handed (-want +got):\n%s", diff)
+	}
+}
