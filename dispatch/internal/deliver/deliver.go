@@ -117,9 +117,11 @@ func (d *Dispatcher) Handle(ctx context.Context, m *pubsub.Message) error {
 		return err
 	}
 	job := in.GetJob()
+	// Only the canonical spelling: the job id is part of every delivery's
+	// key, which a second spelling of the same job would change.
 	jobID, err := event.ParseJobID(job.JobId)
 	if err != nil {
-		return fmt.Errorf("%w: job id %q", event.ErrMalformed, job.JobId)
+		return fmt.Errorf("%w: %w", event.ErrMalformed, err)
 	}
 	b := ledger.Batch{Tenant: job.TenantId, Job: jobID, Channel: event.Channel(job.Channel),
 		SubmittedAt: job.SubmittedAt.AsTime(), Deadline: job.Deadline.AsTime(), Seq: job.Seq}
@@ -188,126 +190,222 @@ func earliest(a, b *time.Time) *time.Time {
 
 // chunk claims, sends and records one chunk through the first available of
 // the tenant's providers (prefer; empty: dispatch's order); it reports what
-// of it is not final yet.
+// of it is not final yet. The decisions are classify's and judge's; chunk
+// only reads the ledger, calls the provider and writes down what came of it.
 func (d *Dispatcher) chunk(ctx context.Context, held *ledger.Held, in *eventv1.DispatchBatch, chunk []*eventv1.Rendered, prefer []string) (chunkResult, error) {
-	var res chunkResult
 	job := in.GetJob()
 	p, pickErr := d.router.Pick(event.Channel(job.Channel), prefer)
 	name := ""
 	if p != nil {
 		name = p.Name()
 	}
-	items := make([]ledger.Item, len(chunk))
-	byID := make(map[string]*eventv1.Rendered, len(chunk))
-	for i, r := range chunk {
-		pv := r.GetProvenance()
-		items[i] = ledger.Item{CustomerID: r.CustomerId, Email: r.Email, MessageID: r.MessageId, RenderError: r.Error,
-			SkipReason: r.SkipReason, Strategy: pv.GetStrategy(), ModelVersion: pv.GetModelVersion(),
-			CatalogVersion: pv.GetCatalogVersion(), TemplateVersion: pv.GetTemplateVersion()}
-		byID[r.CustomerId] = r
-	}
 	emails := make([]string, len(chunk))
 	for i, r := range chunk {
 		emails[i] = r.Email
 	}
 	if err := held.LockAddresses(ctx, emails); err != nil {
-		return res, err
+		return chunkResult{}, err
 	}
 	defer func() {
 		if err := held.UnlockAddresses(ctx, emails); err != nil {
 			d.log.WarnContext(ctx, "unlock addresses", "error", err)
 		}
 	}()
-	claims, err := held.Claim(ctx, items, name)
+	claims, err := held.Claim(ctx, items(chunk), name)
 	if err != nil {
-		return res, err
+		return chunkResult{}, err
 	}
-	var send, suppressed []*eventv1.Rendered
-	interrupted := map[string][]*eventv1.Rendered{} // by the provider that got them
-	var deferred []string
+	rendered := make(map[string]*eventv1.Rendered, len(chunk))
+	for _, r := range chunk {
+		rendered[r.CustomerId] = r
+	}
+	todo := classify(claims, rendered)
+	d.countEnded(job, todo.ended)
+	complete, err := d.takeOver(ctx, held, job, p, rendered, &todo)
+	if err != nil {
+		return chunkResult{}, err
+	}
+	if len(todo.suppressed) > 0 && p != nil {
+		d.removeFromAudience(ctx, p, in, todo.suppressed)
+	}
+	outcomes, sentOK, sendErr := d.send(ctx, p, pickErr, in, todo.send)
+	// What was sent is recorded even if another part of the chunk failed:
+	// left in sending, it would be taken for a send in doubt.
+	final, err := d.settle(ctx, held, job, rendered, outcomes)
+	if err := errors.Join(sendErr, err); err != nil {
+		return chunkResult{}, err
+	}
+	return chunkResult{pending: !(complete && sentOK && final), hold: todo.hold}, nil
+}
+
+// items are the ledger's view of a chunk's messages.
+func items(chunk []*eventv1.Rendered) []ledger.Item {
+	items := make([]ledger.Item, len(chunk))
+	for i, r := range chunk {
+		pv := r.GetProvenance()
+		items[i] = ledger.Item{CustomerID: r.CustomerId, Email: r.Email, MessageID: r.MessageId, RenderError: r.Error,
+			SkipReason: r.SkipReason, Strategy: pv.GetStrategy(), ModelVersion: pv.GetModelVersion(),
+			CatalogVersion: pv.GetCatalogVersion(), TemplateVersion: pv.GetTemplateVersion()}
+	}
+	return items
+}
+
+// plan is what is to be done with a chunk's claimed recipients: whom to
+// send to now, what an earlier attempt of the batch left to finish, and
+// what only needs counting.
+type plan struct {
+	// send are the recipients claimed for the chosen provider.
+	send []*eventv1.Rendered
+	// interrupted are rows an earlier attempt left in sending, by the
+	// provider that got them. That provider may have the message, so they
+	// are settled with it before anything is sent again.
+	interrupted map[string][]*eventv1.Rendered
+	// retry are rows an earlier attempt left deferred, to be claimed again
+	// through Retry (which re-checks suppression, the deadline and quiet
+	// hours).
+	retry []string
+	// hold is the earliest time a recipient held for quiet hours may be
+	// sent, nil if none is held.
+	hold *time.Time
+	// ended are rows that became final without a send; they are only
+	// counted.
+	ended []ended
+	// suppressed are the ended rows that were suppressed, which an ad job
+	// also takes out of its audience.
+	suppressed []*eventv1.Rendered
+}
+
+// ended is a recipient whose row became final without a send.
+type ended struct {
+	state string
+	r     *eventv1.Rendered
+}
+
+// classify sorts a chunk's claims by what is to be done with each
+// recipient; rendered are the chunk's messages by customer id. Rows an
+// earlier attempt already made final are left out: they were counted then.
+func classify(claims []ledger.Claim, rendered map[string]*eventv1.Rendered) plan {
+	var todo plan
 	for _, c := range claims {
-		r := byID[c.CustomerID]
+		r := rendered[c.CustomerID]
 		switch {
 		case c.State == ledger.Sending && c.Fresh:
-			send = append(send, r)
+			todo.send = append(todo.send, r)
 		case c.State == ledger.Sending:
-			interrupted[c.Provider] = append(interrupted[c.Provider], r)
+			if todo.interrupted == nil {
+				todo.interrupted = map[string][]*eventv1.Rendered{}
+			}
+			todo.interrupted[c.Provider] = append(todo.interrupted[c.Provider], r)
 		case c.State == ledger.Deferred && c.Fresh:
 			// Claimed straight into a quiet-hours hold.
-			res.hold = earliest(res.hold, c.NotBefore)
+			todo.hold = earliest(todo.hold, c.NotBefore)
 		case c.State == ledger.Deferred:
-			deferred = append(deferred, c.CustomerID)
+			todo.retry = append(todo.retry, c.CustomerID)
 		case c.Fresh:
-			d.count(job, c.State, r)
+			todo.ended = append(todo.ended, ended{c.State, r})
 			if c.State == ledger.Suppressed {
-				suppressed = append(suppressed, r)
+				todo.suppressed = append(todo.suppressed, r)
 			}
 		}
 	}
-	done := true
-	if len(interrupted) > 0 {
-		again, ok, err := d.resume(ctx, held, job, byID, interrupted)
+	return todo
+}
+
+// classifyRetried sorts the rows Retry decided again (states, by customer
+// id) among ids the way classify sorts claims. complete is false if Retry
+// left some alone, which it does when the job is no longer active.
+func classifyRetried(ids []string, states map[string]ledger.Retried, rendered map[string]*eventv1.Rendered) (todo plan, complete bool) {
+	complete = true
+	for _, id := range ids {
+		st, ok := states[id]
+		switch {
+		case !ok:
+			complete = false
+		case st.State == ledger.Sending:
+			todo.send = append(todo.send, rendered[id])
+		case st.State == ledger.Deferred:
+			todo.hold = earliest(todo.hold, st.NotBefore)
+		default:
+			todo.ended = append(todo.ended, ended{st.State, rendered[id]})
+		}
+	}
+	return todo, complete
+}
+
+// takeOver finishes what an earlier attempt of the batch left in todo: it
+// settles the interrupted rows with the provider that had them, then claims
+// the deferred ones (and those that provider lacks) again for p, adding
+// whom to send to and the holds to todo. complete is false if some stay
+// undecided for a later attempt: a provider could not be asked, there is no
+// provider to retry with, or the job is no longer active.
+func (d *Dispatcher) takeOver(ctx context.Context, held *ledger.Held, job *eventv1.Job, p *route.Provider,
+	rendered map[string]*eventv1.Rendered, todo *plan) (complete bool, err error) {
+	complete = true
+	if len(todo.interrupted) > 0 {
+		again, ok, err := d.resume(ctx, held, job, rendered, todo.interrupted)
 		if err != nil {
-			return res, err
+			return false, err
 		}
 		// The ones the provider lacks go out now, through the retry below:
 		// finishing the batch must not wait for another copy of its
 		// message, which may never come (the emulator loses redeliveries
 		// to the streams of a killed process, and re-drives are few).
-		deferred = append(deferred, again...)
-		done = ok
+		todo.retry = append(todo.retry, again...)
+		complete = ok
 	}
-	var outcomes []ledger.Outcome
-	if len(deferred) > 0 && p != nil {
-		states, err := held.Retry(ctx, deferred, name)
-		if err != nil {
-			return res, err
-		}
-		for _, id := range deferred {
-			st, ok := states[id]
-			switch {
-			case !ok:
-				done = false // left alone: the job is not active
-			case st.State == ledger.Sending:
-				send = append(send, byID[id])
-			case st.State == ledger.Deferred:
-				res.hold = earliest(res.hold, st.NotBefore)
-			default:
-				d.count(job, st.State, byID[id])
-			}
-		}
-	} else if len(deferred) > 0 {
-		done = false
+	if len(todo.retry) == 0 {
+		return complete, nil
 	}
-	if len(suppressed) > 0 && p != nil {
-		d.removeFromAudience(ctx, p, in, suppressed)
+	if p == nil {
+		return false, nil
 	}
-	if len(send) > 0 {
-		if p == nil {
-			// Claimed for no provider: nothing was sent, so they wait.
-			for _, r := range send {
-				outcomes = append(outcomes, ledger.Outcome{CustomerID: r.CustomerId, State: ledger.Deferred, Reason: pickErr.Error()})
-			}
-		} else {
-			sent, ok, err := d.sendByReceiver(ctx, p, in, send)
-			if err != nil {
-				return res, err
-			}
-			outcomes = append(outcomes, sent...)
-			done = done && ok
-		}
+	states, err := held.Retry(ctx, todo.retry, p.Name())
+	if err != nil {
+		return false, err
 	}
+	retried, all := classifyRetried(todo.retry, states, rendered)
+	d.countEnded(job, retried.ended)
+	todo.send = append(todo.send, retried.send...)
+	todo.hold = earliest(todo.hold, retried.hold)
+	return complete && all, nil
+}
+
+// send hands the recipients claimed for p to it and returns what became of
+// them; ok is false if some sends stay in doubt. Claimed while no provider
+// was available (p nil, for the reason pickErr), they are deferred unsent.
+func (d *Dispatcher) send(ctx context.Context, p *route.Provider, pickErr error, in *eventv1.DispatchBatch,
+	rs []*eventv1.Rendered) (outcomes []ledger.Outcome, ok bool, err error) {
+	switch {
+	case len(rs) == 0:
+		return nil, true, nil
+	case p == nil:
+		return deferAll(rs, pickErr.Error()), true, nil
+	}
+	return d.sendByReceiver(ctx, p, in, rs)
+}
+
+// deferAll defers rs unsent, for reason.
+func deferAll(rs []*eventv1.Rendered, reason string) []ledger.Outcome {
+	outcomes := make([]ledger.Outcome, len(rs))
+	for i, r := range rs {
+		outcomes[i] = ledger.Outcome{CustomerID: r.CustomerId, State: ledger.Deferred, Reason: reason}
+	}
+	return outcomes
+}
+
+// settle records what became of a chunk's sends in the ledger and counts
+// it; final is false if some recipients were deferred.
+func (d *Dispatcher) settle(ctx context.Context, held *ledger.Held, job *eventv1.Job, rendered map[string]*eventv1.Rendered,
+	outcomes []ledger.Outcome) (final bool, err error) {
 	if err := held.Record(ctx, outcomes); err != nil {
-		return res, err
+		return false, err
 	}
+	final = true
 	for _, o := range outcomes {
-		d.count(job, o.State, byID[o.CustomerID])
-		if o.State == ledger.Deferred {
-			done = false
-		}
+		d.count(job, o.State, rendered[o.CustomerID])
+		final = final && o.State != ledger.Deferred
 	}
-	res.pending = !done
-	return res, nil
+	return final, nil
 }
 
 // resume settles the rows an interrupted attempt of this batch left in
@@ -321,12 +419,11 @@ func (d *Dispatcher) resume(ctx context.Context, held *ledger.Held, job *eventv1
 	ok = true
 	var outcomes []ledger.Outcome
 	for prov, rs := range interrupted {
-		lacking, settled, asked := d.settle(ctx, prov, rs, "an earlier attempt was interrupted")
+		lacking, settled, asked := d.reconcile(ctx, prov, rs, "an earlier attempt was interrupted")
 		outcomes = append(outcomes, settled...)
+		outcomes = append(outcomes, deferAll(lacking, "an earlier attempt was interrupted and "+prov+" does not have the message")...)
 		ok = ok && asked
 		for _, r := range lacking {
-			outcomes = append(outcomes, ledger.Outcome{CustomerID: r.CustomerId, State: ledger.Deferred,
-				Reason: "an earlier attempt was interrupted and " + prov + " does not have the message"})
 			again = append(again, r.CustomerId)
 		}
 	}
@@ -339,6 +436,13 @@ func (d *Dispatcher) resume(ctx context.Context, held *ledger.Held, job *eventv1
 		}
 	}
 	return again, ok, nil
+}
+
+// countEnded counts rows that became final without a send.
+func (d *Dispatcher) countEnded(job *eventv1.Job, rows []ended) {
+	for _, e := range rows {
+		d.count(job, e.state, e.r)
+	}
 }
 
 // count records one final (or deferred) outcome in the metrics.
@@ -361,19 +465,19 @@ func (d *Dispatcher) count(job *eventv1.Job, state string, r *eventv1.Rendered) 
 // receiver is the queue a recipient waits in: their mailbox provider for
 // email, the channel itself otherwise.
 func (d *Dispatcher) receiver(channel, email string) string {
-	if channel != "email" {
+	if event.Channel(channel) != event.ChannelEmail {
 		return channel
 	}
 	return d.receivers.Of(email)
 }
 
-// settle decides recipients whose send may have reached provider prov: if
+// reconcile decides recipients whose send may have reached provider prov: if
 // prov is idempotent they may simply be sent again (by it); with a
 // reconciler, the ones prov has are sent and the rest may be sent again;
 // otherwise they are ambiguous — counted, never re-sent blindly. If prov
 // cannot be asked right now, nothing is decided: the rows stay in sending,
 // ok is false, and a later attempt asks again.
-func (d *Dispatcher) settle(ctx context.Context, prov string, rs []*eventv1.Rendered, why string) (again []*eventv1.Rendered, outcomes []ledger.Outcome, ok bool) {
+func (d *Dispatcher) reconcile(ctx context.Context, prov string, rs []*eventv1.Rendered, why string) (again []*eventv1.Rendered, outcomes []ledger.Outcome, ok bool) {
 	p := d.router.Find(prov)
 	switch {
 	case p != nil && p.Idempotent():
@@ -448,13 +552,11 @@ func (d *Dispatcher) sendGroup(ctx context.Context, p *route.Provider, in *event
 	receiver := "mailbox:" + p.Name() + ":" + recv
 	n, err := d.limits.Take(ctx, []string{"tenant:" + in.Job.TenantId, account, receiver}, len(rs), d.cfg.MaxWait)
 	if err != nil {
-		return nil, false, err
+		// None of the group was sent: it waits for the next copy.
+		return deferAll(rs, "take send rate: "+err.Error()), false, err
 	}
 	outcomes, ok, throttle := d.sendAll(ctx, p, in, rs[:n])
-	for _, r := range rs[n:] {
-		outcomes = append(outcomes, ledger.Outcome{CustomerID: r.CustomerId, State: ledger.Deferred,
-			Reason: "waiting for the send rate of " + recv})
-	}
+	outcomes = append(outcomes, deferAll(rs[n:], "waiting for the send rate of "+recv)...)
 	if throttle != 0 {
 		bucket := receiver
 		if throttle == 429 {
@@ -474,15 +576,7 @@ func (d *Dispatcher) sendAll(ctx context.Context, p *route.Provider, in *eventv1
 	if len(rs) == 0 {
 		return nil, true, 0
 	}
-	job := in.GetJob()
-	msgs := make([]*provider.Message, len(rs))
-	for i, r := range rs {
-		msgs[i] = &provider.Message{
-			Key:       job.TenantId + "/" + job.JobId + "/" + job.Channel + "/" + r.CustomerId,
-			MessageID: r.MessageId, From: in.From, To: r.Email, Body: body(job, r),
-			Tenant: job.TenantId, CustomerID: r.CustomerId, JobID: job.JobId, ExpiresAt: job.Deadline.AsTime(),
-		}
-	}
+	msgs := messages(in, rs)
 	ctx, span := telemetry.Tracer().Start(ctx, "provider send", trace.WithSpanKind(trace.SpanKindClient),
 		trace.WithAttributes(attribute.String("herald.provider", p.Name()), attribute.Int("herald.messages", len(msgs))))
 	defer span.End()
@@ -490,8 +584,39 @@ func (d *Dispatcher) sendAll(ctx context.Context, p *route.Provider, in *eventv1
 	results := p.Send(ctx, msgs)
 	d.sendTime.Observe(d.now().Sub(start).Seconds() / float64(len(rs)))
 	d.router.Report(p, results)
+	outcomes, doubtful, throttle := judge(rs, results, p.Idempotent())
+	if len(doubtful) == 0 {
+		return outcomes, true, throttle
+	}
+	again, settled, ok := d.reconcile(ctx, p.Name(), doubtful, "no reply after the message was sent")
+	outcomes = append(outcomes, settled...)
+	// The provider does not have them, so sending them again is safe.
+	outcomes = append(outcomes, deferAll(again, "no reply after the message was sent; the provider does not have it")...)
+	return outcomes, ok, throttle
+}
+
+// messages are what the provider is handed for rs.
+func messages(in *eventv1.DispatchBatch, rs []*eventv1.Rendered) []*provider.Message {
+	job := in.GetJob()
+	msgs := make([]*provider.Message, len(rs))
+	for i, r := range rs {
+		msgs[i] = &provider.Message{
+			Key: event.DeliveryKey{Tenant: job.TenantId, Job: job.JobId, Channel: event.Channel(job.Channel),
+				Customer: r.CustomerId}.String(),
+			MessageID: r.MessageId, From: in.From, To: r.Email, Body: body(job, r),
+			Tenant: job.TenantId, CustomerID: r.CustomerId, JobID: job.JobId, ExpiresAt: job.Deadline.AsTime(),
+		}
+	}
+	return msgs
+}
+
+// judge turns a provider's answers to rs (results, in order) into ledger
+// outcomes. doubtful are the recipients whose message a provider that is
+// not idempotent may or may not have accepted: judge cannot decide them,
+// only the provider's reconciler can. throttle is the status of the first
+// throttling answer (421, 429; 1 if it gave none), 0 if there was none.
+func judge(rs []*eventv1.Rendered, results []provider.Result, idempotent bool) (outcomes []ledger.Outcome, doubtful []*eventv1.Rendered, throttle int) {
 	outcomes = make([]ledger.Outcome, 0, len(rs))
-	var doubtful []*eventv1.Rendered
 	for i, res := range results {
 		r := rs[i]
 		o := ledger.Outcome{CustomerID: r.CustomerId, Reason: res.Reason}
@@ -511,36 +636,25 @@ func (d *Dispatcher) sendAll(ctx context.Context, p *route.Provider, in *eventv1
 				throttle = max(res.Code, 1)
 			}
 		case provider.Unknown:
-			if p.Idempotent() {
-				// The provider drops a repeat of the same key: retrying is safe.
-				o.State = ledger.Deferred
-			} else {
+			if !idempotent {
 				doubtful = append(doubtful, r)
 				continue
 			}
+			// The provider drops a repeat of the same key: retrying is safe.
+			o.State = ledger.Deferred
 		}
 		outcomes = append(outcomes, o)
 	}
-	if len(doubtful) == 0 {
-		return outcomes, true, throttle
-	}
-	again, settled, ok := d.settle(ctx, p.Name(), doubtful, "no reply after the message was sent")
-	outcomes = append(outcomes, settled...)
-	for _, r := range again {
-		// The provider does not have it, so sending it again is safe.
-		outcomes = append(outcomes, ledger.Outcome{CustomerID: r.CustomerId, State: ledger.Deferred,
-			Reason: "no reply after the message was sent; the provider does not have it"})
-	}
-	return outcomes, ok, throttle
+	return outcomes, doubtful, throttle
 }
 
 // body is what the provider gets: the MIME message for email, the
 // audience and creative for ads, the rendered payload for onsite.
 func body(job *eventv1.Job, r *eventv1.Rendered) []byte {
-	switch job.Channel {
-	case "email":
+	switch event.Channel(job.Channel) {
+	case event.ChannelEmail:
 		return r.Mime
-	case "ad":
+	case event.ChannelAd:
 		return adsout.Body(adsout.Payload{Audience: Audience(job), Creative: job.JobId})
 	default:
 		return r.Payload
@@ -551,7 +665,7 @@ func body(job *eventv1.Job, r *eventv1.Rendered) []byte {
 // job's audience at the ad platform.
 func (d *Dispatcher) removeFromAudience(ctx context.Context, p *route.Provider, in *eventv1.DispatchBatch, rs []*eventv1.Rendered) {
 	rm, ok := p.Sender.(Remover)
-	if !ok || in.Job.Channel != "ad" {
+	if !ok || event.Channel(in.Job.Channel) != event.ChannelAd {
 		return
 	}
 	emails := make([]string, len(rs))
