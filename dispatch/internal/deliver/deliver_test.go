@@ -314,7 +314,9 @@ var breaker = route.BreakerConfig{Failures: 5, Cooloff: time.Minute}
 // via routes channel through s, of kind, with rec as its reconciler (nil:
 // none).
 func via(channel, kind string, s provider.Sender, rec provider.Reconciler) func(*route.Router, prometheus.Registerer) {
-	return func(r *route.Router, reg prometheus.Registerer) { r.Add(event.Channel(channel), kind, s, rec, breaker, reg) }
+	return func(r *route.Router, reg prometheus.Registerer) {
+		r.Add(event.Channel(channel), kind, s, rec, breaker, reg)
+	}
 }
 
 // row is a recipient's ledger row.

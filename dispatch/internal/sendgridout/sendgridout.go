@@ -45,6 +45,7 @@ import (
 	"github.com/sendgrid/sendgrid-go/helpers/mail"
 
 	"herald/dispatch/internal/provider"
+	"herald/shared/event"
 )
 
 // DefaultBaseURL is SendGrid's global API host.
@@ -73,9 +74,13 @@ type Config struct {
 
 // The custom_args of every send, returned with each of its events.
 const (
-	ArgTenant = "herald_tenant"
-	ArgJob    = "herald_job"
-	// ArgKey is the ledger key, tenant/job/channel/customer.
+	// ArgTenant and ArgDelivery carry the ledger key as event.DeliveryKey.Tags
+	// encodes it, the same values SES tags carry, so one decoder
+	// (event.ParseTags) maps every provider's reports to their delivery.
+	ArgTenant   = event.TagTenant
+	ArgDelivery = event.TagDelivery
+	// ArgKey is the ledger key as people read it, tenant/job/channel/customer,
+	// for searching SendGrid's activity feed; reports are not routed by it.
 	ArgKey = "herald_key"
 )
 
@@ -180,8 +185,12 @@ func Body(m *provider.Message) ([]byte, error) {
 	v3.Subject = p.Subject
 	per := mail.NewPersonalization()
 	per.AddTos(mail.NewEmail("", m.To))
-	per.SetCustomArg(ArgTenant, m.Tenant)
-	per.SetCustomArg(ArgJob, m.JobID)
+	tenantTag, deliveryTag, err := event.DeliveryKey{Tenant: m.Tenant, Job: m.JobID, Channel: event.ChannelEmail, Customer: m.CustomerID}.Tags()
+	if err != nil {
+		return nil, fmt.Errorf("delivery tags: %w", err)
+	}
+	per.SetCustomArg(ArgTenant, tenantTag)
+	per.SetCustomArg(ArgDelivery, deliveryTag)
 	per.SetCustomArg(ArgKey, m.Key)
 	v3.AddPersonalizations(per)
 	// Mail Send wants text/plain first.

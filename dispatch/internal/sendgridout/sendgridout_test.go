@@ -11,6 +11,7 @@ import (
 	"herald/devtools/sendgridcatch"
 	"herald/dispatch/internal/provider"
 	"herald/dispatch/internal/sendgridout"
+	"herald/shared/event"
 )
 
 const apiKey = "SG.herald-test.key"
@@ -70,6 +71,10 @@ func TestSendsEachMessageAsMailSend(t *testing.T) {
 		if res[i].Outcome != provider.Sent || res[i].Code != 202 || res[i].Reason != sent.MessageID {
 			t.Errorf("message %d: result %+v, want sent with X-Message-Id %q", i, res[i], sent.MessageID)
 		}
+		tenantTag, deliveryTag, err := event.DeliveryKey{Tenant: m.Tenant, Job: m.JobID, Channel: event.ChannelEmail, Customer: m.CustomerID}.Tags()
+		if err != nil {
+			t.Fatal(err)
+		}
 		want := sendgridcatch.Message{
 			MessageID: sent.MessageID, Received: sent.Received,
 			From:    sendgridcatch.Address{Email: "news@shop.example", Name: "Shop – Black Friday"},
@@ -82,7 +87,7 @@ func TestSendsEachMessageAsMailSend(t *testing.T) {
 				"List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
 				"Feedback-ID":           "black-friday:acme.eu:herald",
 			},
-			CustomArgs:       map[string]string{"herald_tenant": "acme.eu", "herald_job": m.JobID, "herald_key": m.Key},
+			CustomArgs:       map[string]string{event.TagTenant: tenantTag, event.TagDelivery: deliveryTag, "herald_key": m.Key},
 			TrackingSettings: `{"subscription_tracking":{"enable":false}}`,
 		}
 		if diff := cmp.Diff(want, sent); diff != "" {

@@ -149,11 +149,17 @@ func (c *Client) Send(ctx context.Context, msgs []*provider.Message) []provider.
 
 // send makes one SendEmail call.
 func (c *Client) send(ctx context.Context, m *provider.Message) provider.Result {
+	tags, err := Tags(m)
+	if err != nil {
+		// A message whose key cannot travel could never be matched to
+		// its reports; it is refused before SES sees it.
+		return provider.Result{Outcome: provider.Failed, Reason: "delivery tags: " + err.Error()}
+	}
 	in := &sesv2.SendEmailInput{
 		FromEmailAddress: aws.String(m.From),
 		Destination:      &types.Destination{ToAddresses: []string{m.To}},
 		Content:          &types.EmailContent{Raw: &types.RawMessage{Data: m.Body}},
-		EmailTags:        Tags(m),
+		EmailTags:        tags,
 	}
 	if c.cfg.ConfigurationSet != "" {
 		in.ConfigurationSetName = aws.String(c.cfg.ConfigurationSet)

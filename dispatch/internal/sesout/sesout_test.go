@@ -84,11 +84,11 @@ func TestSendsRawWithConfigurationSetAndTags(t *testing.T) {
 		if string(sent.Raw) != string(m.Body) {
 			t.Errorf("message %d: SES got\n%s\nwant the message as rendered\n%s", i, sent.Raw, m.Body)
 		}
-		wantTags := map[string]string{
-			sesout.TagTenant:   "YWNtZS5ldQ", // base64url("acme.eu")
-			sesout.TagJob:      jobID,
-			sesout.TagDelivery: strings.TrimSuffix(m.MessageID, "@herald.test"),
+		tenantTag, deliveryTag, err := event.DeliveryKey{Tenant: m.Tenant, Job: m.JobID, Channel: event.ChannelEmail, Customer: m.CustomerID}.Tags()
+		if err != nil {
+			t.Fatal(err)
 		}
+		wantTags := map[string]string{event.TagTenant: tenantTag, event.TagDelivery: deliveryTag}
 		if diff := cmp.Diff(wantTags, sent.Tags); diff != "" {
 			t.Errorf("message %d: tags (-want +got):\n%s", i, diff)
 		}
@@ -191,33 +191,30 @@ func TestUnreachableIsDeferred(t *testing.T) {
 
 func TestTagsMapBackToTheDelivery(t *testing.T) {
 	m := message("cust/with spaces+ü")
-	tags := map[string][]string{}
-	for _, tag := range sesout.Tags(m) {
-		tags[*tag.Name] = append(tags[*tag.Name], *tag.Value)
-	}
-	ref, err := sesout.ParseTags(tags)
+	tags := map[string]string{}
+	list, err := sesout.Tags(m)
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := sesout.Ref{Tenant: "acme.eu", Job: jobID, Hash: strings.TrimSuffix(m.MessageID, "@herald.test")}
-	if diff := cmp.Diff(want, ref); diff != "" {
-		t.Errorf("ref (-want +got):\n%s", diff)
+	for _, tag := range list {
+		tags[*tag.Name] = *tag.Value
 	}
-	for name, change := range map[string]func(map[string][]string){
-		"no tenant":      func(t map[string][]string) { delete(t, sesout.TagTenant) },
-		"two jobs":       func(t map[string][]string) { t[sesout.TagJob] = append(t[sesout.TagJob], jobID) },
-		"job not UUID":   func(t map[string][]string) { t[sesout.TagJob] = []string{"job1"} },
-		"short hash":     func(t map[string][]string) { t[sesout.TagDelivery] = []string{"abc"} },
-		"tenant not b64": func(t map[string][]string) { t[sesout.TagTenant] = []string{"acme.eu"} },
-	} {
-		bad := map[string][]string{}
-		for k, v := range tags {
-			bad[k] = append([]string(nil), v...)
-		}
-		change(bad)
-		if _, err := sesout.ParseTags(bad); err == nil {
-			t.Errorf("%s: ParseTags(%v) accepted it", name, bad)
-		}
+	got, err := event.ParseTags(tags[event.TagTenant], tags[event.TagDelivery])
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := event.DeliveryKey{Tenant: "acme.eu", Job: jobID, Channel: event.ChannelEmail, Customer: "cust/with spaces+ü"}
+	if got != want {
+		t.Errorf("the tags map back to %s, want %s", got, want)
+	}
+}
+
+// A message whose key cannot travel as tags is refused before SES sees it.
+func TestMessageWithoutAKeyIsRefused(t *testing.T) {
+	m := message("ann")
+	m.JobID = "not-a-uuid"
+	if _, err := sesout.Tags(m); err == nil {
+		t.Fatal("Tags accepted a job id that is not a UUID")
 	}
 }
 
