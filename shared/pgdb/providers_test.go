@@ -16,14 +16,15 @@ func TestTenantProvidersAreChecked(t *testing.T) {
 	}{
 		{`{"email": ["esp", "smtp"]}`, true},
 		{`{"email": ["smtp"], "onsite": ["onsite"], "ad": ["ads"]}`, true},
+		{`{"email": ["ses", "sendgrid", "smtp"]}`, true},
 		{`{}`, true},
-		{`["esp"]`, false},               // not an object
-		{`{"email": "esp"}`, false},      // not a list
-		{`{"email": []}`, false},         // empty list
-		{`{"email": ["ses"]}`, false},    // unknown kind
-		{`{"email": ["onsite"]}`, false}, // another channel's kind
-		{`{"sms": ["smtp"]}`, false},     // unknown channel
-		{`{"email": ["esp", 3]}`, false}, // not a string
+		{`["esp"]`, false},                // not an object
+		{`{"email": "esp"}`, false},       // not a list
+		{`{"email": []}`, false},          // empty list
+		{`{"email": ["mailgun"]}`, false}, // unknown kind
+		{`{"email": ["onsite"]}`, false},  // another channel's kind
+		{`{"sms": ["smtp"]}`, false},      // unknown channel
+		{`{"email": ["esp", 3]}`, false},  // not a string
 		{`{"email": ["esp"], "ad": [null]}`, false},
 	}
 	for _, c := range cases {
