@@ -12,6 +12,7 @@ import (
 	_ "embed"
 	"errors"
 	"fmt"
+	"maps"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -184,9 +185,11 @@ func (h *Held) Claim(ctx context.Context, items []Item, provider string) ([]Clai
 		ids[i], emails[i], msgIDs[i], errs[i], skips[i] = it.CustomerID, it.Email, it.MessageID, it.RenderError, it.SkipReason
 		strategies[i], models[i], catalogs[i], templates[i] = it.Strategy, it.ModelVersion, it.CatalogVersion, it.TemplateVersion
 	}
-	qs, qe, qm := h.b.quiet()
-	rows, _ := h.conn.Query(ctx, claimSQL, h.b.Tenant, h.b.Job, h.b.Channel, h.b.SubmittedAt, h.b.Seq, h.b.Deadline,
-		h.shard, ids, emails, msgIDs, errs, skips, strategies, models, catalogs, templates, provider, qs, qe, qm)
+	args := h.args(h.deciding())
+	args["customer_ids"], args["emails"], args["message_ids"], args["render_errors"], args["skip_reasons"] = ids, emails, msgIDs, errs, skips
+	args["strategies"], args["model_versions"], args["catalog_versions"], args["template_versions"] = strategies, models, catalogs, templates
+	args["provider"] = provider
+	rows, _ := h.conn.Query(ctx, claimSQL, args)
 	claims, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Claim, error) {
 		var c Claim
 		err := r.Scan(&c.CustomerID, &c.State, &c.Fresh, &c.Provider, &c.NotBefore)
@@ -196,6 +199,28 @@ func (h *Held) Claim(ctx context.Context, items []Item, provider string) ([]Clai
 		return nil, fmt.Errorf("claim deliveries: %w", err)
 	}
 	return claims, nil
+}
+
+// args are the named parameters that say which batch a statement is
+// about (@tenant, @job, @channel, @submitted_at, @seq), with the
+// statement's own. They are strict both ways: a name the statement lacks
+// or does not use is an error, never a NULL.
+func (h *Held) args(own pgx.StrictNamedArgs) pgx.StrictNamedArgs {
+	a := pgx.StrictNamedArgs{
+		"tenant": h.b.Tenant, "job": h.b.Job, "channel": h.b.Channel, "submitted_at": h.b.SubmittedAt, "seq": h.b.Seq,
+	}
+	maps.Copy(a, own)
+	return a
+}
+
+// deciding are the parameters of the statements that decide who may be
+// sent to now (claim and retry): the deadline, the progress shard and the
+// job's quiet hours.
+func (h *Held) deciding() pgx.StrictNamedArgs {
+	start, end, mode := h.b.quiet()
+	return pgx.StrictNamedArgs{
+		"deadline": h.b.Deadline, "shard": h.shard, "quiet_start": start, "quiet_end": end, "quiet_mode": mode,
+	}
 }
 
 // Retried is a deferred row after Retry.
@@ -209,9 +234,9 @@ type Retried struct {
 // sql/retry.sql) and returns their states; rows it leaves alone (the job is
 // not active) are missing.
 func (h *Held) Retry(ctx context.Context, ids []string, provider string) (map[string]Retried, error) {
-	qs, qe, qm := h.b.quiet()
-	rows, _ := h.conn.Query(ctx, retrySQL, h.b.Tenant, h.b.Job, h.b.Channel, h.b.SubmittedAt, h.b.Seq, h.b.Deadline,
-		h.shard, ids, provider, qs, qe, qm)
+	args := h.args(h.deciding())
+	args["customer_ids"], args["provider"] = ids, provider
+	rows, _ := h.conn.Query(ctx, retrySQL, args)
 	out := map[string]Retried{}
 	var id string
 	var r Retried
@@ -245,8 +270,8 @@ func (h *Held) Record(ctx context.Context, outcomes []Outcome) error {
 	for i, o := range outcomes {
 		ids[i], states[i], reasons[i] = o.CustomerID, o.State, o.Reason
 	}
-	if _, err := h.conn.Exec(ctx, recordSQL, h.b.Tenant, h.b.Job, h.b.Channel, h.b.SubmittedAt, h.b.Seq, h.shard,
-		ids, states, reasons); err != nil {
+	args := h.args(pgx.StrictNamedArgs{"shard": h.shard, "customer_ids": ids, "states": states, "reasons": reasons})
+	if _, err := h.conn.Exec(ctx, recordSQL, args); err != nil {
 		return fmt.Errorf("record outcomes: %w", err)
 	}
 	var emails, why []string
@@ -267,7 +292,7 @@ func (h *Held) Record(ctx context.Context, outcomes []Outcome) error {
 // Finish marks the batch done in the job's plan if all its recipients are
 // final, so it is never published again.
 func (h *Held) Finish(ctx context.Context) error {
-	if _, err := h.conn.Exec(ctx, finishBatchSQL, h.b.Tenant, h.b.Job, h.b.Channel, h.b.SubmittedAt, h.b.Seq); err != nil {
+	if _, err := h.conn.Exec(ctx, finishBatchSQL, h.args(nil)); err != nil {
 		return fmt.Errorf("finish batch: %w", err)
 	}
 	return nil

@@ -53,7 +53,7 @@ func (s *Store) Send(ctx context.Context, msgs []*provider.Message) []provider.R
 		return out
 	}
 	res := provider.Result{Outcome: provider.Sent, Reason: "stored in the onsite inbox"}
-	if _, err := s.db.Exec(ctx, storeSQL, pgx.NamedArgs{
+	if _, err := s.db.Exec(ctx, storeSQL, pgx.StrictNamedArgs{
 		"tenants": tenants, "customers": customers, "keys": keys,
 		"jobs": jobs, "payloads": payloads, "expires": expires,
 	}); err != nil {

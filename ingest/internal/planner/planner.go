@@ -392,7 +392,10 @@ func (p *Planner) planChunk(ctx context.Context, t task, j *jobPlan) (bool, erro
 		for _, b := range batches {
 			q.Queue(insertBatchSQL, t.tenant, t.job, b.Job.Seq, customerIDs(b.Recipients))
 		}
-		checkpoint := q.Queue(checkpointSQL, t.id, p.owner, p.cfg.Lease.Seconds(), cursor, seq, planned)
+		checkpoint := q.Queue(checkpointSQL, pgx.StrictNamedArgs{
+			"task": t.id, "owner": p.owner, "lease_seconds": p.cfg.Lease.Seconds(),
+			"cursor": cursor, "next_seq": seq, "planned": planned,
+		})
 		var lost bool
 		checkpoint.Exec(func(tag pgconn.CommandTag) error {
 			lost = tag.RowsAffected() == 0

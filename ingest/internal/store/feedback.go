@@ -111,7 +111,7 @@ func (s *Store) ApplyFeedback(ctx context.Context, f Feedback, softLimit int) (F
 	job, _ := event.ParseJobID(f.Key.Job)
 	var res FeedbackResult
 	err := s.db.QueryRow(ctx, `SELECT herald_apply_feedback(@provider, @event_id, @tenant, @job, @channel, @customer, @kind, @soft_limit)`,
-		pgx.NamedArgs{
+		pgx.StrictNamedArgs{
 			"provider": f.Provider, "event_id": f.EventID, "kind": string(f.Kind), "soft_limit": softLimit,
 			"tenant": f.Key.Tenant, "job": job.UUID(), "channel": string(f.Key.Channel), "customer": f.Key.Customer,
 		}).Scan(&res)

@@ -192,9 +192,13 @@ func (s *Store) CreateJob(ctx context.Context, tenant string, j NewJob, respond 
 		if err != nil {
 			return err
 		}
-		tag, err := tx.Exec(ctx, insertJobSQL, tenant, j.ID, j.IdempotencyKey, j.RequestHash, j.Channel, j.TemplateID,
-			j.TemplateVersion, audience, j.ProductsPerMessage, j.Campaign, j.SubmittedAt, j.Deadline, j.Traceparent,
-			j.SendAt, response, j.Picking, j.QuietHours, origin)
+		tag, err := tx.Exec(ctx, insertJobSQL, pgx.StrictNamedArgs{
+			"tenant_id": tenant, "id": j.ID, "idempotency_key": j.IdempotencyKey, "request_sha256": j.RequestHash,
+			"channel": j.Channel, "template_id": j.TemplateID, "template_version": j.TemplateVersion,
+			"audience": audience, "products_per_message": j.ProductsPerMessage, "campaign": j.Campaign,
+			"submitted_at": j.SubmittedAt, "deadline": j.Deadline, "traceparent": j.Traceparent, "send_at": j.SendAt,
+			"accepted_response": response, "picking": j.Picking, "quiet_hours": j.QuietHours, "origin": origin,
+		})
 		if err != nil {
 			return fmt.Errorf("insert job: %w", err)
 		}

@@ -185,7 +185,10 @@ type Profile struct {
 
 // PutProfile creates or replaces the tenant's profile.
 func (s *Store) PutProfile(ctx context.Context, tenant string, p Profile) error {
-	_, err := s.db.Exec(ctx, upsertProfileSQL, tenant, p.Name, p.WebsiteURL, p.LogoURL, p.HeroURL, p.PostalAddress, p.DefaultDeadline.Seconds())
+	_, err := s.db.Exec(ctx, upsertProfileSQL, pgx.StrictNamedArgs{
+		"tenant": tenant, "name": p.Name, "website_url": p.WebsiteURL, "logo_url": p.LogoURL, "hero_url": p.HeroURL,
+		"postal_address": p.PostalAddress, "default_deadline_seconds": p.DefaultDeadline.Seconds(),
+	})
 	if err != nil {
 		return fmt.Errorf("put profile: %w", err)
 	}
@@ -224,7 +227,10 @@ func (s *Store) AddTemplate(ctx context.Context, tenant string, t Template) (Tem
 		if _, err := tx.Exec(ctx, lockTemplateSQL, tenant, t.ID); err != nil {
 			return fmt.Errorf("lock template: %w", err)
 		}
-		return tx.QueryRow(ctx, insertTemplateSQL, tenant, t.ID, t.FromName, t.FromEmail, t.Subject, t.Preheader, t.HTML, t.Text).
+		return tx.QueryRow(ctx, insertTemplateSQL, pgx.StrictNamedArgs{
+			"tenant": tenant, "id": t.ID, "from_name": t.FromName, "from_email": t.FromEmail,
+			"subject": t.Subject, "preheader": t.Preheader, "html": t.HTML, "text_body": t.Text,
+		}).
 			Scan(&t.Version, &t.CreatedAt)
 	})
 	if err != nil {

@@ -60,8 +60,11 @@ func (s *Store) PutCatalogTrigger(ctx context.Context, tenant string, t CatalogT
 			}
 			return fmt.Errorf("resolve template: %w", err)
 		}
-		if _, err := tx.Exec(ctx, upsertCatalogTriggerSQL, tenant, t.Kind, t.Channel, t.TemplateID, t.TemplateVersion,
-			t.Lookback.Seconds(), t.MinDropPercent, deadline); err != nil {
+		if _, err := tx.Exec(ctx, upsertCatalogTriggerSQL, pgx.StrictNamedArgs{
+			"tenant": tenant, "kind": t.Kind, "channel": t.Channel, "template_id": t.TemplateID,
+			"template_version": t.TemplateVersion, "lookback_seconds": t.Lookback.Seconds(),
+			"min_drop_percent": t.MinDropPercent, "deadline_seconds": deadline,
+		}); err != nil {
 			return fmt.Errorf("put catalog trigger: %w", err)
 		}
 		return nil
@@ -145,7 +148,7 @@ func (s *Store) HandleCatalogChange(ctx context.Context, after string,
 		var channel, template *string
 		var version, minDrop *int
 		var lookback, deadline *float64
-		err := tx.QueryRow(ctx, nextCatalogChangeSQL, pgx.NamedArgs{"after": after}).Scan(&c.ID, &c.Tenant, &c.ItemID, &c.Kind,
+		err := tx.QueryRow(ctx, nextCatalogChangeSQL, pgx.StrictNamedArgs{"after": after}).Scan(&c.ID, &c.Tenant, &c.ItemID, &c.Kind,
 			&c.ChangedAt, &c.Attempts, &channel, &template, &version, &lookback, &minDrop, &deadline)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return nil
@@ -171,7 +174,7 @@ func (s *Store) HandleCatalogChange(ctx context.Context, after string,
 			if !sb.Park {
 				retryAt = &sb.RetryAt
 			}
-			if _, err := tx.Exec(ctx, setBackCatalogChangeSQL, pgx.NamedArgs{
+			if _, err := tx.Exec(ctx, setBackCatalogChangeSQL, pgx.StrictNamedArgs{
 				"id": c.ID, "reason": actErr.Error(), "retry_at": retryAt, "park": sb.Park,
 			}); err != nil {
 				return fmt.Errorf("set back catalog change %d: %w", c.ID, err)

@@ -108,7 +108,7 @@ func (p *Picker) load(ctx context.Context, in *eventv1.RecommendBatch, rules Rul
 	}
 	views, carts := rules.viewWindow(), rules.cartWindow()
 	d.Activity = make(map[string]*Activity)
-	b.Queue(activitySQL, pgx.NamedArgs{
+	b.Queue(activitySQL, pgx.StrictNamedArgs{
 		"tenant":          tenant,
 		"customers":       ids,
 		"purchases_since": d.Now.Add(-PurchaseHorizon),
@@ -407,7 +407,7 @@ func (p *Picker) refreshAssociations(ctx context.Context, tenant, kind string, n
 	}
 	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
 	var n int64
-	err = tx.QueryRow(ctx, refreshAssociationsSQL, pgx.NamedArgs{
+	err = tx.QueryRow(ctx, refreshAssociationsSQL, pgx.StrictNamedArgs{
 		"tenant":             tenant,
 		"kind":               kind,
 		"events_since":       now.Add(-associationWindow[kind]),

@@ -12,16 +12,16 @@
 -- statement. Nobody is claimed unless the job is active: a pause or cancel
 -- that commits before this statement stops every later send.
 --
--- $1 tenant, $2 job, $3 channel, $4 job submitted_at, $5 batch seq,
--- $6 deadline, $7 progress shard, $8.. parallel arrays of the chunk,
--- $13.. its provenance, $17 the provider the claimed rows go to, $18..$20
--- the job's quiet hours (start and end minute of the recipient's local day,
--- -1 for none; mode hold or skip): a recipient inside them is deferred until
--- the window ends (not_before) or skipped.
+-- The chunk comes as parallel arrays (@customer_ids, @emails, …) with its
+-- provenance (@strategies, …); @provider is who the claimed rows go to;
+-- @quiet_start, @quiet_end and @quiet_mode are the job's quiet hours (start
+-- and end minute of the recipient's local day, -1 for none; mode hold or
+-- skip): a recipient inside them is deferred until the window ends
+-- (not_before) or skipped.
 WITH input AS (
     SELECT *
-    FROM unnest($8::text[], $9::text[], $10::text[], $11::text[], $12::text[],
-                $13::text[], $14::text[], $15::bigint[], $16::integer[])
+    FROM unnest(@customer_ids::text[], @emails::text[], @message_ids::text[], @render_errors::text[], @skip_reasons::text[],
+                @strategies::text[], @model_versions::text[], @catalog_versions::bigint[], @template_versions::integer[])
          AS t(customer_id, email, message_id, render_error, skip_reason,
               strategy, model_version, catalog_version, template_version)
 ), existing AS (
@@ -32,14 +32,14 @@ WITH input AS (
     CROSS JOIN LATERAL (
         SELECT x.customer_id, x.state, x.batch_seq, x.provider, x.not_before
         FROM deliveries x
-        WHERE x.tenant_id = $1 AND x.job_id = $2 AND x.channel = $3
-          AND x.customer_id = i.customer_id AND x.job_submitted_at = $4
+        WHERE x.tenant_id = @tenant AND x.job_id = @job AND x.channel = @channel
+          AND x.customer_id = i.customer_id AND x.job_submitted_at = @submitted_at
         LIMIT 1
     ) d
 ), local AS (
     SELECT i.*, coalesce(c.timezone, 'UTC') AS tz, now() AT TIME ZONE coalesce(c.timezone, 'UTC') AS local_now
     FROM input i
-    LEFT JOIN customers c ON c.tenant_id = $1 AND c.id = i.customer_id
+    LEFT JOIN customers c ON c.tenant_id = @tenant AND c.id = i.customer_id
     WHERE NOT EXISTS (SELECT 1 FROM existing e WHERE e.customer_id = i.customer_id)
 ), decided AS (
     -- What the job's picking and render decided comes first; then the one
@@ -55,13 +55,13 @@ WITH input AS (
                 ELSE v.reason END AS reason,
            CASE WHEN l.skip_reason = '' AND l.render_error = '' THEN v.not_before END AS not_before
     FROM local l
-    CROSS JOIN LATERAL herald_send_verdict($1, $2, l.email, l.local_now, l.tz, $6, $18, $19, $20) v
+    CROSS JOIN LATERAL herald_send_verdict(@tenant, @job, l.email, l.local_now, l.tz, @deadline, @quiet_start, @quiet_end, @quiet_mode) v
 ), capped AS (
     -- Takes one send of each sending recipient's local day; returns those
     -- whose daily cap is used up.
     SELECT c.customer_id, c.daily_cap
     FROM (SELECT array_agg(d.customer_id) AS ids, array_agg(d.local_day) AS days FROM decided d WHERE d.state = 'sending') s
-    CROSS JOIN LATERAL herald_take_daily_sends($1, s.ids, s.days) c
+    CROSS JOIN LATERAL herald_take_daily_sends(@tenant, s.ids, s.days) c
 ), final AS (
     SELECT d.customer_id, d.email, d.message_id, d.strategy, d.model_version, d.catalog_version, d.template_version,
            d.not_before,
@@ -73,17 +73,17 @@ WITH input AS (
     INSERT INTO deliveries (tenant_id, job_id, channel, customer_id, job_submitted_at, batch_seq,
                             state, email, message_id, attempts, reason, done_at,
                             strategy, model_version, catalog_version, template_version, provider, not_before)
-    SELECT $1, $2, $3, f.customer_id, $4, $5, f.state, f.email, f.message_id,
+    SELECT @tenant, @job, @channel, f.customer_id, @submitted_at, @seq, f.state, f.email, f.message_id,
            CASE WHEN f.state = 'sending' THEN 1 ELSE 0 END, f.reason,
            CASE WHEN f.state NOT IN ('sending', 'deferred') THEN now() END,
            f.strategy, f.model_version, f.catalog_version, f.template_version,
-           CASE WHEN f.state = 'sending' THEN $17 ELSE '' END, f.not_before
+           CASE WHEN f.state = 'sending' THEN @provider ELSE '' END, f.not_before
     FROM final f
     ON CONFLICT DO NOTHING
     RETURNING customer_id, state, provider, not_before
 ), counted AS (
     INSERT INTO job_progress AS p (tenant_id, job_id, shard, failed, suppressed, expired, capped, skipped, last_done_at)
-    SELECT $1, $2, $7,
+    SELECT @tenant, @job, @shard,
            count(*) FILTER (WHERE state = 'failed'),
            count(*) FILTER (WHERE state = 'suppressed'),
            count(*) FILTER (WHERE state = 'expired'),
@@ -102,4 +102,4 @@ WITH input AS (
 )
 SELECT customer_id, state, true AS fresh, provider, not_before FROM claimed
 UNION ALL
-SELECT customer_id, state, false, provider, not_before FROM existing WHERE batch_seq = $5
+SELECT customer_id, state, false, provider, not_before FROM existing WHERE batch_seq = @seq

@@ -2,18 +2,17 @@
 -- counts final ones toward the job's progress, in one statement. Each row is
 -- found by one key lookup and updated by its tuple id (see Ledger.Lock on
 -- why it is spelled out this way).
--- $1 tenant, $2 job, $3 channel, $4 job submitted_at, $5 batch seq,
--- $6 progress shard, $7.. parallel arrays: customer id, new state, reason.
+-- The answers come as parallel arrays: @customer_ids, @states, @reasons.
 WITH input AS (
-    SELECT * FROM unnest($7::text[], $8::text[], $9::text[]) AS t(customer_id, state, reason)
+    SELECT * FROM unnest(@customer_ids::text[], @states::text[], @reasons::text[]) AS t(customer_id, state, reason)
 ), targets AS (
     SELECT x.tableoid AS part, x.ctid AS tid, i.state, i.reason
     FROM input i
     CROSS JOIN LATERAL (
         SELECT d.tableoid, d.ctid
         FROM deliveries d
-        WHERE d.tenant_id = $1 AND d.job_id = $2 AND d.channel = $3 AND d.customer_id = i.customer_id
-          AND d.job_submitted_at = $4 AND d.batch_seq = $5 AND d.state = 'sending'
+        WHERE d.tenant_id = @tenant AND d.job_id = @job AND d.channel = @channel AND d.customer_id = i.customer_id
+          AND d.job_submitted_at = @submitted_at AND d.batch_seq = @seq AND d.state = 'sending'
         LIMIT 1
     ) x
 ), recorded AS (
@@ -26,7 +25,7 @@ WITH input AS (
     RETURNING d.state
 )
 INSERT INTO job_progress AS p (tenant_id, job_id, shard, sent, failed, ambiguous, first_sent_at, last_done_at)
-SELECT $1, $2, $6,
+SELECT @tenant, @job, @shard,
        count(*) FILTER (WHERE state = 'sent'),
        count(*) FILTER (WHERE state = 'failed'),
        count(*) FILTER (WHERE state = 'ambiguous'),

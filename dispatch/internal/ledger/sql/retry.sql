@@ -8,22 +8,20 @@
 -- is capped; one that was sending had its send counted then. Rows held
 -- until a later time are left as they are. Nothing moves while the job is
 -- not active.
--- $1 tenant, $2 job, $3 channel, $4 job submitted_at, $5 batch seq,
--- $6 deadline, $7 progress shard, $8 customer ids, $9 provider, $10..$12
--- quiet hours as in the claim. Returns every deferred row of the batch
--- among $8 with its new state and, if held, until when.
+-- Returns every deferred row of the batch among @customer_ids with its new
+-- state and, if held, until when.
 WITH rows AS (
     SELECT x.tableoid AS part, x.ctid AS tid, x.customer_id, x.email, x.reason, x.not_before, x.attempts,
            now() AT TIME ZONE coalesce(c.timezone, 'UTC') AS local_now, coalesce(c.timezone, 'UTC') AS tz
-    FROM unnest($8::text[]) AS i(customer_id)
+    FROM unnest(@customer_ids::text[]) AS i(customer_id)
     CROSS JOIN LATERAL (
         SELECT d.tableoid, d.ctid, d.customer_id, d.email, d.reason, d.not_before, d.attempts
         FROM deliveries d
-        WHERE d.tenant_id = $1 AND d.job_id = $2 AND d.channel = $3 AND d.customer_id = i.customer_id
-          AND d.job_submitted_at = $4 AND d.batch_seq = $5 AND d.state = 'deferred'
+        WHERE d.tenant_id = @tenant AND d.job_id = @job AND d.channel = @channel AND d.customer_id = i.customer_id
+          AND d.job_submitted_at = @submitted_at AND d.batch_seq = @seq AND d.state = 'deferred'
         LIMIT 1
     ) x
-    LEFT JOIN customers c ON c.tenant_id = $1 AND c.id = x.customer_id
+    LEFT JOIN customers c ON c.tenant_id = @tenant AND c.id = x.customer_id
 ), targets AS (
     -- The one send-eligibility rule (herald_send_verdict), which returns no
     -- row unless the job is active; a row that stays deferred or goes out
@@ -36,7 +34,7 @@ WITH rows AS (
                ELSE v.reason
            END AS reason
     FROM rows r
-    CROSS JOIN LATERAL herald_send_verdict($1, $2, r.email, r.local_now, r.tz, $6, $10, $11, $12) v
+    CROSS JOIN LATERAL herald_send_verdict(@tenant, @job, r.email, r.local_now, r.tz, @deadline, @quiet_start, @quiet_end, @quiet_mode) v
     WHERE r.not_before IS NULL OR r.not_before <= now()
 ), capped AS (
     -- As in the claim: one send of the recipient's local day, unless the
@@ -44,7 +42,7 @@ WITH rows AS (
     SELECT c.customer_id, c.daily_cap
     FROM (SELECT array_agg(t.customer_id) AS ids, array_agg(t.local_day) AS days
           FROM targets t WHERE t.state = 'sending' AND t.attempts = 0) s
-    CROSS JOIN LATERAL herald_take_daily_sends($1, s.ids, s.days) c
+    CROSS JOIN LATERAL herald_take_daily_sends(@tenant, s.ids, s.days) c
 ), final AS (
     SELECT t.part, t.tid, t.not_before,
            CASE WHEN c.customer_id IS NOT NULL THEN 'capped' ELSE t.state END AS state,
@@ -57,14 +55,14 @@ WITH rows AS (
         attempts = d.attempts + CASE WHEN t.state = 'sending' THEN 1 ELSE 0 END,
         reason = t.reason,
         done_at = CASE WHEN t.state NOT IN ('sending', 'deferred') THEN now() END,
-        provider = CASE WHEN t.state = 'sending' THEN $9 ELSE d.provider END,
+        provider = CASE WHEN t.state = 'sending' THEN @provider ELSE d.provider END,
         not_before = t.not_before
     FROM final t
     WHERE d.tableoid = t.part AND d.ctid = t.tid AND d.state = 'deferred'
     RETURNING d.customer_id, d.state, d.not_before
 ), counted AS (
     INSERT INTO job_progress AS p (tenant_id, job_id, shard, suppressed, expired, capped, skipped, last_done_at)
-    SELECT $1, $2, $7,
+    SELECT @tenant, @job, @shard,
            count(*) FILTER (WHERE state = 'suppressed'),
            count(*) FILTER (WHERE state = 'expired'),
            count(*) FILTER (WHERE state = 'capped'),

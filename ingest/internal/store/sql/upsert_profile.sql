@@ -1,5 +1,5 @@
 INSERT INTO tenants (id, name, website_url, logo_url, hero_url, postal_address, default_deadline, updated_at)
-VALUES ($1, $2, $3, $4, $5, $6, make_interval(secs => $7), now())
+VALUES (@tenant, @name, @website_url, @logo_url, @hero_url, @postal_address, make_interval(secs => @default_deadline_seconds), now())
 ON CONFLICT (id) DO UPDATE SET
     name = excluded.name,
     website_url = excluded.website_url,
