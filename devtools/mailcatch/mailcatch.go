@@ -98,6 +98,9 @@ type Options struct {
 	// over plain text) and refuses MAIL from a client that has not
 	// authenticated with these credentials. It needs TLSConfig.
 	Auth *Credentials
+	// AuthMechanisms, when set, narrows what AUTH offers to these of PLAIN
+	// and LOGIN, so that a client's choice of mechanism can be tested.
+	AuthMechanisms []string
 }
 
 // Credentials are the one user name and password a catcher with
@@ -187,6 +190,7 @@ type Server struct {
 	// requireTLS and auth are Options.RequireTLS and Options.Auth.
 	requireTLS bool
 	auth       *Credentials
+	mechs      []string
 	handler    http.Handler
 
 	fault     atomic.Pointer[FaultFunc]
@@ -229,10 +233,19 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 		log:        log,
 		requireTLS: opts.RequireTLS,
 		auth:       opts.Auth,
+		mechs:      []string{sasl.Plain, sasl.Login},
 		serveDone:  make(chan struct{}),
 		ids:        make(map[string]struct{}),
 		rcpts:      make(map[string]string),
 		senders:    make(map[string]string),
+	}
+	if len(opts.AuthMechanisms) > 0 {
+		s.mechs = slices.Clone(opts.AuthMechanisms)
+	}
+	for _, m := range s.mechs {
+		if m != sasl.Plain && m != sasl.Login {
+			return nil, fmt.Errorf("start mailcatch: unknown AUTH mechanism %q", m)
+		}
 	}
 	s.drained = sync.NewCond(&s.mu)
 	s.readers.New = func() any { return bufio.NewReaderSize(nil, 4096) }
@@ -463,13 +476,16 @@ func (ss *session) AuthMechanisms() []string {
 	if ss.srv.auth == nil {
 		return nil
 	}
-	return []string{sasl.Plain, sasl.Login}
+	return ss.srv.mechs
 }
 
 // Auth starts one AUTH exchange.
 func (ss *session) Auth(mech string) (sasl.Server, error) {
 	if ss.srv.auth == nil {
 		return nil, smtp.ErrAuthUnsupported
+	}
+	if !slices.Contains(ss.srv.mechs, mech) {
+		return nil, smtp.ErrAuthUnknownMechanism
 	}
 	switch mech {
 	case sasl.Plain:
