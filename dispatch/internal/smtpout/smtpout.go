@@ -90,6 +90,10 @@ type Config struct {
 	TLS *tls.Config
 	// Auth, when set, authenticates every connection once it is encrypted.
 	Auth *Auth
+	// ReturnPath, when set, replaces each message's envelope sender with
+	// its delivery's VERP address, so that a bounce names the delivery.
+	// Messages without a ledger key keep theirs.
+	ReturnPath *ReturnPath
 	// IdleTimeout closes connections that sat unused in the pool for
 	// longer, before a server drops them. Zero means 30s.
 	IdleTimeout time.Duration
@@ -134,6 +138,11 @@ func (c Config) Validate() error {
 	}
 	if c.Auth != nil && (c.Auth.Username == "" || c.Auth.Password == "") {
 		errs = append(errs, errors.New("AUTH needs a user name and a password"))
+	}
+	if c.ReturnPath != nil {
+		if err := c.ReturnPath.Validate(); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("%w: %w", ErrRelayConfig, err)
@@ -211,6 +220,7 @@ func (p *Pool) Idempotent() bool { return false }
 // connection works through the batch in turn, sending the next message's
 // envelope behind the current one's content when the server pipelines.
 func (p *Pool) Send(ctx context.Context, msgs []*provider.Message) []provider.Result {
+	msgs = p.withReturnPath(msgs)
 	out := make([]provider.Result, len(msgs))
 	var next atomic.Int64
 	claim := func() int {
@@ -241,6 +251,26 @@ func (p *Pool) SendOne(ctx context.Context, from, to string, msg []byte) provide
 		return 0
 	})
 	return out[0]
+}
+
+// withReturnPath returns msgs with each envelope sender replaced by its
+// delivery's VERP address, when the pool has a return path. The caller's
+// messages are not changed.
+func (p *Pool) withReturnPath(msgs []*provider.Message) []*provider.Message {
+	rp := p.cfg.ReturnPath
+	if rp == nil {
+		return msgs
+	}
+	out := make([]*provider.Message, len(msgs))
+	for i, m := range msgs {
+		out[i] = m
+		if key, ok := parseDeliveryKey(m.Key); ok {
+			c := *m
+			c.From = rp.VERP(key)
+			out[i] = &c
+		}
+	}
+	return out
 }
 
 // stream sends the messages claim hands out, one connection at a time.
