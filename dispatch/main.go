@@ -8,9 +8,12 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/signal"
 	"strings"
@@ -52,6 +55,7 @@ type settings struct {
 	service.Common
 	Receive        messaging.ReceiveConfig
 	SMTP           smtpout.Config
+	SMTPSecurity   smtpSecurity
 	LookupURL      string
 	ESP            espout.Config
 	SES            sesout.Config
@@ -76,6 +80,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		return service.Migrate(ctx, "dispatch", args[1:], getenv, stdout)
 	}
 	var cfg settings
+	var err error
 	set := config.New("dispatch", getenv)
 	cfg.Define(set, ":8083")
 	set.Int(&cfg.Receive.Streams, "streams", "HERALD_STREAMS", 4, "Pub/Sub streaming pulls")
@@ -87,6 +92,15 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	set.Int(&cfg.SMTP.MaxPerConn, "smtp-max-per-conn", "HERALD_SMTP_MAX_PER_CONN", 1000, "messages per SMTP connection before it is recycled")
 	set.Bool(&cfg.SMTP.NoChunking, "smtp-no-chunking", "HERALD_SMTP_NO_CHUNKING", false, "send with DATA even where the relay offers BDAT (CHUNKING)")
 	set.Duration(&cfg.SMTP.Timeout, "smtp-timeout", "HERALD_SMTP_TIMEOUT", 30*time.Second, "timeout of each SMTP command and of the final reply")
+	sec := &cfg.SMTPSecurity
+	set.String(&sec.TLS, "smtp-tls", "HERALD_SMTP_TLS", string(smtpout.StartTLS), "how the SMTP relay is reached: starttls (required, port 587), implicit (TLS from the first byte, port 465) or none (plain text, loopback only, with -smtp-insecure-loopback)")
+	set.Bool(&sec.InsecureLoopback, "smtp-insecure-loopback", "HERALD_SMTP_INSECURE_LOOPBACK", false, "allow -smtp-tls=none, for a relay on a loopback address only (tests, a local catcher)")
+	set.String(&sec.CAFile, "smtp-ca-file", "HERALD_SMTP_CA_FILE", "", "PEM file of the CA certificates that verify the SMTP relay; empty: the system's roots")
+	set.String(&sec.Username, "smtp-username", "HERALD_SMTP_USERNAME", "", "user name for SMTP AUTH (PLAIN, else LOGIN), sent only over TLS; empty: no AUTH")
+	set.Secret(&sec.Password, "smtp-password", "HERALD_SMTP_PASSWORD", "", "password for SMTP AUTH; prefer the environment variable or -smtp-password-file to the flag")
+	set.String(&sec.PasswordFile, "smtp-password-file", "HERALD_SMTP_PASSWORD_FILE", "", "file holding the password for SMTP AUTH (a mounted Secret)")
+	set.String(&sec.ReturnDomain, "smtp-return-domain", "HERALD_SMTP_RETURN_DOMAIN", "", "domain of the per-delivery VERP envelope sender bounce+<token>@domain, whose MX takes bounces; empty: the batch's sender")
+	set.Secret(&sec.VERPSecret, "smtp-verp-secret", "HERALD_SMTP_VERP_SECRET", "", "secret (16 bytes or more) that signs VERP tokens, so forged bounce addresses are refused")
 	set.String(&cfg.LookupURL, "smtp-lookup-url", "HERALD_SMTP_LOOKUP_URL", "", "the SMTP provider's message lookup endpoint, used to reconcile sends with unknown outcome; empty: such sends are recorded ambiguous")
 	set.String(&cfg.ESP.BaseURL, "esp-url", "HERALD_ESP_URL", "", "base URL of the HTTP email API (provider \"esp\")")
 	set.Secret(&cfg.ESP.APIKey, "esp-key", "HERALD_ESP_KEY", "", "API key of the HTTP email API")
@@ -119,6 +133,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	}
 	if err := validate(cfg); err != nil {
 		return err
+	}
+	if usesSMTP(cfg.EmailProviders) {
+		if cfg.SMTP, err = secureSMTP(cfg.SMTP, cfg.SMTPSecurity, os.ReadFile); err != nil {
+			return err
+		}
 	}
 	rules, err := mailbox.Parse(cfg.MailboxDomains)
 	if err != nil {
@@ -328,4 +347,95 @@ func newSendGrid(cfg settings, readFile func(string) ([]byte, error)) (provider.
 		return nil, fmt.Errorf("sendgrid key: %w", err)
 	}
 	return sendgridout.New(cfg.SendGrid)
+}
+
+// smtpSecurity is how dispatch reaches its SMTP relay, as the flags give it;
+// secureSMTP turns it into the pool's settings.
+type smtpSecurity struct {
+	TLS              string
+	InsecureLoopback bool
+	CAFile           string
+	Username         string
+	Password         string
+	PasswordFile     string
+	ReturnDomain     string
+	VERPSecret       string
+}
+
+func usesSMTP(providers string) bool {
+	for _, name := range strings.Split(providers, ",") {
+		if strings.TrimSpace(name) == "smtp" {
+			return true
+		}
+	}
+	return false
+}
+
+// secureSMTP completes the pool's settings with TLS, AUTH and VERP, reading
+// the CA and password files with readFile. Plain text needs both the
+// explicit -smtp-insecure-loopback and a relay on a loopback address, so
+// neither a typo nor a copied flag sends credentials or mail in the clear
+// across a network. The password is never part of an error.
+func secureSMTP(cfg smtpout.Config, sec smtpSecurity, readFile func(string) ([]byte, error)) (smtpout.Config, error) {
+	var errs []error
+	host, _, _ := net.SplitHostPort(cfg.Addr)
+	cfg.TLSMode = smtpout.TLSMode(sec.TLS)
+	switch cfg.TLSMode {
+	case smtpout.StartTLS, smtpout.ImplicitTLS:
+	case smtpout.NoTLS:
+		if !sec.InsecureLoopback {
+			errs = append(errs, errors.New("-smtp-tls=none needs -smtp-insecure-loopback"))
+		}
+	default:
+		errs = append(errs, fmt.Errorf("-smtp-tls=%q: want starttls, implicit or none", sec.TLS))
+	}
+	if sec.InsecureLoopback && !smtpout.IsLoopback(host) {
+		errs = append(errs, fmt.Errorf("-smtp-insecure-loopback is for a relay on a loopback address, not %q", host))
+	}
+	if sec.CAFile != "" {
+		pem, err := readFile(sec.CAFile)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("read -smtp-ca-file: %w", err))
+		} else {
+			roots := x509.NewCertPool()
+			if !roots.AppendCertsFromPEM(pem) {
+				errs = append(errs, fmt.Errorf("-smtp-ca-file %s holds no PEM certificate", sec.CAFile))
+			}
+			cfg.TLS = &tls.Config{RootCAs: roots}
+		}
+	}
+	password := sec.Password
+	switch {
+	case sec.Password != "" && sec.PasswordFile != "":
+		errs = append(errs, errors.New("give the SMTP password once: HERALD_SMTP_PASSWORD or -smtp-password-file"))
+	case sec.PasswordFile != "":
+		b, err := readFile(sec.PasswordFile)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("read -smtp-password-file: %w", err))
+		}
+		// A file written with echo or an editor ends in a newline that is
+		// no part of the password.
+		password = strings.TrimRight(string(b), "\r\n")
+	}
+	switch {
+	case sec.Username != "" && password == "" && sec.PasswordFile == "":
+		errs = append(errs, errors.New("-smtp-username needs a password: HERALD_SMTP_PASSWORD or -smtp-password-file"))
+	case sec.Username == "" && (password != "" || sec.PasswordFile != ""):
+		errs = append(errs, errors.New("an SMTP password needs -smtp-username"))
+	case sec.Username != "":
+		cfg.Auth = &smtpout.Auth{Username: sec.Username, Password: password}
+	}
+	switch {
+	case sec.ReturnDomain != "":
+		cfg.ReturnPath = &smtpout.ReturnPath{Domain: sec.ReturnDomain, Secret: []byte(sec.VERPSecret)}
+	case sec.VERPSecret != "":
+		errs = append(errs, errors.New("-smtp-verp-secret needs -smtp-return-domain"))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return cfg, err
+	}
+	if err := cfg.Validate(); err != nil {
+		return cfg, fmt.Errorf("smtp relay: %w", err)
+	}
+	return cfg, nil
 }

@@ -155,6 +155,18 @@ func TestJobDeliversPersonalizedEmailToEveryRecipient(t *testing.T) {
 		byEmail[tn.Customer(i).Email] = i
 	}
 	best := bestSellers(tn)
+	// The relay requires STARTTLS and AUTH; every message went from its
+	// own VERP return path.
+	if st := st.Mail.Stats(); st.RefusedMail != 0 || st.AuthFailures != 0 {
+		t.Fatalf("the relay refused %d MAIL commands and %d logins", st.RefusedMail, st.AuthFailures)
+	}
+	returnPaths := map[string]bool{}
+	for _, m := range msgs {
+		if !strings.HasPrefix(m.From, "bounce+") || !strings.HasSuffix(m.From, "@"+stack.ReturnDomain) || returnPaths[m.From] {
+			t.Fatalf("message %s went from %q, want a return path of its own at %s", m.MessageID, m.From, stack.ReturnDomain)
+		}
+		returnPaths[m.From] = true
+	}
 	for _, m := range msgs {
 		if len(m.To) != 1 {
 			t.Fatalf("message %s has recipients %v, want one", m.MessageID, m.To)

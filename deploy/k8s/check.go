@@ -682,7 +682,37 @@ func checkRouting(m *manifest) []error {
 					errs = append(errs, fmt.Errorf("Deployment %s: HERALD_SMTP_ADDR %q is not covered by a ServiceEntry host and port", d.Name, v))
 				}
 			}
+			if _, ok := env["HERALD_SMTP_ADDR"]; ok {
+				errs = append(errs, checkSMTPSecurity(d.Name, env)...)
+			}
 		}
+	}
+	return errs
+}
+
+// checkSMTPSecurity holds a cluster's SMTP relay to what a relay across the
+// network needs: TLS (plain text is for a catcher on loopback), and the
+// AUTH password and VERP secret from Secrets, never from a literal in git.
+func checkSMTPSecurity(deployment string, env map[string]string) []error {
+	var errs []error
+	switch v := env["HERALD_SMTP_TLS"]; v {
+	case "", "starttls", "implicit":
+	default:
+		errs = append(errs, fmt.Errorf("Deployment %s: HERALD_SMTP_TLS=%q: a cluster reaches its relay with starttls or implicit", deployment, v))
+	}
+	if v := env["HERALD_SMTP_INSECURE_LOOPBACK"]; v != "" && v != "false" {
+		errs = append(errs, fmt.Errorf("Deployment %s: HERALD_SMTP_INSECURE_LOOPBACK is for tests on loopback", deployment))
+	}
+	for _, name := range []string{"HERALD_SMTP_PASSWORD", "HERALD_SMTP_VERP_SECRET"} {
+		if v, ok := env[name]; ok && !strings.HasPrefix(v, "<secret ") {
+			errs = append(errs, fmt.Errorf("Deployment %s: %s must come from a Secret", deployment, name))
+		}
+	}
+	if env["HERALD_SMTP_USERNAME"] != "" && env["HERALD_SMTP_PASSWORD"] == "" && env["HERALD_SMTP_PASSWORD_FILE"] == "" {
+		errs = append(errs, fmt.Errorf("Deployment %s: HERALD_SMTP_USERNAME without HERALD_SMTP_PASSWORD from a Secret", deployment))
+	}
+	if env["HERALD_SMTP_RETURN_DOMAIN"] != "" && env["HERALD_SMTP_VERP_SECRET"] == "" {
+		errs = append(errs, fmt.Errorf("Deployment %s: HERALD_SMTP_RETURN_DOMAIN without HERALD_SMTP_VERP_SECRET from a Secret", deployment))
 	}
 	return errs
 }

@@ -441,6 +441,33 @@ func TestChecksCatch(t *testing.T) {
 			}
 			return objs
 		}, "HERALD_SMTP_ADDR"},
+		{"SMTP relay in plain text", "prod", func(objs []Object) []Object {
+			for _, cm := range Of[*corev1.ConfigMap](objs) {
+				if strings.HasPrefix(cm.Name, "dispatch") {
+					cm.Data["HERALD_SMTP_TLS"] = "none"
+				}
+			}
+			return objs
+		}, "HERALD_SMTP_TLS=\"none\""},
+		{"SMTP password in git", "dev", func(objs []Object) []Object {
+			c := &deployment(objs, "dispatch").Spec.Template.Spec.Containers[0]
+			for i := range c.Env {
+				if c.Env[i].Name == "HERALD_SMTP_PASSWORD" {
+					c.Env[i].ValueFrom, c.Env[i].Value = nil, "hunter2"
+				}
+			}
+			return objs
+		}, "HERALD_SMTP_PASSWORD must come from a Secret"},
+		{"SMTP user without a password", "prod", func(objs []Object) []Object {
+			c := &deployment(objs, "dispatch").Spec.Template.Spec.Containers[0]
+			c.Env = slices.DeleteFunc(c.Env, func(e corev1.EnvVar) bool { return e.Name == "HERALD_SMTP_PASSWORD" })
+			return objs
+		}, "HERALD_SMTP_USERNAME without HERALD_SMTP_PASSWORD"},
+		{"VERP without its secret", "prod", func(objs []Object) []Object {
+			c := &deployment(objs, "dispatch").Spec.Template.Spec.Containers[0]
+			c.Env = slices.DeleteFunc(c.Env, func(e corev1.EnvVar) bool { return e.Name == "HERALD_SMTP_VERP_SECRET" })
+			return objs
+		}, "HERALD_SMTP_RETURN_DOMAIN without HERALD_SMTP_VERP_SECRET"},
 		{"Canary target port no container has", "prod", func(objs []Object) []Object {
 			for _, c := range Of[*Canary](objs) {
 				if c.Name == "render" {

@@ -1,6 +1,7 @@
 // Package stack runs Herald on one machine with real parts: a throwaway
 // PostgreSQL, the Pub/Sub emulator (or Google's fake where gcloud is
-// absent), a mail catcher that speaks SMTP, the four services as separate
+// absent), a mail catcher that speaks SMTP as a submission relay does
+// (STARTTLS and AUTH required), the four services as separate
 // processes, and the local edge in front of ingest enforcing the Istio
 // policy files from deploy/k8s. `make demo`, `make bench` and the end-to-end tests
 // all start Herald through it, so they exercise the same wiring.
@@ -125,6 +126,7 @@ type Stack struct {
 	cluster   *devpg.Cluster
 	pubsub    *devpubsub.Server
 	mailHTTP  *http.Server
+	relay     *relay // the mail catcher's TLS and credentials
 	mu        sync.Mutex
 	procs     map[string]*Proc
 	addrs     map[string]string
@@ -299,7 +301,15 @@ func (s *Stack) startServers(ctx context.Context) error {
 	if s.Project == "" {
 		s.Project = "herald-local"
 	}
-	mail, err := mailcatch.Start(ctx, mailcatch.Options{Maildir: s.opts.Maildir, MaxFiles: s.opts.MaxMailFiles, Domain: "mail.herald.test", Log: s.log})
+	relay, err := newRelay(s.Dir)
+	if err != nil {
+		return err
+	}
+	s.relay = relay
+	mail, err := mailcatch.Start(ctx, mailcatch.Options{
+		Maildir: s.opts.Maildir, MaxFiles: s.opts.MaxMailFiles, Domain: "mail.herald.test", Log: s.log,
+		TLSConfig: s.relay.tls, RequireTLS: true, Auth: &s.relay.creds,
+	})
 	if err != nil {
 		return err
 	}
@@ -364,7 +374,8 @@ func (s *Stack) env(name string) []string {
 			"HERALD_EDGE_JWKS="+filepath.Join(s.Dir, "jwks.json"),
 		)
 	case "dispatch":
-		env = append(env, "HERALD_SMTP_ADDR="+s.Mail.SMTPAddr(), "HERALD_DB_MAX_CONNS=24")
+		env = append(env, s.relay.env(s.Mail.SMTPAddr())...)
+		env = append(env, "HERALD_DB_MAX_CONNS=24")
 		providers := s.opts.EmailProviders
 		if s.ESP != nil {
 			env = append(env, "HERALD_ESP_URL="+s.ESP.URL(), "HERALD_ESP_KEY="+espKey)

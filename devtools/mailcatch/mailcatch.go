@@ -5,8 +5,13 @@
 // and the JSON API; benchmarks run it in sink mode, where message bodies are
 // read and dropped.
 //
-// Every sender and recipient is accepted without authentication. Only the
-// header block of each message is parsed, for its Message-ID and Subject.
+// By default every sender and recipient is accepted without authentication,
+// over plain text or STARTTLS. Options make it behave like a submission
+// relay instead (RFC 6409, RFC 8314): TLS required before MAIL, implicit TLS
+// from the first byte as on port 465, and AUTH PLAIN or LOGIN (RFC 4954)
+// with one set of credentials, offered only inside TLS and required before
+// MAIL. Only the header block of each message is parsed, for its Message-ID
+// and Subject.
 // Per message the server keeps the metadata that Messages returns, sharing
 // the strings of repeated senders and recipients, so a million messages cost
 // a few hundred bytes each.
@@ -15,6 +20,7 @@ package mailcatch
 import (
 	"bufio"
 	"context"
+	"crypto/subtle"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -32,6 +38,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
 )
 
@@ -77,8 +84,30 @@ type Options struct {
 	Log *slog.Logger
 	// TLSConfig, when set, makes the server offer STARTTLS (RFC 3207) with
 	// it, so that senders can be tested over TLS. Plain connections are
-	// still accepted.
+	// still accepted unless RequireTLS is set.
 	TLSConfig *tls.Config
+	// RequireTLS refuses MAIL over a connection that is not encrypted, as a
+	// submission relay does, so that a sender which skips STARTTLS is
+	// caught. It needs TLSConfig.
+	RequireTLS bool
+	// ImplicitTLS makes the listener speak TLS from the first byte, as on
+	// port 465 (RFC 8314), instead of offering STARTTLS. It needs
+	// TLSConfig.
+	ImplicitTLS bool
+	// Auth, when set, offers AUTH PLAIN and LOGIN inside TLS only (never
+	// over plain text) and refuses MAIL from a client that has not
+	// authenticated with these credentials. It needs TLSConfig.
+	Auth *Credentials
+	// AuthMechanisms, when set, narrows what AUTH offers to these of PLAIN
+	// and LOGIN, so that a client's choice of mechanism can be tested.
+	AuthMechanisms []string
+}
+
+// Credentials are the one user name and password a catcher with
+// Options.Auth accepts.
+type Credentials struct {
+	Username string
+	Password string
 }
 
 // Stats counts what the server accepted. Messages and recipients refused by
@@ -104,6 +133,12 @@ type Stats struct {
 	DuplicateRecipients int64 `json:"duplicate_recipients"`
 	// Rejected is the number of messages the fault hook refused.
 	Rejected int64 `json:"rejected"`
+	// AuthFailures is the number of AUTH exchanges refused for wrong
+	// credentials.
+	AuthFailures int64 `json:"auth_failures"`
+	// RefusedMail is the number of MAIL commands refused because the
+	// connection was not encrypted or not authenticated as required.
+	RefusedMail int64 `json:"refused_mail"`
 }
 
 // Message describes an accepted message.
@@ -152,7 +187,11 @@ type Server struct {
 	files    atomic.Int64 // files kept or being written
 	host     string       // Domain made safe for file names
 	log      *slog.Logger
-	handler  http.Handler
+	// requireTLS and auth are Options.RequireTLS and Options.Auth.
+	requireTLS bool
+	auth       *Credentials
+	mechs      []string
+	handler    http.Handler
 
 	fault     atomic.Pointer[FaultFunc]
 	fileSeq   atomic.Uint64
@@ -185,14 +224,28 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	if domain == "" {
 		domain = "mailcatch.localhost"
 	}
+	if opts.TLSConfig == nil && (opts.RequireTLS || opts.ImplicitTLS || opts.Auth != nil) {
+		return nil, errors.New("start mailcatch: RequireTLS, ImplicitTLS and Auth need TLSConfig")
+	}
 
 	s := &Server{
-		host:      fileSafe(domain),
-		log:       log,
-		serveDone: make(chan struct{}),
-		ids:       make(map[string]struct{}),
-		rcpts:     make(map[string]string),
-		senders:   make(map[string]string),
+		host:       fileSafe(domain),
+		log:        log,
+		requireTLS: opts.RequireTLS,
+		auth:       opts.Auth,
+		mechs:      []string{sasl.Plain, sasl.Login},
+		serveDone:  make(chan struct{}),
+		ids:        make(map[string]struct{}),
+		rcpts:      make(map[string]string),
+		senders:    make(map[string]string),
+	}
+	if len(opts.AuthMechanisms) > 0 {
+		s.mechs = slices.Clone(opts.AuthMechanisms)
+	}
+	for _, m := range s.mechs {
+		if m != sasl.Plain && m != sasl.Login {
+			return nil, fmt.Errorf("start mailcatch: unknown AUTH mechanism %q", m)
+		}
 	}
 	s.drained = sync.NewCond(&s.mu)
 	s.readers.New = func() any { return bufio.NewReaderSize(nil, 4096) }
@@ -216,7 +269,7 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 			nc = tc.NetConn()
 		}
 		bc, _ := nc.(*batchConn)
-		return &session{srv: s, conn: bc}, nil
+		return &session{srv: s, smtp: c, conn: bc}, nil
 	}))
 	srv.Domain = domain
 	srv.MaxMessageBytes = MaxMessageBytes
@@ -237,13 +290,20 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	s.ln = ln
 	s.addr = ln.Addr().String()
 	s.handler = s.newHandler()
+	var served net.Listener = batchListener{ln}
+	if opts.ImplicitTLS {
+		// TLS above batchConn: the handshake's records, like replies, go
+		// out when the server next waits for the client.
+		served = tls.NewListener(served, opts.TLSConfig)
+	}
 	go func() {
 		defer close(s.serveDone)
-		if err := srv.Serve(batchListener{ln}); err != nil {
+		if err := srv.Serve(served); err != nil {
 			log.Error("serve smtp", "err", err)
 		}
 	}()
-	log.Info("mailcatch listening", "smtp", s.addr, "maildir", s.maildir)
+	log.Info("mailcatch listening", "smtp", s.addr, "maildir", s.maildir,
+		"implicit_tls", opts.ImplicitTLS, "require_tls", opts.RequireTLS, "auth", opts.Auth != nil)
 	return s, nil
 }
 
@@ -357,12 +417,15 @@ func (s *Server) message(r *record) Message {
 }
 
 // session holds one SMTP connection's transaction state. go-smtp calls its
-// methods from the connection's goroutine.
+// methods from the connection's goroutine, and starts a new session after
+// STARTTLS, so authed never outlives the plain-text part of a connection.
 type session struct {
-	srv  *Server
-	conn *batchConn // nil if the connection is not one of ours
-	from string
-	to   []string
+	srv    *Server
+	smtp   *smtp.Conn
+	conn   *batchConn // nil if the connection is not one of ours
+	authed bool
+	from   string
+	to     []string
 }
 
 func (ss *session) Reset() {
@@ -372,9 +435,121 @@ func (ss *session) Reset() {
 
 func (ss *session) Logout() error { return nil }
 
+// Refusals of MAIL on a relay that requires TLS or AUTH, worded as
+// submission servers word them (RFC 3207 section 4, RFC 4954 section 6).
+var (
+	errTLSRequired = &smtp.SMTPError{
+		Code:         530,
+		EnhancedCode: smtp.EnhancedCode{5, 7, 0},
+		Message:      "Must issue a STARTTLS command first",
+	}
+	errAuthRequired = &smtp.SMTPError{
+		Code:         530,
+		EnhancedCode: smtp.EnhancedCode{5, 7, 0},
+		Message:      "Authentication required",
+	}
+)
+
 func (ss *session) Mail(from string, _ *smtp.MailOptions) error {
+	_, encrypted := ss.smtp.TLSConnectionState()
+	var refusal error
+	switch {
+	case ss.srv.requireTLS && !encrypted:
+		refusal = errTLSRequired
+	case ss.srv.auth != nil && !ss.authed:
+		refusal = errAuthRequired
+	}
+	if refusal != nil {
+		ss.srv.mu.Lock()
+		ss.srv.stats.RefusedMail++
+		ss.srv.mu.Unlock()
+		return refusal
+	}
 	ss.from = from
 	return nil
+}
+
+// AuthMechanisms lists what AUTH takes. go-smtp offers them only over TLS
+// (Server.AllowInsecureAuth stays false) and answers AUTH over plain text
+// with a refusal, before any credentials are read.
+func (ss *session) AuthMechanisms() []string {
+	if ss.srv.auth == nil {
+		return nil
+	}
+	return ss.srv.mechs
+}
+
+// Auth starts one AUTH exchange.
+func (ss *session) Auth(mech string) (sasl.Server, error) {
+	if ss.srv.auth == nil {
+		return nil, smtp.ErrAuthUnsupported
+	}
+	if !slices.Contains(ss.srv.mechs, mech) {
+		return nil, smtp.ErrAuthUnknownMechanism
+	}
+	switch mech {
+	case sasl.Plain:
+		return sasl.NewPlainServer(func(identity, username, password string) error {
+			if identity != "" && identity != username {
+				return ss.srv.authFailed()
+			}
+			return ss.login(username, password)
+		}), nil
+	case sasl.Login:
+		return &loginServer{check: ss.login}, nil
+	}
+	return nil, smtp.ErrAuthUnknownMechanism
+}
+
+// login checks credentials in constant time and marks the session
+// authenticated.
+func (ss *session) login(username, password string) error {
+	want := ss.srv.auth
+	userOK := subtle.ConstantTimeCompare([]byte(username), []byte(want.Username))
+	passOK := subtle.ConstantTimeCompare([]byte(password), []byte(want.Password))
+	if userOK&passOK != 1 {
+		return ss.srv.authFailed()
+	}
+	ss.authed = true
+	return nil
+}
+
+// authFailed counts a refused AUTH and returns its reply, 535 5.7.8.
+func (s *Server) authFailed() error {
+	s.mu.Lock()
+	s.stats.AuthFailures++
+	s.mu.Unlock()
+	return smtp.ErrAuthFailed
+}
+
+// loginServer is the server side of the LOGIN mechanism
+// (draft-murchison-sasl-login), which go-sasl implements only as a client
+// and which many relays still offer beside PLAIN: the user name and then
+// the password, each asked for with a challenge. A client may send the user
+// name as the initial response.
+type loginServer struct {
+	check    func(username, password string) error
+	username []byte
+	step     int
+}
+
+func (l *loginServer) Next(response []byte) (challenge []byte, done bool, err error) {
+	switch l.step {
+	case 0:
+		l.step = 1
+		if response == nil {
+			return []byte("Username:"), false, nil
+		}
+		fallthrough
+	case 1:
+		l.username = response
+		l.step = 2
+		return []byte("Password:"), false, nil
+	case 2:
+		l.step = 3
+		return nil, true, l.check(string(l.username), string(response))
+	}
+	return nil, false, sasl.ErrUnexpectedClientResponse
 }
 
 func (ss *session) Rcpt(to string, _ *smtp.RcptOptions) error {

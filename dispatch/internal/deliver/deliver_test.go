@@ -62,7 +62,7 @@ func newRig(t *testing.T, recipients int) *rig {
 	t.Cleanup(func() { _ = mail.Close() })
 	api := httptest.NewServer(mail.Handler())
 	t.Cleanup(api.Close)
-	pool := smtpout.NewPool(smtpout.Config{Addr: mail.SMTPAddr(), Conns: 2, Timeout: 10 * time.Second})
+	pool := smtpout.NewPool(smtpout.Config{Addr: mail.SMTPAddr(), TLSMode: smtpout.NoTLS, Conns: 2, Timeout: 10 * time.Second})
 	t.Cleanup(pool.Close)
 
 	reg := prometheus.NewRegistry()

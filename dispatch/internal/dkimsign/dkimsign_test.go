@@ -299,7 +299,7 @@ func TestSignedMailVerifiesAtTheReceiver(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer mc.Close()
-	pool := smtpout.NewPool(smtpout.Config{Addr: mc.SMTPAddr(), Conns: 2, Timeout: 5 * time.Second})
+	pool := smtpout.NewPool(smtpout.Config{Addr: mc.SMTPAddr(), TLSMode: smtpout.NoTLS, Conns: 2, Timeout: 5 * time.Second})
 	defer pool.Close()
 	s := newSigner(t, "rsa-2048")
 	bodies := []string{"plain\r\n", ".leading dot\r\n..two\r\n.\r\n", "bare\nline ends\rhere", "no final line end"}

@@ -32,7 +32,7 @@ func BenchmarkPool(b *testing.B) {
 	for _, size := range []int{1 << 10, 8 << 10} {
 		b.Run(fmt.Sprintf("client=herald-batch/size=%dKiB", size>>10), func(b *testing.B) {
 			srv := startSink(b)
-			pool := smtpout.NewPool(smtpout.Config{Addr: srv.addr, HeloName: "bench.test", Conns: conns, Timeout: 10 * time.Second})
+			pool := smtpout.NewPool(smtpout.Config{Addr: srv.addr, HeloName: "bench.test", Conns: conns, Timeout: 10 * time.Second, TLSMode: smtpout.NoTLS})
 			defer pool.Close()
 			// Batches of 100, as dispatch sends a claimed chunk.
 			batch := make([]*provider.Message, 100)
@@ -55,7 +55,7 @@ func BenchmarkPool(b *testing.B) {
 		})
 		b.Run(fmt.Sprintf("client=herald-one/size=%dKiB", size>>10), func(b *testing.B) {
 			srv := startSink(b)
-			pool := smtpout.NewPool(smtpout.Config{Addr: srv.addr, HeloName: "bench.test", Conns: conns, Timeout: 10 * time.Second})
+			pool := smtpout.NewPool(smtpout.Config{Addr: srv.addr, HeloName: "bench.test", Conns: conns, Timeout: 10 * time.Second, TLSMode: smtpout.NoTLS})
 			defer pool.Close()
 			runSink(b, srv, size, conns, func() func(to string, msg []byte) error {
 				return func(to string, msg []byte) error {

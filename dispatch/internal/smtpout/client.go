@@ -5,10 +5,13 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"crypto/x509"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
 	"net"
+	"slices"
 	"strings"
 	"time"
 
@@ -45,18 +48,29 @@ const (
 	writeBufferSize = 32 << 10
 )
 
-// dial opens a session: greeting, EHLO, and STARTTLS when configured and
-// offered. Its errors are transport errors or *replyError.
+// dial opens a session: greeting, EHLO, TLS as cfg.TLSMode says, and AUTH
+// when configured. Its errors are transport errors, *replyError, or wrap
+// ErrRelayConfig.
 func dial(ctx context.Context, cfg *Config, tlsConfig *tls.Config) (*conn, error) {
 	d := net.Dialer{Timeout: cfg.Timeout}
 	nc, err := d.DialContext(ctx, "tcp", cfg.Addr)
 	if err != nil {
 		return nil, err
 	}
-	c := &conn{nc: nc, br: bufio.NewReaderSize(nc, readBufferSize), cw: &countingWriter{w: nc}}
+	c := &conn{nc: nc, cw: &countingWriter{w: nc}}
+	if cfg.TLSMode == ImplicitTLS {
+		_ = nc.SetDeadline(deadline(ctx, cfg.Timeout))
+		tc := tls.Client(nc, tlsConfig)
+		if err := tc.HandshakeContext(ctx); err != nil {
+			_ = nc.Close()
+			return nil, handshakeError("implicit tls", err)
+		}
+		c.nc, c.cw.w, c.tls = tc, tc, true
+	}
+	c.br = bufio.NewReaderSize(c.nc, readBufferSize)
 	c.bw = bufio.NewWriterSize(c.cw, writeBufferSize)
 	if err := c.open(ctx, cfg, tlsConfig); err != nil {
-		_ = nc.Close()
+		_ = c.nc.Close()
 		return nil, err
 	}
 	return c, nil
@@ -77,9 +91,10 @@ func (c *conn) open(ctx context.Context, cfg *Config, tlsConfig *tls.Config) err
 	if err := c.hello(cfg.HeloName); err != nil {
 		return err
 	}
-	_, offered := c.ext["STARTTLS"]
-	switch {
-	case tlsConfig != nil && offered:
+	if cfg.TLSMode == StartTLS {
+		if _, offered := c.ext["STARTTLS"]; !offered {
+			return fmt.Errorf("%w: the relay offers no STARTTLS, and TLS is required", ErrRelayConfig)
+		}
 		arm()
 		if err := c.startTLS(ctx, tlsConfig); err != nil {
 			return err
@@ -88,10 +103,80 @@ func (c *conn) open(ctx context.Context, cfg *Config, tlsConfig *tls.Config) err
 		if err := c.hello(cfg.HeloName); err != nil {
 			return err
 		}
-	case cfg.RequireTLS:
-		return errors.New("server does not offer STARTTLS")
+	}
+	if cfg.Auth != nil {
+		arm()
+		if err := c.authenticate(cfg.Auth); err != nil {
+			return err
+		}
 	}
 	c.chunking = c.chunking && !cfg.NoChunking
+	return nil
+}
+
+// handshakeError wraps a failed TLS handshake; one that failed because the
+// relay's certificate does not verify is a configuration error, since
+// trying again meets the same certificate.
+func handshakeError(step string, err error) error {
+	var verr *tls.CertificateVerificationError
+	var herr x509.HostnameError
+	if errors.As(err, &verr) || errors.As(err, &herr) {
+		return fmt.Errorf("%s: %w: %w", step, ErrRelayConfig, err)
+	}
+	return fmt.Errorf("%s: %w", step, err)
+}
+
+// authenticate runs AUTH (RFC 4954) with PLAIN where the relay offers it,
+// else LOGIN. It refuses to run over a connection that is not encrypted,
+// whatever the configuration says, so credentials never travel in plain
+// text. The password never appears in an error.
+func (c *conn) authenticate(a *Auth) error {
+	if !c.tls {
+		return fmt.Errorf("%w: credentials are never sent before TLS", ErrRelayConfig)
+	}
+	offered, ok := c.ext["AUTH"]
+	if !ok {
+		return fmt.Errorf("%w: the relay offers no AUTH, and credentials are configured", ErrRelayConfig)
+	}
+	mechs := strings.Fields(strings.ToUpper(offered))
+	b64 := base64.StdEncoding.EncodeToString
+	var lines []string // what to send, each after a 334 challenge but the first
+	switch {
+	case slices.Contains(mechs, "PLAIN"):
+		lines = []string{"AUTH PLAIN " + b64([]byte("\x00"+a.Username+"\x00"+a.Password))}
+	case slices.Contains(mechs, "LOGIN"):
+		lines = []string{"AUTH LOGIN", b64([]byte(a.Username)), b64([]byte(a.Password))}
+	default:
+		return fmt.Errorf("%w: the relay offers AUTH %s, neither PLAIN nor LOGIN", ErrRelayConfig, offered)
+	}
+	for i, line := range lines {
+		_, _ = c.bw.WriteString(line + "\r\n")
+		if err := c.bw.Flush(); err != nil {
+			return fmt.Errorf("auth: %w", err)
+		}
+		r, err := readReply(c.br, true, nil)
+		if err != nil {
+			return fmt.Errorf("auth: %w", err)
+		}
+		last := i == len(lines)-1
+		switch {
+		case r.code == 235 && last:
+			return nil
+		case r.code == 334 && !last:
+			continue
+		case r.code >= 500 || r.code/100 == 2 || r.code == 334:
+			// Refused credentials (535), a mechanism the relay will not
+			// take (534, 538), or an exchange that is not the one expected:
+			// each time the same. A stray 334 is ended with "*".
+			if r.code == 334 {
+				_, _ = c.bw.WriteString("*\r\n")
+				_ = c.bw.Flush()
+			}
+			return fmt.Errorf("%w: the relay refused AUTH for %s: %s", ErrRelayConfig, a.Username, r)
+		default:
+			return &replyError{"AUTH", r}
+		}
+	}
 	return nil
 }
 
@@ -158,7 +243,7 @@ func (c *conn) startTLS(ctx context.Context, cfg *tls.Config) error {
 	}
 	tc := tls.Client(c.nc, cfg)
 	if err := tc.HandshakeContext(ctx); err != nil {
-		return fmt.Errorf("starttls: %w", err)
+		return handshakeError("starttls", err)
 	}
 	c.nc = tc
 	c.br.Reset(tc)
@@ -340,6 +425,14 @@ func (c *conn) refused(step string, r reply, dataOpen bool, ioErr error) (provid
 		res.Outcome = provider.Deferred
 	}
 	res.Reason = step + ": " + res.Reason
+	if r.code == 530 {
+		// "Authentication required" (RFC 4954) or "Must issue a STARTTLS
+		// command first" (RFC 3207): the relay wants what this
+		// configuration does not give it. No message is at fault, so none
+		// fails; the breaker opens instead.
+		res.Outcome, res.HardBounce = provider.Deferred, false
+		res.Reason = ErrRelayConfig.Error() + ": " + res.Reason
+	}
 	if ioErr != nil || r.code == 421 { // 421: the server is closing the connection
 		return res, outcome{}
 	}
@@ -416,7 +509,9 @@ func connectFailure(err error) provider.Result {
 	var re *replyError
 	if errors.As(err, &re) {
 		res := classify(re.reply)
-		if res.Outcome != provider.Throttled {
+		// A temporary AUTH failure (454 4.7.0) is about the credentials
+		// store, not a request to slow down.
+		if res.Outcome != provider.Throttled || re.step == "AUTH" {
 			res.Outcome = provider.Deferred
 		}
 		res.HardBounce = false

@@ -29,8 +29,14 @@ func startCatcher(t *testing.T, opts mailcatch.Options) *mailcatch.Server {
 	return mc
 }
 
+// newPool returns a pool that the test closes. Without a TLS mode it sends
+// in plain text: most tests play the server on loopback and are about
+// something other than TLS, which tls_test.go covers.
 func newPool(t *testing.T, cfg smtpout.Config) *smtpout.Pool {
 	t.Helper()
+	if cfg.TLSMode == "" {
+		cfg.TLSMode = smtpout.NoTLS
+	}
 	if cfg.HeloName == "" {
 		cfg.HeloName = "client.test"
 	}
@@ -575,7 +581,7 @@ func TestCancelledContextSendsNothing(t *testing.T) {
 }
 
 func TestSendToADeadServerIsDeferred(t *testing.T) {
-	pool := smtpout.NewPool(smtpout.Config{Addr: "127.0.0.1:1", Conns: 1, Timeout: time.Second})
+	pool := smtpout.NewPool(smtpout.Config{Addr: "127.0.0.1:1", Conns: 1, Timeout: time.Second, TLSMode: smtpout.NoTLS})
 	if res := pool.SendOne(context.Background(), "a@example.com", "b@example.com", []byte("x")); res.Outcome != provider.Deferred {
 		t.Fatalf("got %v %q, want deferred: nothing can have been accepted", res.Outcome, res.Reason)
 	}
