@@ -93,17 +93,17 @@ func (c *Checker) Check(req *http.Request, reqBody []byte, resp *http.Response, 
 	r := req.Clone(ctx)
 	r.Body = io.NopCloser(bytes.NewReader(reqBody))
 	r.GetBody = nil
+	mediaType, _, _ := mime.ParseMediaType(req.Header.Get("Content-Type"))
+	lines := slices.Contains(ndjsonTypes, mediaType) && route.Operation.RequestBody != nil
 	reqOpts := &openapi3filter.Options{
 		// The edge checks the partner's token; the document only names it.
 		AuthenticationFunc:  openapi3filter.NoopAuthenticationFunc,
+		ExcludeRequestBody:  lines,
 		MultiError:          true,
 		SkipSettingDefaults: true,
 	}
 	reqOpts.WithCustomSchemaErrorFunc(schemaError)
 	in := &openapi3filter.RequestValidationInput{Request: r, PathParams: params, Route: route, Options: reqOpts}
-	mediaType, _, _ := mime.ParseMediaType(req.Header.Get("Content-Type"))
-	lines := slices.Contains(ndjsonTypes, mediaType) && route.Operation.RequestBody != nil
-	in.Options.ExcludeRequestBody = lines
 	reqErr := openapi3filter.ValidateRequest(ctx, in)
 	if lines {
 		reqErr = errors.Join(reqErr, c.checkLines(route, mediaType, reqBody))
