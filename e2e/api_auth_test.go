@@ -90,6 +90,7 @@ func TestEdgeRejectsBadCredentials(t *testing.T) {
 		return out
 	}
 	upload := `{"id":"c-new","email":"new@example.com"}` + "\n"
+	hc := checkedHTTP(t, st)
 	send := func(method, path, bearer string, header map[string]string) (int, string, string) {
 		req, _ := http.NewRequestWithContext(ctx, method, st.IngestURL+path, strings.NewReader(upload))
 		req.Header.Set("Content-Type", "application/x-ndjson")
@@ -99,7 +100,7 @@ func TestEdgeRejectsBadCredentials(t *testing.T) {
 		for k, v := range header {
 			req.Header.Set(k, v)
 		}
-		resp, err := http.DefaultClient.Do(req)
+		resp, err := hc.Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -171,7 +172,7 @@ func TestEdgeRejectsBadCredentials(t *testing.T) {
 	}
 	// The public paths need no token; ingest checks their own credential
 	// (here: a token that is not one Herald signed).
-	resp, err := http.Post(st.IngestURL+"/u/not-a-token", "application/x-www-form-urlencoded", strings.NewReader("List-Unsubscribe=One-Click"))
+	resp, err := hc.Post(st.IngestURL+"/u/not-a-token", "application/x-www-form-urlencoded", strings.NewReader("List-Unsubscribe=One-Click"))
 	if err != nil {
 		t.Fatal(err)
 	}

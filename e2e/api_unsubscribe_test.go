@@ -23,7 +23,7 @@ func TestOneClickUnsubscribeStopsLaterSends(t *testing.T) {
 	st := startStack(t, stack.Options{Maildir: t.TempDir()})
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
-	client := &stack.Client{BaseURL: st.IngestURL, Tenant: "acme"}
+	client := partnerClient(t, st, "acme")
 	tn := stack.DemoTenant{ID: "acme", Customers: 200, Items: 40, Seed: 31}
 	if err := tn.Load(ctx, client); err != nil {
 		t.Fatal(err)
@@ -57,8 +57,9 @@ func TestOneClickUnsubscribeStopsLaterSends(t *testing.T) {
 		t.Fatalf("List-Unsubscribe %q does not point at the edge's /u/", link)
 	}
 	// A mail client's one-click POST: form body, no token, no cookies.
+	hc := checkedHTTP(t, st)
 	for range 2 {
-		resp, err := http.Post(link, "application/x-www-form-urlencoded", strings.NewReader("List-Unsubscribe=One-Click"))
+		resp, err := hc.Post(link, "application/x-www-form-urlencoded", strings.NewReader("List-Unsubscribe=One-Click"))
 		if err != nil {
 			t.Fatal(err)
 		}

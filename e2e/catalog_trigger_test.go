@@ -24,7 +24,7 @@ func TestBackInStockEmailsTheInterested(t *testing.T) {
 	st := startStack(t, stack.Options{Maildir: maildir, Flags: map[string][]string{"ingest": {"-trigger-poll=200ms"}}})
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	client := &stack.Client{BaseURL: st.IngestURL, Tenant: "acme"}
+	client := partnerClient(t, st, "acme")
 	tn := stack.DemoTenant{ID: "acme", Customers: 40, Items: 30, Seed: 5}
 	if err := tn.Load(ctx, client); err != nil {
 		t.Fatal(err)

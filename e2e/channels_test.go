@@ -163,7 +163,7 @@ func TestOnsiteMessagesReachThePartnersSite(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	tn := stack.DemoTenant{ID: "acme", Customers: 500, Items: 60, Seed: 43}
-	client := &stack.Client{BaseURL: st.IngestURL, Tenant: tn.ID}
+	client := partnerClient(t, st, tn.ID)
 	if err := tn.Load(ctx, client); err != nil {
 		t.Fatal(err)
 	}
@@ -211,7 +211,7 @@ func TestOnsiteMessagesReachThePartnersSite(t *testing.T) {
 		t.Fatalf("second read should show the message seen: %+v", second)
 	}
 	// Another tenant cannot read it.
-	other := &stack.Client{BaseURL: st.IngestURL, Tenant: "globex"}
+	other := partnerClient(t, st, "globex")
 	if _, err := other.Do(ctx, http.MethodGet, "/v1/onsite/"+url.PathEscape(someone.ID), "", nil, nil, nil); err == nil || !strings.Contains(err.Error(), "404") {
 		t.Fatalf("another tenant read the inbox: %v", err)
 	}
@@ -225,7 +225,7 @@ func TestAdAudienceFollowsSuppressions(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	tn := stack.DemoTenant{ID: "acme", Customers: 800, Items: 60, Seed: 47}
-	client := &stack.Client{BaseURL: st.IngestURL, Tenant: tn.ID}
+	client := partnerClient(t, st, tn.ID)
 	if err := tn.Load(ctx, client); err != nil {
 		t.Fatal(err)
 	}
@@ -294,7 +294,7 @@ func TestUnsubscribesDuringAJobStopSendsAtOnce(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()
 	tn := stack.DemoTenant{ID: "acme", Customers: 12_000, Items: 100, Seed: 53}
-	client := &stack.Client{BaseURL: st.IngestURL, Tenant: tn.ID}
+	client := partnerClient(t, st, tn.ID)
 	if err := tn.Load(ctx, client); err != nil {
 		t.Fatal(err)
 	}
@@ -332,7 +332,8 @@ func TestUnsubscribesDuringAJobStopSendsAtOnce(t *testing.T) {
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	work := make(chan stack.Customer)
-	hc := &http.Client{Timeout: time.Minute}
+	hc := checkedHTTP(t, st)
+	hc.Timeout = time.Minute
 	for range 16 {
 		wg.Add(1)
 		go func() {

@@ -26,7 +26,7 @@ func TestCrashMidJobLosesAndRepeatsNothing(t *testing.T) {
 			}})
 			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 			defer cancel()
-			client := &stack.Client{BaseURL: st.IngestURL, Tenant: "acme"}
+			client := partnerClient(t, st, "acme")
 			tn := stack.DemoTenant{ID: "acme", Customers: 12_000, Items: 200, Seed: 11}
 			if err := tn.Load(ctx, client); err != nil {
 				t.Fatal(err)
@@ -93,7 +93,7 @@ func TestSameIdempotencyKeyMakesOneJob(t *testing.T) {
 	st := startStack(t, stack.Options{})
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	client := &stack.Client{BaseURL: st.IngestURL, Tenant: "acme"}
+	client := partnerClient(t, st, "acme")
 	tn := stack.DemoTenant{ID: "acme", Customers: 300, Items: 50, Seed: 3}
 	if err := tn.Load(ctx, client); err != nil {
 		t.Fatal(err)

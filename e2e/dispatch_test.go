@@ -46,7 +46,7 @@ func loadAndRun(t *testing.T, st *stack.Stack, tn stack.DemoTenant, key string) 
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()
-	client := &stack.Client{BaseURL: st.IngestURL, Tenant: tn.ID}
+	client := partnerClient(t, st, tn.ID)
 	if err := tn.Load(ctx, client); err != nil {
 		t.Fatal(err)
 	}
@@ -57,7 +57,7 @@ func submitAndWait(t *testing.T, st *stack.Stack, tn stack.DemoTenant, key strin
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()
-	client := &stack.Client{BaseURL: st.IngestURL, Tenant: tn.ID}
+	client := partnerClient(t, st, tn.ID)
 	job, err := client.SubmitJob(ctx, key, blackFriday())
 	if err != nil {
 		t.Fatal(err)
@@ -152,7 +152,7 @@ func TestReceiverDeferralsSlowOnlyThatReceiver(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()
 	tn := stack.DemoTenant{ID: "acme", Customers: 5000, Items: 100, Seed: 9}
-	client := &stack.Client{BaseURL: st.IngestURL, Tenant: tn.ID}
+	client := partnerClient(t, st, tn.ID)
 	if err := tn.Load(ctx, client); err != nil {
 		t.Fatal(err)
 	}
@@ -216,7 +216,7 @@ func TestRateHoldsAcrossThreeDispatchReplicas(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()
 	tn := stack.DemoTenant{ID: "acme", Customers: 16_000, Items: 100, Seed: 13}
-	client := &stack.Client{BaseURL: st.IngestURL, Tenant: tn.ID}
+	client := partnerClient(t, st, tn.ID)
 	if err := tn.Load(ctx, client); err != nil {
 		t.Fatal(err)
 	}
@@ -257,7 +257,7 @@ func TestRepeatedKillsOfDispatch(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
 	tn := stack.DemoTenant{ID: "acme", Customers: 40_000, Items: 300, Seed: 17}
-	client := &stack.Client{BaseURL: st.IngestURL, Tenant: tn.ID}
+	client := partnerClient(t, st, tn.ID)
 	if err := tn.Load(ctx, client); err != nil {
 		t.Fatal(err)
 	}

@@ -31,7 +31,7 @@ func TestDrainOnSigtermLosesAndRepeatsNothing(t *testing.T) {
 	}})
 	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
 	defer cancel()
-	client := &stack.Client{BaseURL: st.IngestURL, Tenant: "acme"}
+	client := partnerClient(t, st, "acme")
 	tn := stack.DemoTenant{ID: "acme", Customers: 10_000, Items: 200, Seed: 23}
 	if err := tn.Load(ctx, client); err != nil {
 		t.Fatal(err)

@@ -7,12 +7,14 @@ import (
 	"bytes"
 	"cmp"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
 	"mime"
 	"mime/multipart"
 	"mime/quotedprintable"
+	"net/http"
 	"net/mail"
 	"os"
 	"path/filepath"
@@ -24,6 +26,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"herald/deploy/stack"
+	"herald/devtools/openapicheck"
 	"herald/devtools/testenv"
 )
 
@@ -87,6 +90,32 @@ func startStack(t *testing.T, opts stack.Options) *stack.Stack {
 	return st
 }
 
+// partnerClient returns a client of the partner API as tenant, through the
+// edge, that holds every request and answer to the OpenAPI document.
+func partnerClient(t *testing.T, st *stack.Stack, tenant string) *stack.Client {
+	t.Helper()
+	return &stack.Client{BaseURL: st.IngestURL, Tenant: tenant, HTTP: checkedHTTP(t, st)}
+}
+
+// checkedHTTP returns an HTTP client for the edge whose every exchange
+// must be one the OpenAPI document allows: the document ingest serves,
+// so that one is what the test holds the API to.
+func checkedHTTP(t *testing.T, st *stack.Stack) *http.Client {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	var doc json.RawMessage
+	reader := &stack.Client{BaseURL: st.IngestURL, Tenant: "openapi-reader"}
+	if _, err := reader.Do(ctx, http.MethodGet, "/v1/openapi.json", "", nil, nil, &doc); err != nil {
+		t.Fatalf("read the OpenAPI document: %v", err)
+	}
+	c, err := openapicheck.New(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &http.Client{Timeout: 10 * time.Minute, Transport: c.Transport(t, nil)}
+}
+
 type testWriter struct{ t *testing.T }
 
 func (w testWriter) Write(p []byte) (int, error) {
@@ -125,7 +154,7 @@ func TestJobDeliversPersonalizedEmailToEveryRecipient(t *testing.T) {
 	st := startStack(t, stack.Options{Maildir: maildir})
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	client := &stack.Client{BaseURL: st.IngestURL, Tenant: "acme"}
+	client := partnerClient(t, st, "acme")
 	tn := stack.DemoTenant{ID: "acme", Customers: 1500, Items: 120, Seed: 7}
 	if err := tn.Load(ctx, client); err != nil {
 		t.Fatal(err)

@@ -40,7 +40,7 @@ func TestOpsPageShowsARunningJob(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	tn := stack.DemoTenant{ID: "acme", Customers: 8000, Items: 100, Seed: 23}
-	client := &stack.Client{BaseURL: st.IngestURL, Tenant: tn.ID}
+	client := partnerClient(t, st, tn.ID)
 	if err := tn.Load(ctx, client); err != nil {
 		t.Fatal(err)
 	}
@@ -96,7 +96,7 @@ func TestOpsPageShowsARunningJob(t *testing.T) {
 	}
 	t.Logf("screenshot of the ops page during job %s: %s", job.ID, shot)
 	// A partner's token does not open the page.
-	partner := &stack.Client{BaseURL: st.IngestURL, Tenant: tn.ID}
+	partner := partnerClient(t, st, tn.ID)
 	if _, err := partner.Do(ctx, "GET", "/ops/api/overview", "", nil, nil, nil); err == nil || !strings.Contains(err.Error(), "403") {
 		t.Fatalf("a partner token reached the ops data: %v", err)
 	}

@@ -22,7 +22,7 @@ func TestAbandonedCartJobEmailsExactlyQualifyingCarts(t *testing.T) {
 	st := startStack(t, stack.Options{Maildir: maildir})
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	client := &stack.Client{BaseURL: st.IngestURL, Tenant: "acme"}
+	client := partnerClient(t, st, "acme")
 	tn := stack.DemoTenant{ID: "acme", Customers: 40, Items: 30, Seed: 5}
 	if err := tn.Load(ctx, client); err != nil {
 		t.Fatal(err)

@@ -36,7 +36,7 @@ func TestPubsubRestartLosesAndRepeatsNothing(t *testing.T) {
 		"ingest":   {"-batch-size=20", "-window=16", "-job-window=12", "-stall-after=5s"},
 		"dispatch": {"-provider-rate=60", "-claim-chunk=10"},
 	}})
-	client := &stack.Client{BaseURL: st.IngestURL, Tenant: "acme"}
+	client := partnerClient(t, st, "acme")
 	tn := stack.DemoTenant{ID: "acme", Customers: 400, Items: 50, Seed: 31}
 	if err := tn.Load(ctx, client); err != nil {
 		t.Fatal(err)

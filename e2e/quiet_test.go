@@ -18,7 +18,7 @@ func TestQuietHoursHoldThenSend(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()
 	tn := stack.DemoTenant{ID: "acme", Customers: 300, Items: 50, Seed: 71}
-	client := &stack.Client{BaseURL: st.IngestURL, Tenant: tn.ID}
+	client := partnerClient(t, st, tn.ID)
 	if err := tn.Load(ctx, client); err != nil {
 		t.Fatal(err)
 	}

@@ -43,7 +43,7 @@ func TestRedriveSendsTheFailedOnce(t *testing.T) {
 	refusing.Store(false)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	client := &stack.Client{BaseURL: st.IngestURL, Tenant: tn.ID}
+	client := partnerClient(t, st, tn.ID)
 	var answer struct {
 		Recipients int64 `json:"redriven_recipients"`
 		Batches    int64 `json:"republished_batches"`

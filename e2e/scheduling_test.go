@@ -20,7 +20,7 @@ func TestSmallJobIsNotStuckBehindABulkOne(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
 	tn := stack.DemoTenant{ID: "acme", Customers: 150_000, Items: 300, Seed: 59}
-	client := &stack.Client{BaseURL: st.IngestURL, Tenant: tn.ID}
+	client := partnerClient(t, st, tn.ID)
 	if err := tn.Load(ctx, client); err != nil {
 		t.Fatal(err)
 	}

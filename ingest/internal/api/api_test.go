@@ -15,6 +15,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"herald/devtools/openapicheck"
 	"herald/devtools/testenv"
 	"herald/ingest/internal/api"
 	"herald/ingest/internal/store"
@@ -28,6 +29,8 @@ type fixture struct {
 	db  *pgxpool.Pool
 	srv *httptest.Server
 	api *api.API
+	// client checks every exchange against the OpenAPI document.
+	client *http.Client
 }
 
 // testSecret signs the unsubscribe tokens of the tests.
@@ -44,7 +47,18 @@ func newFixture(t *testing.T, limits api.Limits) *fixture {
 		api.Config{Limits: limits, Unsubscribe: signer, WebhookSecret: webhookSecret})
 	srv := httptest.NewServer(a.Handler())
 	t.Cleanup(srv.Close)
-	return &fixture{t: t, db: db, srv: srv, api: a}
+	return &fixture{t: t, db: db, srv: srv, api: a, client: checkedClient(t)}
+}
+
+// checkedClient returns a client whose every request and answer must be
+// what the OpenAPI document says.
+func checkedClient(t *testing.T) *http.Client {
+	t.Helper()
+	c, err := openapicheck.New(api.OpenAPI)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &http.Client{Transport: c.Transport(t, nil)}
 }
 
 type response struct {
@@ -69,7 +83,7 @@ func (f *fixture) do(method, path, tenant, contentType, body string, header ...s
 	for i := 0; i+1 < len(header); i += 2 {
 		req.Header.Set(header[i], header[i+1])
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := f.client.Do(req)
 	if err != nil {
 		f.t.Fatal(err)
 	}
@@ -321,7 +335,7 @@ func TestTenantHeaderMustBeOneExactID(t *testing.T) {
 			for _, v := range tc.tenants {
 				req.Header.Add(api.TenantHeader, v)
 			}
-			resp, err := http.DefaultClient.Do(req)
+			resp, err := f.client.Do(req)
 			if err != nil {
 				t.Fatal(err)
 			}

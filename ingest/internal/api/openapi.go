@@ -6,8 +6,9 @@ import (
 )
 
 // OpenAPI is the partner API's OpenAPI 3 document, served at
-// /v1/openapi.json; a test checks it names exactly the routes Handler
-// serves.
+// /v1/openapi.json. Tests check that it names exactly the routes Handler
+// serves and hold every request and answer of the API tests to it
+// (devtools/openapicheck).
 //
 //go:embed openapi.json
 var OpenAPI []byte

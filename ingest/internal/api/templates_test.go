@@ -21,7 +21,7 @@ func (f *fixture) sharing(limits api.Limits) *fixture {
 	a := api.New(store.New(f.db), slog.New(slog.DiscardHandler), prometheus.NewRegistry(), api.Config{Limits: limits})
 	srv := httptest.NewServer(a.Handler())
 	f.t.Cleanup(srv.Close)
-	return &fixture{t: f.t, db: f.db, srv: srv, api: a}
+	return &fixture{t: f.t, db: f.db, srv: srv, api: a, client: checkedClient(f.t)}
 }
 
 func templateBody(t *testing.T, subject, html string) string {

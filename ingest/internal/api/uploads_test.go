@@ -25,7 +25,7 @@ func (f *fixture) send(ctx context.Context, method, path, tenant, contentType st
 	if contentType != "" {
 		req.Header.Set("Content-Type", contentType)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := f.client.Do(req)
 	if err != nil {
 		return response{}
 	}
