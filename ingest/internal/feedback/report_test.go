@@ -25,7 +25,7 @@ func sampleDecoder(returnPath string) (event.DeliveryKey, error) {
 	return event.DeliveryKey{}, fmt.Errorf("%q is not a return path of ours", returnPath)
 }
 
-func smtp(id string, kind store.FeedbackKind) store.Feedback {
+func smtpReport(id string, kind store.FeedbackKind) store.Feedback {
 	return store.Feedback{Provider: feedback.ProviderSMTP, EventID: id, Key: sampleKey, Kind: kind}
 }
 
@@ -36,12 +36,12 @@ func TestParseReport(t *testing.T) {
 		want       feedback.Batch
 	}{
 		{"dsn-hard-bounce.eml", sampleReturnPath, feedback.Batch{Events: []store.Feedback{
-			smtp("20261127081408.7F3A1C0042@mx1.example.net/ada@example.net", store.Bounced)}}},
+			smtpReport("20261127081408.7F3A1C0042@mx1.example.net/ada@example.net", store.Bounced)}}},
 		{"dsn-delayed.eml", "<" + sampleReturnPath + ">", feedback.Batch{Events: []store.Feedback{
-			smtp("delay-1764317647-0042@relay.example.org/ada@example.net", store.SoftBounce)}}},
+			smtpReport("delay-1764317647-0042@relay.example.org/ada@example.net", store.SoftBounce)}}},
 		{"dsn-several.eml", sampleReturnPath, feedback.Batch{Events: []store.Feedback{
-			smtp("dsn.0001.4411@mail.example.com/first@example.com", store.SoftBounce),
-			smtp("dsn.0001.4411@mail.example.com/third@example.com", store.Delivered),
+			smtpReport("dsn.0001.4411@mail.example.com/first@example.com", store.SoftBounce),
+			smtpReport("dsn.0001.4411@mail.example.com/third@example.com", store.Delivered),
 		}, Ignored: 1}},
 		// A DSN to an address that is not a return path of ours names no
 		// delivery.
@@ -50,10 +50,10 @@ func TestParseReport(t *testing.T) {
 			Reason:  `"postmaster@bounces.acme.example" is not a return path of ours`}}}},
 		// A feedback loop's report to its own address: Original-Mail-From.
 		{"arf-abuse.eml", "abuse@bounces.acme.example", feedback.Batch{Events: []store.Feedback{
-			smtp("fbl-7a1b2c3d-1764351612@fbl.example.com/ada@example.net", store.Complained)}}},
+			smtpReport("fbl-7a1b2c3d-1764351612@fbl.example.com/ada@example.net", store.Complained)}}},
 		// …or the enclosed headers' Return-Path.
 		{"arf-headers-only.eml", "fbl-reports@acme.example", feedback.Batch{Events: []store.Feedback{
-			smtp("arf-2@isp.example", store.Complained)}}},
+			smtpReport("arf-2@isp.example", store.Complained)}}},
 		{"arf-not-spam.eml", sampleReturnPath, feedback.Batch{Ignored: 1}},
 	}
 	for _, tt := range tests {
