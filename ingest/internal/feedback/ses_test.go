@@ -23,7 +23,7 @@ func TestSampleTagsAreTheSampleKeys(t *testing.T) {
 	}
 }
 
-func readSample(t *testing.T, name string) []byte {
+func readSample(t testing.TB, name string) []byte {
 	t.Helper()
 	b, err := os.ReadFile(filepath.Join("testdata", name))
 	if err != nil {
