@@ -22,6 +22,7 @@ import (
 	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
 
 	"herald/ingest/internal/api"
+	"herald/ingest/internal/feedback"
 	"herald/ingest/internal/ops"
 	"herald/ingest/internal/planner"
 	"herald/ingest/internal/store"
@@ -54,6 +55,15 @@ type settings struct {
 	UploadDir         string
 	OpsMetrics        string
 	Triggers          triggers.Config
+	Feedback          feedbackSettings
+}
+
+// feedbackSettings turn on the providers' feedback endpoints.
+type feedbackSettings struct {
+	SESTopics       string // comma-separated SNS topic ARNs
+	SendGridKey     string // the Event Webhook verification key, base64 DER or PEM
+	SendGridKeyFile string
+	SoftBounceLimit int
 }
 
 func run(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
@@ -85,10 +95,18 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	set.Secret(&cfg.UnsubscribeSecret, "unsubscribe-secret", "HERALD_UNSUBSCRIBE_SECRET", "", "key that signs unsubscribe links, as render has it (at least 16 bytes)")
 	set.String(&cfg.OpsMetrics, "ops-metrics", "HERALD_OPS_METRICS", "", "metrics URL of each stage for the ops page, e.g. recommend=http://recommend:8080/metrics,...")
 	set.Secret(&cfg.WebhookSecret, "webhook-secret", "HERALD_WEBHOOK_SECRET", "", "shared secret of the ESP's bounce and complaint webhook (empty: webhook off)")
+	set.String(&cfg.Feedback.SESTopics, "ses-topic-arns", "HERALD_SES_TOPIC_ARNS", "", "SNS topics SES event publishing writes to, comma-separated; their HTTPS subscription posts to /v1/webhooks/ses (empty: off)")
+	set.String(&cfg.Feedback.SendGridKey, "sendgrid-public-key", "HERALD_SENDGRID_PUBLIC_KEY", "", "SendGrid Event Webhook verification key as SendGrid shows it; events post to /v1/webhooks/sendgrid (empty: off)")
+	set.String(&cfg.Feedback.SendGridKeyFile, "sendgrid-public-key-file", "HERALD_SENDGRID_PUBLIC_KEY_FILE", "", "file holding the SendGrid verification key, instead of -sendgrid-public-key")
+	set.Int(&cfg.Feedback.SoftBounceLimit, "soft-bounce-limit", "HERALD_SOFT_BOUNCE_LIMIT", api.DefaultSoftBounceLimit, "soft bounces in a row that suppress an address")
 	if err := set.Parse(args); err != nil {
 		return err
 	}
 	signer, err := validate(cfg)
+	if err != nil {
+		return err
+	}
+	fb, err := feedbackConfig(cfg.Feedback)
 	if err != nil {
 		return err
 	}
@@ -115,7 +133,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	}
 	routes := http.NewServeMux()
 	routes.Handle("/", api.New(st, p.Log, p.Registry, api.Config{Limits: cfg.Limits, Unsubscribe: signer, WebhookSecret: cfg.WebhookSecret,
-		UploadDir: cfg.UploadDir}).Handler())
+		UploadDir: cfg.UploadDir, Feedback: fb}).Handler())
 	routes.Handle("/ops", ops.New(p.DB, stages, p.Log).Handler())
 	routes.Handle("/ops/", ops.New(p.DB, stages, p.Log).Handler())
 	traced := otelhttp.NewHandler(routes, "ingest", otelhttp.WithSpanNameFormatter(func(_ string, r *http.Request) string {
@@ -190,6 +208,48 @@ func validate(cfg settings) (*unsubscribe.Signer, error) {
 		errs = append(errs, fmt.Errorf("-unsubscribe-secret (HERALD_UNSUBSCRIBE_SECRET): %w", err))
 	}
 	return signer, errors.Join(errs...)
+}
+
+// feedbackConfig builds the verifiers of the feedback endpoints that are
+// configured.
+func feedbackConfig(s feedbackSettings) (api.FeedbackConfig, error) {
+	var errs []error
+	out := api.FeedbackConfig{SoftBounceLimit: s.SoftBounceLimit}
+	if s.SoftBounceLimit < 1 {
+		errs = append(errs, errors.New("-soft-bounce-limit must be positive"))
+	}
+	var topics []string
+	for _, t := range strings.Split(s.SESTopics, ",") {
+		if t = strings.TrimSpace(t); t != "" {
+			topics = append(topics, t)
+		}
+	}
+	if len(topics) > 0 {
+		sns, err := feedback.NewSNS(feedback.SNSConfig{Topics: topics, Client: &http.Client{Timeout: 10 * time.Second}})
+		if err != nil {
+			errs = append(errs, fmt.Errorf("-ses-topic-arns: %w", err))
+		}
+		out.SNS = sns
+	}
+	key := s.SendGridKey
+	switch {
+	case key != "" && s.SendGridKeyFile != "":
+		errs = append(errs, errors.New("give -sendgrid-public-key or -sendgrid-public-key-file, not both"))
+	case s.SendGridKeyFile != "":
+		b, err := os.ReadFile(s.SendGridKeyFile)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("-sendgrid-public-key-file: %w", err))
+		}
+		key = string(b)
+	}
+	if key != "" {
+		sg, err := feedback.NewSendGrid(key, 0, nil)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("-sendgrid-public-key: %w", err))
+		}
+		out.SendGrid = sg
+	}
+	return out, errors.Join(errs...)
 }
 
 // parseStages reads "recommend=http://recommend:8080/metrics,..." into the

@@ -88,6 +88,8 @@ type Config struct {
 	// UploadDir holds uploads' checked rows until they are stored, beyond
 	// what is kept in memory; empty means the system's temporary directory.
 	UploadDir string
+	// Feedback turns on the providers' bounce and complaint endpoints.
+	Feedback FeedbackConfig
 }
 
 // API serves the partner routes.
@@ -102,6 +104,8 @@ type API struct {
 	routes   []string
 	requests *prometheus.CounterVec
 	latency  *prometheus.HistogramVec
+	// feedbackEvents counts providers' reports by what became of them.
+	feedbackEvents *prometheus.CounterVec
 }
 
 // New returns the API over s, registering its metrics on reg.
@@ -127,6 +131,7 @@ func New(s *store.Store, log *slog.Logger, reg prometheus.Registerer, cfg Config
 			Help:    "Partner API request latency by route.",
 			Buckets: prometheus.ExponentialBuckets(0.001, 4, 9),
 		}, []string{"route"}),
+		feedbackEvents: newFeedbackMetric(f),
 	}
 }
 
@@ -164,6 +169,8 @@ func (a *API) Handler() http.Handler {
 	a.public(mux, "GET /u/{token}", a.unsubscribePage)
 	a.public(mux, "POST /u/{token}", a.unsubscribe)
 	a.public(mux, "POST /v1/webhooks/esp", a.espWebhook)
+	a.public(mux, "POST /v1/webhooks/ses", a.sesFeedback)
+	a.public(mux, "POST /v1/webhooks/sendgrid", a.sendGridFeedback)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "not_found", fmt.Sprintf("no route for %s %s", r.Method, r.URL.Path))
 	})

@@ -182,7 +182,8 @@ func TestEveryRouteHidesOtherTenants(t *testing.T) {
 	// of "bf" makes the caller's own template.
 	unscoped := []string{"POST /v1/templates/{id}/versions", "GET /v1/openapi.json", "GET /v1/profile", "PUT /v1/profile", "POST /v1/customers",
 		"POST /v1/catalog/items", "POST /v1/recommendations", "POST /v1/events", "POST /v1/suppressions",
-		"POST /v1/jobs", "GET /v1/jobs", "GET /v1/catalog-triggers", "PUT /v1/catalog-triggers/{kind}", "GET /u/{token}", "POST /u/{token}", "POST /v1/webhooks/esp"}
+		"POST /v1/jobs", "GET /v1/jobs", "GET /v1/catalog-triggers", "PUT /v1/catalog-triggers/{kind}", "GET /u/{token}", "POST /u/{token}", "POST /v1/webhooks/esp",
+		"POST /v1/webhooks/ses", "POST /v1/webhooks/sendgrid"}
 	walked := 0
 	for _, route := range f.api.Routes() {
 		if slices.Contains(unscoped, route) {
