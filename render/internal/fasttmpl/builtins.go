@@ -23,7 +23,6 @@ var (
 	sigVariadicValue = reflect.TypeOf(func(reflect.Value, ...reflect.Value) reflect.Value { return reflect.Value{} })
 	sigOneValue      = reflect.TypeOf(func(reflect.Value) bool { return false })
 	sigTwoValues     = reflect.TypeOf(func(reflect.Value, reflect.Value) (bool, error) { return false, nil })
-	sigVariadicAny   = reflect.TypeOf(func(...any) string { return "" })
 	sigPrintf        = reflect.TypeOf(func(string, ...any) string { return "" })
 )
 
@@ -321,15 +320,6 @@ func builtinLen(item reflect.Value) (int, error) {
 		return 0, fmt.Errorf("len of untyped nil")
 	}
 	return 0, fmt.Errorf("len of type %s", v.Type())
-}
-
-func intLike(k reflect.Kind) bool {
-	switch k {
-	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
-		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Uintptr:
-		return true
-	}
-	return false
 }
 
 // position reads an index or slice bound, which may be at most limit.

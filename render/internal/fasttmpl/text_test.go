@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"math"
 	"strings"
 	"testing"
 	texttemplate "text/template"
@@ -95,7 +96,7 @@ func TestTextEdgeSemantics(t *testing.T) {
 // fuzzed data must print exactly as text/template prints them.
 func FuzzRenderText(f *testing.F) {
 	f.Add("plain", "<b>&'\"", 3, 1.5, true, []byte{0, 110, 1, 120, 3, 130, 6, 203, 1, 112})
-	f.Add("", "x\u2028y", -1, -0.0, false, []byte{17, 20, 18, 21, 200, 5, 112, 1, 113, 255})
+	f.Add("", "x\u2028y", -1, math.Copysign(0, -1), false, []byte{17, 20, 18, 21, 200, 5, 112, 1, 113, 255})
 	f.Fuzz(func(t *testing.T, s, s2 string, n int, fl float64, b bool, tmpl []byte) {
 		src := genFuzzTemplate(tmpl)
 		if len(emailtemplate.Check("fuzz", src)) > 0 {

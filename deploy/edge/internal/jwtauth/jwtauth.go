@@ -280,11 +280,19 @@ func parseJWKS(b []byte) ([]key, error) {
 			default:
 				return nil, fmt.Errorf("JWKS key %q: curve %q", j.Kid, j.Crv)
 			}
-			x, y := dec(j.X), dec(j.Y)
-			if x == nil || y == nil {
+			// RFC 7518 6.2.1: x and y are the curve's full size each, so
+			// together they are the uncompressed point after its 0x04.
+			x, errX := base64.RawURLEncoding.DecodeString(j.X)
+			y, errY := base64.RawURLEncoding.DecodeString(j.Y)
+			size := (curve.Params().BitSize + 7) / 8
+			if errX != nil || errY != nil || len(x) != size || len(y) != size {
 				return nil, fmt.Errorf("JWKS key %q: bad EC key", j.Kid)
 			}
-			keys = append(keys, key{kid: j.Kid, pub: &ecdsa.PublicKey{Curve: curve, X: x, Y: y}})
+			pub, err := ecdsa.ParseUncompressedPublicKey(curve, append(append([]byte{4}, x...), y...))
+			if err != nil {
+				return nil, fmt.Errorf("JWKS key %q: bad EC key: %w", j.Kid, err)
+			}
+			keys = append(keys, key{kid: j.Kid, pub: pub})
 		}
 	}
 	if len(keys) == 0 {
