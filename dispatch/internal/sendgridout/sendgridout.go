@@ -36,7 +36,6 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -150,24 +149,7 @@ func (c *Client) Idempotent() bool { return false }
 // Send sends each message in a request of its own, Concurrency at a time,
 // and returns one result per message in order.
 func (c *Client) Send(ctx context.Context, msgs []*provider.Message) []provider.Result {
-	out := make([]provider.Result, len(msgs))
-	var next atomic.Int64
-	work := func() {
-		for {
-			i := int(next.Add(1) - 1)
-			if i >= len(msgs) {
-				return
-			}
-			out[i] = c.send(ctx, msgs[i])
-		}
-	}
-	var wg sync.WaitGroup
-	for range min(len(msgs), c.cfg.Concurrency) - 1 {
-		wg.Go(work)
-	}
-	work()
-	wg.Wait()
-	return out
+	return provider.SendEach(ctx, msgs, c.cfg.Concurrency, c.send)
 }
 
 // Body is the Mail Send request for m, or an error if m cannot be taken

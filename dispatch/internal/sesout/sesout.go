@@ -22,7 +22,6 @@ import (
 	"net/http"
 	"net/http/httptrace"
 	"net/url"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -127,24 +126,7 @@ func (c *Client) Idempotent() bool { return false }
 // Send calls SendEmail once per message, Concurrency calls at a time, and
 // returns one result per message in order.
 func (c *Client) Send(ctx context.Context, msgs []*provider.Message) []provider.Result {
-	out := make([]provider.Result, len(msgs))
-	var next atomic.Int64
-	work := func() {
-		for {
-			i := int(next.Add(1) - 1)
-			if i >= len(msgs) {
-				return
-			}
-			out[i] = c.send(ctx, msgs[i])
-		}
-	}
-	var wg sync.WaitGroup
-	for range min(len(msgs), c.cfg.Concurrency) - 1 {
-		wg.Go(work)
-	}
-	work()
-	wg.Wait()
-	return out
+	return provider.SendEach(ctx, msgs, c.cfg.Concurrency, c.send)
 }
 
 // send makes one SendEmail call.
