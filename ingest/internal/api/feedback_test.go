@@ -52,7 +52,7 @@ func newFeedbackFixture(t *testing.T, softLimit int, states ...string) *feedback
 		Feedback: api.FeedbackConfig{SNS: sns, SendGrid: sg, SoftBounceLimit: softLimit}})
 	srv := httptest.NewServer(a.Handler())
 	t.Cleanup(srv.Close)
-	return &feedbackFixture{fixture: &fixture{t: t, db: db, srv: srv, api: a}, sns: fake, sendgrid: account,
+	return &feedbackFixture{fixture: &fixture{t: t, db: db, srv: srv, api: a, client: checkedClient(t)}, sns: fake, sendgrid: account,
 		job: ledgerJob(t, db, "acme", states...)}
 }
 
