@@ -360,26 +360,25 @@ func (p *Planner) loadJob(ctx context.Context, t task) (*jobPlan, error) {
 	return j, nil
 }
 
-// planChunk reads up to ChunkBatches pages of the audience after j's
+// planChunk reads up to ChunkBatches pages of the audience's ids after j's
 // cursor and records them as batches together with the advanced cursor in
-// one transaction; the releaser publishes them. It reports whether the
-// audience may have more.
+// one transaction; the releaser reads their customers when it publishes
+// them. It reports whether the audience may have more.
 func (p *Planner) planChunk(ctx context.Context, t task, j *jobPlan) (bool, error) {
-	var batches []*eventv1.RecommendBatch
-	cursor, seq, planned := j.cursor, j.nextSeq, j.planned
+	var batches [][]string
+	cursor, planned := j.cursor, j.planned
 	more := true
 	for len(batches) < p.cfg.ChunkBatches {
-		recipients, err := p.page(ctx, t.tenant, j, cursor)
+		ids, err := p.page(ctx, t.tenant, j, cursor)
 		if err != nil {
 			return false, err
 		}
-		if len(recipients) > 0 {
-			batches = append(batches, j.batch(seq, recipients))
-			cursor = recipients[len(recipients)-1].CustomerId
-			seq++
-			planned += int64(len(recipients))
+		if len(ids) > 0 {
+			batches = append(batches, ids)
+			cursor = ids[len(ids)-1]
+			planned += int64(len(ids))
 		}
-		if len(recipients) < p.cfg.BatchSize {
+		if len(ids) < p.cfg.BatchSize {
 			more = false
 			break
 		}
@@ -387,10 +386,11 @@ func (p *Planner) planChunk(ctx context.Context, t task, j *jobPlan) (bool, erro
 	if len(batches) == 0 {
 		return false, nil
 	}
+	seq := j.nextSeq + int64(len(batches))
 	err := pgdb.InTx(ctx, p.db, func(tx pgx.Tx) error {
 		q := &pgx.Batch{}
-		for _, b := range batches {
-			q.Queue(insertBatchSQL, t.tenant, t.job, b.Job.Seq, customerIDs(b.Recipients))
+		for i, ids := range batches {
+			q.Queue(insertBatchSQL, t.tenant, t.job, j.nextSeq+int64(i), ids)
 		}
 		checkpoint := q.Queue(checkpointSQL, pgx.StrictNamedArgs{
 			"task": t.id, "owner": p.owner, "lease_seconds": p.cfg.Lease.Seconds(),
@@ -539,20 +539,16 @@ func (j *jobPlan) batch(seq int64, recipients []*eventv1.Recipient) *eventv1.Rec
 	return &eventv1.RecommendBatch{Job: header, Recipients: recipients}
 }
 
-func customerIDs(rs []*eventv1.Recipient) []string {
-	ids := make([]string, len(rs))
-	for i, r := range rs {
-		ids[i] = r.CustomerId
-	}
-	return ids
-}
-
 func (p *Planner) recipients(ctx context.Context, tenant string, ids []string) ([]*eventv1.Recipient, error) {
 	rows, _ := p.db.Query(ctx, recipientsByIDSQL, tenant, ids)
 	return scanRecipients(rows, len(ids))
 }
 
-func (p *Planner) page(ctx context.Context, tenant string, j *jobPlan, after string) ([]*eventv1.Recipient, error) {
+// page reads the ids of the next page of j's audience after the cursor.
+// Planning records ids only: the audience queries' first column is the
+// customer id, and the rest of the row is skipped undecoded, because the
+// releaser reads each batch's customers as they are when it publishes it.
+func (p *Planner) page(ctx context.Context, tenant string, j *jobPlan, after string) ([]string, error) {
 	var rows pgx.Rows
 	switch {
 	case len(j.audience.CustomerIDs) > 0:
@@ -562,7 +558,24 @@ func (p *Planner) page(ctx context.Context, tenant string, j *jobPlan, after str
 	default:
 		rows, _ = p.db.Query(ctx, audienceAllSQL, tenant, after, p.cfg.BatchSize)
 	}
-	return scanRecipients(rows, p.cfg.BatchSize)
+	defer rows.Close()
+	ids := make([]string, 0, p.cfg.BatchSize)
+	var id string
+	var dest []any // &id, then nil for every column skipped
+	for rows.Next() {
+		if dest == nil {
+			dest = make([]any, len(rows.FieldDescriptions()))
+			dest[0] = &id
+		}
+		if err := rows.Scan(dest...); err != nil {
+			return nil, fmt.Errorf("read audience: %w", err)
+		}
+		ids = append(ids, id)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read audience: %w", err)
+	}
+	return ids, nil
 }
 
 func scanRecipients(rows pgx.Rows, capacity int) ([]*eventv1.Recipient, error) {
