@@ -8,5 +8,5 @@ func (p *Planner) RedriveOnce(ctx context.Context) error { return p.redriveOnce(
 // PlanNext leases one planning task and plans it, for benchmarks.
 func (p *Planner) PlanNext(ctx context.Context) (bool, error) { return p.planNext(ctx, ctx) }
 
-// ReleaseOnce runs one round of the releaser, for benchmarks.
+// ReleaseOnce runs one round of the releaser, for tests and benchmarks.
 func (p *Planner) ReleaseOnce(ctx context.Context) (int, error) { return p.releaseOnce(ctx) }
