@@ -176,7 +176,7 @@ func record(t *testing.T, db *pgxpool.Pool, tenant string, batches int, deadline
 		t.Fatal(err)
 	}
 	if _, err := db.Exec(ctx, `INSERT INTO job_batches (tenant_id, job_id, seq, customer_ids)
-		SELECT $1, $2, g - 1, ARRAY[format('c%09s', g)] FROM generate_series(1, $3) g`, tenant, job, batches); err != nil {
+		SELECT $1, $2, g - 1, ARRAY['c' || lpad(g::text, 9, '0')] FROM generate_series(1, $3) g`, tenant, job, batches); err != nil {
 		t.Fatal(err)
 	}
 	return job

@@ -14,7 +14,7 @@ WITH inflight AS (
 ), free AS (
     SELECT greatest($1 - coalesce(sum(n), 0), 0)::bigint AS slots FROM inflight
 ), candidates AS (
-    SELECT b.tenant_id, b.job_id, b.seq, b.customer_ids, j.deadline,
+    SELECT b.tenant_id, b.job_id, b.seq, b.customer_ids, b.publishes, j.deadline,
            row_number() OVER (PARTITION BY b.tenant_id, b.job_id ORDER BY b.seq) AS k,
            coalesce(f.n, 0) AS running
     FROM job_batches b
@@ -22,7 +22,7 @@ WITH inflight AS (
     LEFT JOIN inflight f ON f.tenant_id = b.tenant_id AND f.job_id = b.job_id
     WHERE b.done_at IS NULL AND (b.published_at IS NULL OR b.resume_at <= now())
 )
-SELECT c.tenant_id, c.job_id, c.seq, c.customer_ids
+SELECT c.tenant_id, c.job_id, c.seq, c.customer_ids, c.publishes
 FROM candidates c
 WHERE c.running + c.k <= $2
 ORDER BY c.deadline, c.tenant_id, c.job_id, c.seq
