@@ -64,6 +64,7 @@ type settings struct {
 	SendGrid       sendgridout.Config
 	SendGridFile   string
 	Ads            adsout.Config
+	AdsTokenFile   string
 	EmailProviders string
 	DKIM           dkimsign.Config
 	DKIMKeyFile    string
@@ -114,8 +115,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	set.String(&cfg.SendGrid.BaseURL, "sendgrid-url", "HERALD_SENDGRID_URL", sendgridout.DefaultBaseURL, "base URL of SendGrid's v3 API (provider \"sendgrid\"); https://api.eu.sendgrid.com for the EU region")
 	set.Secret(&cfg.SendGrid.APIKey, "sendgrid-key", "HERALD_SENDGRID_KEY", "", "SendGrid API key with the mail.send scope; prefer -sendgrid-key-file or the environment to the flag")
 	set.String(&cfg.SendGridFile, "sendgrid-key-file", "HERALD_SENDGRID_KEY_FILE", "", "file holding the SendGrid API key (a mounted Secret)")
-	set.String(&cfg.Ads.BaseURL, "ads-url", "HERALD_ADS_URL", "", "base URL of the ad platform's audience API (channel \"ad\"); empty: no ad channel")
-	set.Secret(&cfg.Ads.APIKey, "ads-key", "HERALD_ADS_KEY", "", "API key of the ad platform")
+	set.String(&cfg.Ads.AdAccountID, "ads-account", "HERALD_ADS_ACCOUNT", "", "Meta ad account id, digits without act_, whose custom audiences the ad channel fills; empty: no ad channel")
+	set.String(&cfg.Ads.GraphURL, "ads-url", "HERALD_ADS_URL", adsout.DefaultGraphURL, "root of Meta's Graph API (a local test server in tests)")
+	set.String(&cfg.Ads.APIVersion, "ads-api-version", "HERALD_ADS_API_VERSION", adsout.DefaultAPIVersion, "Marketing API version")
+	set.String(&cfg.Ads.CustomerFileSource, "ads-customer-file-source", "HERALD_ADS_CUSTOMER_FILE_SOURCE", "USER_PROVIDED_ONLY", "customer_file_source of the audiences Herald creates (USER_PROVIDED_ONLY, PARTNER_PROVIDED_ONLY, BOTH_USER_AND_PARTNER_PROVIDED)")
+	set.Secret(&cfg.Ads.AccessToken, "ads-token", "HERALD_ADS_TOKEN", "", "Meta system user access token with ads_management on the ad account; prefer -ads-token-file or the environment to the flag")
+	set.String(&cfg.AdsTokenFile, "ads-token-file", "HERALD_ADS_TOKEN_FILE", "", "file holding the Meta access token (a mounted Secret)")
 	set.String(&cfg.DKIM.Domain, "dkim-domain", "HERALD_DKIM_DOMAIN", "", "DKIM signing domain (d=); empty: SMTP and SES mail is not signed here")
 	set.String(&cfg.DKIM.Selector, "dkim-selector", "HERALD_DKIM_SELECTOR", "herald", "DKIM selector (s=)")
 	set.String(&cfg.DKIMKeyFile, "dkim-key-file", "HERALD_DKIM_KEY_FILE", "", "PEM file of the DKIM private key (RSA or Ed25519)")
@@ -200,7 +205,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		emailNames = append(emailNames, sender.Name())
 	}
 	router.Add(event.ChannelOnsite, event.ChannelOnsite.ProviderKind(), onsite.New(p.DB), nil, cfg.Breaker, p.Registry)
-	if cfg.Ads.BaseURL != "" {
+	if cfg.Ads.AdAccountID != "" {
+		if cfg.Ads.AccessToken, err = secret(cfg.Ads.AccessToken, cfg.AdsTokenFile, os.ReadFile); err != nil {
+			return fmt.Errorf("ads token: %w", err)
+		}
 		ads, err := adsout.New(cfg.Ads)
 		if err != nil {
 			return err
