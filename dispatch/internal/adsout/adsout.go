@@ -219,9 +219,16 @@ func (c *Client) Send(ctx context.Context, msgs []*provider.Message) []provider.
 	groups := map[string]*call{} // by audience name
 	var names []string
 	seen := map[string]map[string]int{} // hash to its position in the group's call
+	// A batch's messages share one body: it is decoded once.
+	var last []byte
+	var p Payload
+	valid := false
 	for i, m := range msgs {
-		var p Payload
-		if err := json.Unmarshal(m.Body, &p); err != nil || !validName(p.Audience) {
+		if last == nil || string(m.Body) != string(last) {
+			p, last = Payload{}, m.Body
+			valid = json.Unmarshal(m.Body, &p) == nil && validName(p.Audience)
+		}
+		if !valid {
 			out[i] = provider.Result{Outcome: provider.Failed, Reason: `invalid ad payload: want {"audience": name}`}
 			continue
 		}
