@@ -206,10 +206,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	}
 	router.Add(event.ChannelOnsite, event.ChannelOnsite.ProviderKind(), onsite.New(p.DB), nil, cfg.Breaker, p.Registry)
 	if cfg.Ads.AdAccountID != "" {
-		if cfg.Ads.AccessToken, err = secret(cfg.Ads.AccessToken, cfg.AdsTokenFile, os.ReadFile); err != nil {
-			return fmt.Errorf("ads token: %w", err)
-		}
-		ads, err := adsout.New(cfg.Ads)
+		ads, err := newAds(cfg, os.ReadFile)
 		if err != nil {
 			return err
 		}
@@ -355,6 +352,19 @@ func newSendGrid(cfg settings, readFile func(string) ([]byte, error)) (provider.
 		return nil, fmt.Errorf("sendgrid key: %w", err)
 	}
 	return sendgridout.New(cfg.SendGrid)
+}
+
+// newAds builds the ad channel's Meta client, its access token from
+// -ads-token (or the environment) or -ads-token-file.
+func newAds(cfg settings, readFile func(string) ([]byte, error)) (*adsout.Client, error) {
+	if cfg.Ads.AccessToken != "" && cfg.AdsTokenFile != "" {
+		return nil, errors.New("-ads-account is set: give -ads-token or -ads-token-file, not both")
+	}
+	var err error
+	if cfg.Ads.AccessToken, err = secret(cfg.Ads.AccessToken, cfg.AdsTokenFile, readFile); err != nil {
+		return nil, fmt.Errorf("ads token: %w", err)
+	}
+	return adsout.New(cfg.Ads)
 }
 
 // smtpSecurity is how dispatch reaches its SMTP relay, as the flags give it;
