@@ -41,7 +41,7 @@ type AdMember struct {
 	HashedEmail string `json:"hashed_email"`
 }
 
-// PayloadItem is a product as onsite messages and ad creatives carry it.
+// PayloadItem is a product as onsite messages carry it.
 type PayloadItem struct {
 	ID       string `json:"id"`
 	Title    string `json:"title"`
