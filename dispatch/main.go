@@ -64,6 +64,7 @@ type settings struct {
 	SendGrid       sendgridout.Config
 	SendGridFile   string
 	Ads            adsout.Config
+	AdsTokenFile   string
 	EmailProviders string
 	DKIM           dkimsign.Config
 	DKIMKeyFile    string
@@ -114,8 +115,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	set.String(&cfg.SendGrid.BaseURL, "sendgrid-url", "HERALD_SENDGRID_URL", sendgridout.DefaultBaseURL, "base URL of SendGrid's v3 API (provider \"sendgrid\"); https://api.eu.sendgrid.com for the EU region")
 	set.Secret(&cfg.SendGrid.APIKey, "sendgrid-key", "HERALD_SENDGRID_KEY", "", "SendGrid API key with the mail.send scope; prefer -sendgrid-key-file or the environment to the flag")
 	set.String(&cfg.SendGridFile, "sendgrid-key-file", "HERALD_SENDGRID_KEY_FILE", "", "file holding the SendGrid API key (a mounted Secret)")
-	set.String(&cfg.Ads.BaseURL, "ads-url", "HERALD_ADS_URL", "", "base URL of the ad platform's audience API (channel \"ad\"); empty: no ad channel")
-	set.Secret(&cfg.Ads.APIKey, "ads-key", "HERALD_ADS_KEY", "", "API key of the ad platform")
+	set.String(&cfg.Ads.AdAccountID, "ads-account", "HERALD_ADS_ACCOUNT", "", "Meta ad account id, digits without act_, whose custom audiences the ad channel fills; empty: no ad channel")
+	set.String(&cfg.Ads.GraphURL, "ads-url", "HERALD_ADS_URL", adsout.DefaultGraphURL, "root of Meta's Graph API (a local test server in tests)")
+	set.String(&cfg.Ads.APIVersion, "ads-api-version", "HERALD_ADS_API_VERSION", adsout.DefaultAPIVersion, "Marketing API version")
+	set.String(&cfg.Ads.CustomerFileSource, "ads-customer-file-source", "HERALD_ADS_CUSTOMER_FILE_SOURCE", "USER_PROVIDED_ONLY", "customer_file_source of the audiences Herald creates (USER_PROVIDED_ONLY, PARTNER_PROVIDED_ONLY, BOTH_USER_AND_PARTNER_PROVIDED)")
+	set.Secret(&cfg.Ads.AccessToken, "ads-token", "HERALD_ADS_TOKEN", "", "Meta system user access token with ads_management on the ad account; prefer -ads-token-file or the environment to the flag")
+	set.String(&cfg.AdsTokenFile, "ads-token-file", "HERALD_ADS_TOKEN_FILE", "", "file holding the Meta access token (a mounted Secret)")
 	set.String(&cfg.DKIM.Domain, "dkim-domain", "HERALD_DKIM_DOMAIN", "", "DKIM signing domain (d=); empty: SMTP and SES mail is not signed here")
 	set.String(&cfg.DKIM.Selector, "dkim-selector", "HERALD_DKIM_SELECTOR", "herald", "DKIM selector (s=)")
 	set.String(&cfg.DKIMKeyFile, "dkim-key-file", "HERALD_DKIM_KEY_FILE", "", "PEM file of the DKIM private key (RSA or Ed25519)")
@@ -200,8 +205,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		emailNames = append(emailNames, sender.Name())
 	}
 	router.Add(event.ChannelOnsite, event.ChannelOnsite.ProviderKind(), onsite.New(p.DB), nil, cfg.Breaker, p.Registry)
-	if cfg.Ads.BaseURL != "" {
-		ads, err := adsout.New(cfg.Ads)
+	if cfg.Ads.AdAccountID != "" {
+		ads, err := newAds(cfg, os.ReadFile)
 		if err != nil {
 			return err
 		}
@@ -347,6 +352,19 @@ func newSendGrid(cfg settings, readFile func(string) ([]byte, error)) (provider.
 		return nil, fmt.Errorf("sendgrid key: %w", err)
 	}
 	return sendgridout.New(cfg.SendGrid)
+}
+
+// newAds builds the ad channel's Meta client, its access token from
+// -ads-token (or the environment) or -ads-token-file.
+func newAds(cfg settings, readFile func(string) ([]byte, error)) (*adsout.Client, error) {
+	if cfg.Ads.AccessToken != "" && cfg.AdsTokenFile != "" {
+		return nil, errors.New("-ads-account is set: give -ads-token or -ads-token-file, not both")
+	}
+	var err error
+	if cfg.Ads.AccessToken, err = secret(cfg.Ads.AccessToken, cfg.AdsTokenFile, readFile); err != nil {
+		return nil, fmt.Errorf("ads token: %w", err)
+	}
+	return adsout.New(cfg.Ads)
 }
 
 // smtpSecurity is how dispatch reaches its SMTP relay, as the flags give it;

@@ -217,9 +217,9 @@ func TestOnsiteMessagesReachThePartnersSite(t *testing.T) {
 	}
 }
 
-// TestAdAudienceFollowsSuppressions syncs an ad job's audience to the ad
-// platform (hashed addresses only), then suppresses a few people and runs
-// the campaign again: they are removed from the audience.
+// TestAdAudienceFollowsSuppressions syncs an ad job's audience to a local
+// Meta Marketing API (hashed addresses only), then suppresses a few people
+// and runs the campaign again: they are removed from the audience.
 func TestAdAudienceFollowsSuppressions(t *testing.T) {
 	st := startStack(t, stack.Options{Ads: true})
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
@@ -282,6 +282,10 @@ func TestAdAudienceFollowsSuppressions(t *testing.T) {
 		if slices.Contains(members, hash(email)) {
 			t.Fatalf("suppressed %s is still in the audience", email)
 		}
+	}
+	// Both jobs of the campaign filled one customer-file audience, made once.
+	if got := st.Ads.Audiences(); len(got) != 1 || got[0].Name != audience || got[0].Subtype != "CUSTOM" || got[0].CustomerFileSource != "USER_PROVIDED_ONLY" {
+		t.Fatalf("audiences at the platform: %+v", got)
 	}
 }
 

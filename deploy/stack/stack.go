@@ -82,7 +82,7 @@ type Options struct {
 	ESP bool
 	// EmailProviders overrides dispatch's -email-providers.
 	EmailProviders string
-	// Ads starts an ad platform (devtools/adcatch) for the ad channel.
+	// Ads starts a local Meta Marketing API (devtools/adcatch) for the ad channel.
 	Ads bool
 	// TraceEndpoint, when set, is the OTLP/HTTP endpoint every service
 	// exports its spans to.
@@ -328,17 +328,18 @@ func (s *Stack) startServers(ctx context.Context) error {
 		}
 	}
 	if s.opts.Ads {
-		if s.Ads, err = adcatch.Start(ctx, adcatch.Options{APIKey: adsKey, Log: s.log}); err != nil {
+		if s.Ads, err = adcatch.Start(ctx, adcatch.Options{AccessToken: adsToken, AdAccountID: adsAccount, Log: s.log}); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// Keys of the local ESP and ad platform.
+// Keys of the local ESP and ad platform, and the local ad account.
 const (
-	espKey = "local-esp-key"
-	adsKey = "local-ads-key"
+	espKey     = "local-esp-key"
+	adsToken   = "local-meta-token"
+	adsAccount = "1000"
 )
 
 func (s *Stack) env(name string) []string {
@@ -387,7 +388,7 @@ func (s *Stack) env(name string) []string {
 			env = append(env, "HERALD_EMAIL_PROVIDERS="+providers)
 		}
 		if s.Ads != nil {
-			env = append(env, "HERALD_ADS_URL="+s.Ads.URL(), "HERALD_ADS_KEY="+adsKey)
+			env = append(env, "HERALD_ADS_URL="+s.Ads.URL(), "HERALD_ADS_ACCOUNT="+adsAccount, "HERALD_ADS_TOKEN="+adsToken)
 		}
 		if !s.opts.NoLookup {
 			env = append(env, "HERALD_SMTP_LOOKUP_URL="+s.MailAPI+"/api/lookup")

@@ -1,19 +1,27 @@
-// Package adcatch is a fake ad platform for tests and local runs of
-// Herald's ads adapter. It keeps customer-match audiences: sets of
-// SHA-256 hashed, normalized email addresses, each with the creatives
-// that target it. Adding a member twice or removing an absent one changes
-// nothing, as on real platforms, so a client may repeat any request. Like
-// espcatch it can be told to fail: answer with 5xx or 429, answer late,
-// or drop the connection before or after applying a request.
+// Package adcatch is a local stand-in for Meta's Marketing API, for tests
+// and local runs of Herald's ad adapter (dispatch/internal/adsout). It
+// speaks the documented Graph API shape of customer-file custom audiences:
 //
-// The API:
+//	GET    /{version}/act_{ad account}/customaudiences?fields=id,name&limit=n[&after=cursor]
+//	POST   /{version}/act_{ad account}/customaudiences   name, subtype=CUSTOM, customer_file_source
+//	POST   /{version}/{audience id}/users                payload, session (adds)
+//	DELETE /{version}/{audience id}/users                payload, session (removes)
+//	GET    /api/stats                                    Stats (not Meta's; for tests)
 //
-//	POST /v1/audiences/{audience}/members   MembersRequest in, MembersResponse out
-//	GET  /v1/audiences/{audience}           Audience
-//	GET  /api/stats                         Stats
+// Parameters come form-encoded (or in the query); the access token as
+// "Authorization: Bearer …" or an access_token parameter, and a wrong one
+// is answered as Meta does, 400 with an OAuthException code 190. payload
+// is {"schema": "EMAIL_SHA256", "data": ["<hash>", …]} (or the schema as a
+// one-element list and each entry as a one-element list), 1 to 10,000
+// entries; entries that are not 64 hex digits are counted invalid and
+// sampled, as Meta does. Users answers are {"audience_id", "session_id",
+// "num_received", "num_invalid_entries", "invalid_entry_samples"}; errors
+// {"error": {"message", "type", "code", "error_subcode", "fbtrace_id"}}.
 //
-// Errors are {"error": {"message": "…"}} with 400 (malformed), 401 (bad
-// key), 413 (too large), 429 (slow down, with Retry-After) or 5xx.
+// Membership is a set: adding a member twice or removing an absent one
+// changes nothing, so a client may repeat any request. SetFault makes it
+// answer with any Graph error, late, or not at all (before or after
+// applying a request).
 package adcatch
 
 import (
@@ -22,6 +30,7 @@ import (
 	"log/slog"
 	"net/http"
 	"slices"
+	"strconv"
 	"sync"
 	"time"
 
@@ -30,65 +39,51 @@ import (
 
 // Limits of the API.
 const (
-	// DefaultMaxMembers is the most hashes one request may carry unless
-	// Options.MaxMembers says otherwise (Meta's limit per call).
-	DefaultMaxMembers = 10000
+	// DefaultMaxEntries is the most entries one users request may carry
+	// unless Options.MaxEntries says otherwise (Meta's limit).
+	DefaultMaxEntries = 10000
 	// MaxRequestBytes bounds a request body.
-	MaxRequestBytes = 4 << 20
+	MaxRequestBytes = 8 << 20
 )
-
-// Operations on an audience's members.
-const (
-	Add    = "add"
-	Remove = "remove"
-)
-
-// MembersRequest is the body of POST /v1/audiences/{audience}/members.
-type MembersRequest struct {
-	// Operation is Add or Remove.
-	Operation string `json:"operation"`
-	// EmailSHA256 are the members: lower-case hex SHA-256 of normalized
-	// email addresses.
-	EmailSHA256 []string `json:"email_sha256"`
-	// CreativeID, with Add, links a creative to the audience.
-	CreativeID string `json:"creative_id,omitempty"`
-}
-
-// MembersResponse reports what a request changed.
-type MembersResponse struct {
-	// Received is the number of hashes in the request.
-	Received int `json:"received"`
-	// Changed is how many were added or removed; the rest already were.
-	Changed int `json:"changed"`
-	// Invalid lists the positions of hashes that are not SHA-256 hex;
-	// they were ignored.
-	Invalid []int `json:"invalid,omitempty"`
-}
-
-// Audience describes one audience.
-type Audience struct {
-	ID        string   `json:"id"`
-	Size      int      `json:"size"`
-	Creatives []string `json:"creatives"`
-}
 
 // Options configures Start.
 type Options struct {
 	// Addr is the listen address. Empty means "127.0.0.1:0".
 	Addr string
-	// APIKey, when set, must come as "Authorization: Bearer <APIKey>".
-	APIKey string
-	// MaxMembers overrides DefaultMaxMembers.
-	MaxMembers int
+	// AccessToken is the token every request must carry. Empty accepts
+	// any non-empty token.
+	AccessToken string
+	// AdAccountID is the one ad account, digits. Empty means "1000".
+	AdAccountID string
+	// MaxEntries overrides DefaultMaxEntries.
+	MaxEntries int
+	// PageSize is the most audiences a listing page holds, whatever the
+	// client's limit. Zero means 25, Meta's default.
+	PageSize int
 	// Log receives start, stop and error messages. Nil discards them.
 	Log *slog.Logger
 }
 
-// Request describes a members request to the fault hook.
+// Request describes a request to the fault hook.
 type Request struct {
-	Audience  string
-	Operation string
-	Members   int
+	// Op is "users" (adds and removes), "list" or "create".
+	Op string
+	// Method is the HTTP method.
+	Method string
+	// Audience is the audience id of a users request.
+	Audience string
+	// Entries is the number of entries of a users request.
+	Entries int
+	// Session is its session parameter, as sent.
+	Session Session
+}
+
+// Session is the session parameter of a users request.
+type Session struct {
+	ID    int64 `json:"session_id"`
+	Seq   int   `json:"batch_seq"`
+	Last  bool  `json:"last_batch_flag"`
+	Total int   `json:"estimated_num_total"`
 }
 
 // Fault is what the fault hook makes of a request; the zero Fault lets it
@@ -96,9 +91,12 @@ type Request struct {
 type Fault struct {
 	// Delay holds the request this long before it is handled.
 	Delay time.Duration
-	// Status answers with this status without applying the request.
-	Status int
-	// RetryAfter is sent in Retry-After (whole seconds, rounded up).
+	// Error answers with this Graph error without applying the request.
+	Error *GraphError
+	// RegainAfter, with Error, is sent as the ad account's
+	// estimated_time_to_regain_access in X-Business-Use-Case-Usage.
+	RegainAfter time.Duration
+	// RetryAfter, with Error, is sent in Retry-After (whole seconds).
 	RetryAfter time.Duration
 	// Drop closes the connection without applying the request.
 	Drop bool
@@ -107,21 +105,55 @@ type Fault struct {
 	DropAfterApply bool
 }
 
+// GraphError is a Graph API error and the HTTP status it comes with.
+type GraphError struct {
+	Status  int // zero means 400
+	Message string
+	Type    string // zero means OAuthException
+	Code    int
+	Subcode int
+}
+
+// Errors Meta documents, ready for SetFault.
+var (
+	ErrToken      = &GraphError{Message: "Error validating access token: Session has expired.", Code: 190, Subcode: 463}
+	ErrPermission = &GraphError{Status: 403, Message: "(#200) Requires ads_management permission to manage the object", Code: 200}
+	ErrRateLimit  = &GraphError{Message: "(#17) User request limit reached", Code: 17, Subcode: 2446079}
+	ErrAudience   = &GraphError{Message: "Audience Upload Blocked", Code: 100, Subcode: 1713230, Type: "OAuthException"}
+	ErrService    = &GraphError{Status: 500, Message: "An unexpected error has occurred. Please retry your request later.", Code: 2}
+	ErrCustomAud  = &GraphError{Message: "(#2650) Failed to update the custom audience", Code: 2650, Subcode: 1870034}
+)
+
 // Stats counts what the server saw.
 type Stats struct {
-	// Requests counts members requests, faulted ones included.
+	// Requests counts users requests that passed validation, faulted
+	// ones included.
 	Requests int64 `json:"requests"`
 	// Faulted counts requests the fault hook answered, delayed or dropped.
 	Faulted int64 `json:"faulted"`
+	// Lists and Creates count audience listing pages and creations.
+	Lists   int64 `json:"lists"`
+	Creates int64 `json:"creates"`
 	// Added and Removed count members that joined or left an audience.
 	Added   int64 `json:"added"`
 	Removed int64 `json:"removed"`
-	// Unchanged counts hashes added that were members already, or removed
-	// that were not.
+	// Unchanged counts entries added that were members already, or
+	// removed that were not.
 	Unchanged int64 `json:"unchanged"`
+	// Invalid counts entries that were not hashes.
+	Invalid int64 `json:"invalid"`
 }
 
-// Server is a running fake ad platform.
+// Audience is one custom audience.
+type Audience struct {
+	ID                 string `json:"id"`
+	Name               string `json:"name"`
+	Subtype            string `json:"subtype"`
+	CustomerFileSource string `json:"customer_file_source"`
+	Size               int    `json:"size"`
+}
+
+// Server is a running fake Marketing API.
 type Server struct {
 	opts     Options
 	log      *slog.Logger
@@ -134,12 +166,14 @@ type Server struct {
 	closed    bool
 	fault     func(Request) Fault
 	stats     Stats
-	audiences map[string]*audience
+	nextID    int64
+	audiences []*audience // in creation order
+	sessions  []Session
 }
 
 type audience struct {
-	members   map[string]struct{}
-	creatives []string
+	Audience
+	members map[string]struct{}
 }
 
 // Start listens on opts.Addr and serves the API until Close.
@@ -147,37 +181,41 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	if opts.Addr == "" {
 		opts.Addr = "127.0.0.1:0"
 	}
-	if opts.MaxMembers <= 0 {
-		opts.MaxMembers = DefaultMaxMembers
+	if opts.AdAccountID == "" {
+		opts.AdAccountID = "1000"
+	}
+	if opts.MaxEntries <= 0 {
+		opts.MaxEntries = DefaultMaxEntries
+	}
+	if opts.PageSize <= 0 {
+		opts.PageSize = 25
 	}
 	log := opts.Log
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{
-		opts:      opts,
-		log:       log.With("component", "adcatch"),
-		closing:   make(chan struct{}),
-		audiences: make(map[string]*audience),
-	}
+	s := &Server{opts: opts, log: log.With("component", "adcatch"), closing: make(chan struct{}), nextID: 23850000000000000}
 	s.handler = s.newHandler()
 	hs, err := fakeapi.Listen(ctx, opts.Addr, s.handler, s.log)
 	if err != nil {
 		return nil, fmt.Errorf("start adcatch: %w", err)
 	}
 	s.api = hs
-	s.log.Info("adcatch listening", "url", hs.URL)
+	s.log.Info("adcatch listening", "url", hs.URL, "ad_account", opts.AdAccountID)
 	return s, nil
 }
 
-// URL is the API's base URL, "http://host:port".
+// URL is the Graph API's root, "http://host:port" (the version follows).
 func (s *Server) URL() string { return s.api.URL }
+
+// AdAccountID is the ad account the server keeps.
+func (s *Server) AdAccountID() string { return s.opts.AdAccountID }
 
 // Handler returns the API, for serving it elsewhere (httptest).
 func (s *Server) Handler() http.Handler { return s.handler }
 
-// SetFault installs f to be asked about every members request after it
-// has been read; nil removes it.
+// SetFault installs f to be asked about every request that passed
+// validation; nil removes it.
 func (s *Server) SetFault(f func(Request) Fault) {
 	s.mu.Lock()
 	s.fault = f
@@ -191,44 +229,61 @@ func (s *Server) Stats() Stats {
 	return s.stats
 }
 
-// Members returns an audience's member hashes, sorted.
-func (s *Server) Members(id string) []string {
+// Sessions returns the session parameter of every users request applied,
+// in order.
+func (s *Server) Sessions() []Session {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	a := s.audiences[id]
-	if a == nil {
-		return nil
+	return slices.Clone(s.sessions)
+}
+
+// Audiences returns every audience, in creation order.
+func (s *Server) Audiences() []Audience {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]Audience, len(s.audiences))
+	for i, a := range s.audiences {
+		out[i] = a.Audience
+		out[i].Size = len(a.members)
 	}
-	out := make([]string, 0, len(a.members))
-	for h := range a.members {
-		out = append(out, h)
-	}
-	slices.Sort(out)
 	return out
 }
 
-// Has reports whether the hash is a member of the audience.
-func (s *Server) Has(id, hash string) bool {
+// CreateAudience makes an audience as Ads Manager would, returning its id.
+func (s *Server) CreateAudience(name string) string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	a := s.audiences[id]
-	if a == nil {
-		return false
-	}
-	_, ok := a.members[hash]
-	return ok
+	return s.create(name, "USER_PROVIDED_ONLY").ID
 }
 
-// Audience describes an audience; an unknown one is empty.
-func (s *Server) Audience(id string) Audience {
+// DeleteAudience removes an audience, as someone in Ads Manager might.
+func (s *Server) DeleteAudience(id string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out := Audience{ID: id, Creatives: []string{}}
-	if a := s.audiences[id]; a != nil {
-		out.Size = len(a.members)
-		out.Creatives = slices.Clone(a.creatives)
+	s.audiences = slices.DeleteFunc(s.audiences, func(a *audience) bool { return a.ID == id })
+}
+
+// Members returns the member hashes of the first audience with the name,
+// sorted.
+func (s *Server) Members(name string) []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, a := range s.audiences {
+		if a.Name == name {
+			out := make([]string, 0, len(a.members))
+			for h := range a.members {
+				out = append(out, h)
+			}
+			slices.Sort(out)
+			return out
+		}
 	}
-	return out
+	return nil
+}
+
+// Has reports whether the hash is a member of the named audience.
+func (s *Server) Has(name, hash string) bool {
+	return slices.Contains(s.Members(name), hash)
 }
 
 // Close stops the server, cuts requests held by a fault's delay short,
@@ -250,54 +305,21 @@ func (s *Server) Close() error {
 	return nil
 }
 
-// apply changes an audience's members.
-func (s *Server) apply(id string, req *MembersRequest) MembersResponse {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	resp := MembersResponse{Received: len(req.EmailSHA256)}
-	a := s.audiences[id]
-	if a == nil {
-		if req.Operation == Remove {
-			s.stats.Unchanged += int64(len(req.EmailSHA256))
-			return resp
-		}
-		a = &audience{members: make(map[string]struct{})}
-		s.audiences[id] = a
-	}
-	if req.CreativeID != "" && req.Operation == Add && !slices.Contains(a.creatives, req.CreativeID) {
-		a.creatives = append(a.creatives, req.CreativeID)
-	}
-	for i, h := range req.EmailSHA256 {
-		if !isSHA256Hex(h) {
-			resp.Invalid = append(resp.Invalid, i)
-			continue
-		}
-		_, member := a.members[h]
-		switch {
-		case req.Operation == Add && !member:
-			a.members[h] = struct{}{}
-			s.stats.Added++
-			resp.Changed++
-		case req.Operation == Remove && member:
-			delete(a.members, h)
-			s.stats.Removed++
-			resp.Changed++
-		default:
-			s.stats.Unchanged++
-		}
-	}
-	return resp
+// create adds an audience; s.mu is held.
+func (s *Server) create(name, source string) *audience {
+	s.nextID++
+	a := &audience{Audience: Audience{ID: strconv.FormatInt(s.nextID, 10), Name: name, Subtype: "CUSTOM", CustomerFileSource: source},
+		members: map[string]struct{}{}}
+	s.audiences = append(s.audiences, a)
+	return a
 }
 
-// isSHA256Hex reports whether h is 64 lower-case hex digits.
-func isSHA256Hex(h string) bool {
-	if len(h) != 64 {
-		return false
-	}
-	for i := 0; i < len(h); i++ {
-		if c := h[i]; (c < '0' || c > '9') && (c < 'a' || c > 'f') {
-			return false
+// byID finds an audience; s.mu is held.
+func (s *Server) byID(id string) *audience {
+	for _, a := range s.audiences {
+		if a.ID == id {
+			return a
 		}
 	}
-	return true
+	return nil
 }

@@ -1,9 +1,11 @@
 package adcatch_test
 
 import (
-	"bytes"
 	"encoding/json"
+	"io"
 	"net/http"
+	"net/url"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -30,49 +32,89 @@ func start(t *testing.T, opts adcatch.Options) *adcatch.Server {
 // h makes a valid-looking hash from a letter.
 func h(c string) string { return strings.Repeat(c, 64) }
 
-func members(t *testing.T, s *adcatch.Server, key, audience string, req any) (int, string, adcatch.MembersResponse, error) {
+// answer is a response: its status, headers and JSON body.
+type answer struct {
+	status int
+	header http.Header
+	body   map[string]any
+}
+
+// graphError is the error object of an answer, nil if it has none.
+func (a answer) graphError() map[string]any {
+	e, _ := a.body["error"].(map[string]any)
+	return e
+}
+
+func (a answer) code() int {
+	c, _ := a.graphError()["code"].(float64)
+	return int(c)
+}
+
+func do(t *testing.T, s *adcatch.Server, method, path, token string, form url.Values) (answer, error) {
 	t.Helper()
-	body, _ := json.Marshal(req)
-	hr, _ := http.NewRequest(http.MethodPost, s.URL()+"/v1/audiences/"+audience+"/members", bytes.NewReader(body))
-	if key != "" {
-		hr.Header.Set("Authorization", "Bearer "+key)
+	var body io.Reader
+	if form != nil {
+		body = strings.NewReader(form.Encode())
 	}
-	resp, err := (&http.Client{Timeout: 5 * time.Second}).Do(hr)
+	req, _ := http.NewRequest(method, s.URL()+path, body)
+	if form != nil {
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := (&http.Client{Timeout: 5 * time.Second}).Do(req)
 	if err != nil {
-		return 0, "", adcatch.MembersResponse{}, err
+		return answer{}, err
 	}
 	defer resp.Body.Close()
-	var out adcatch.MembersResponse
-	if resp.StatusCode == http.StatusOK {
-		if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
-			t.Fatal(err)
-		}
+	a := answer{status: resp.StatusCode, header: resp.Header}
+	if err := json.NewDecoder(resp.Body).Decode(&a.body); err != nil {
+		t.Fatalf("%s %s: %d, body not JSON: %v", method, path, resp.StatusCode, err)
 	}
-	return resp.StatusCode, resp.Header.Get("Retry-After"), out, nil
+	return a, nil
+}
+
+func users(hashes ...string) url.Values {
+	p, _ := json.Marshal(map[string]any{"schema": "EMAIL_SHA256", "data": hashes})
+	return url.Values{"payload": {string(p)}}
+}
+
+func create(t *testing.T, s *adcatch.Server, name string) string {
+	t.Helper()
+	a, err := do(t, s, "POST", "/v25.0/act_77/customaudiences", "tok", url.Values{"name": {name}, "subtype": {"CUSTOM"}, "customer_file_source": {"USER_PROVIDED_ONLY"}})
+	if err != nil || a.status != 200 {
+		t.Fatalf("create %s: %+v %v", name, a, err)
+	}
+	return a.body["id"].(string)
 }
 
 func TestMembershipIsASet(t *testing.T) {
-	s := start(t, adcatch.Options{APIKey: "k"})
+	s := start(t, adcatch.Options{AccessToken: "tok", AdAccountID: "77"})
+	vip := create(t, s, "vip")
+	multi, _ := json.Marshal(map[string]any{"schema": []string{"EMAIL_SHA256"}, "data": [][]string{{h("b")}, {h("c")}}})
 	steps := []struct {
-		audience string
-		req      adcatch.MembersRequest
-		want     adcatch.MembersResponse
+		method string
+		form   url.Values
+		want   map[string]any
 	}{
-		{"vip", adcatch.MembersRequest{Operation: "add", EmailSHA256: []string{h("a"), h("b"), "NOT-HEX", h("a")}, CreativeID: "cr-1"},
-			adcatch.MembersResponse{Received: 4, Changed: 2, Invalid: []int{2}}},
-		{"vip", adcatch.MembersRequest{Operation: "add", EmailSHA256: []string{h("b"), h("c")}, CreativeID: "cr-2"},
-			adcatch.MembersResponse{Received: 2, Changed: 1}},
-		{"vip", adcatch.MembersRequest{Operation: "remove", EmailSHA256: []string{h("a"), h("d")}},
-			adcatch.MembersResponse{Received: 2, Changed: 1}},
-		{"other", adcatch.MembersRequest{Operation: "remove", EmailSHA256: []string{h("a")}},
-			adcatch.MembersResponse{Received: 1}},
+		{"POST", users(h("a"), h("b"), "NOT-HEX", h("a")),
+			map[string]any{"num_received": 4.0, "num_invalid_entries": 1.0, "invalid_entry_samples": map[string]any{"NOT-HEX": "invalid hash: want 64 hex digits of SHA-256"}}},
+		{"POST", url.Values{"payload": {string(multi)}, "session": {`{"session_id":9,"batch_seq":1,"last_batch_flag":true,"estimated_num_total":2}`}},
+			map[string]any{"num_received": 2.0, "num_invalid_entries": 0.0, "invalid_entry_samples": map[string]any{}, "session_id": "9"}},
+		{"DELETE", users(h("a"), h("d")),
+			map[string]any{"num_received": 2.0, "num_invalid_entries": 0.0, "invalid_entry_samples": map[string]any{}}},
 	}
 	for i, st := range steps {
-		status, _, got, err := members(t, s, "k", st.audience, st.req)
-		if err != nil || status != 200 {
-			t.Fatalf("step %d: %d %v", i, status, err)
+		a, err := do(t, s, st.method, "/v25.0/"+vip+"/users", "tok", st.form)
+		if err != nil || a.status != 200 || a.body["audience_id"] != vip || a.body["session_id"] == "" {
+			t.Fatalf("step %d: %+v %v", i, a, err)
 		}
-		if diff := cmp.Diff(st.want, got); diff != "" {
+		if st.want["session_id"] == nil {
+			delete(a.body, "session_id")
+		}
+		delete(a.body, "audience_id")
+		if diff := cmp.Diff(st.want, a.body); diff != "" {
 			t.Errorf("step %d (-want +got):\n%s", i, diff)
 		}
 	}
@@ -82,48 +124,85 @@ func TestMembershipIsASet(t *testing.T) {
 	if !s.Has("vip", h("c")) || s.Has("vip", h("a")) || s.Has("other", h("a")) {
 		t.Error("Has is wrong")
 	}
-	resp, err := http.Get(s.URL() + "/v1/audiences/vip")
-	if err != nil {
-		t.Fatal(err)
+	want := []adcatch.Audience{{ID: vip, Name: "vip", Subtype: "CUSTOM", CustomerFileSource: "USER_PROVIDED_ONLY", Size: 2}}
+	if diff := cmp.Diff(want, s.Audiences()); diff != "" {
+		t.Errorf("audiences (-want +got):\n%s", diff)
 	}
-	var a adcatch.Audience
-	_ = json.NewDecoder(resp.Body).Decode(&a)
-	resp.Body.Close()
-	if want := (adcatch.Audience{ID: "vip", Size: 2, Creatives: []string{"cr-1", "cr-2"}}); !cmp.Equal(a, want) {
-		t.Errorf("audience %+v, want %+v", a, want)
-	}
-	if st := s.Stats(); st != (adcatch.Stats{Requests: 4, Added: 3, Removed: 1, Unchanged: 4}) {
+	if st := s.Stats(); st != (adcatch.Stats{Requests: 3, Creates: 1, Added: 3, Removed: 1, Unchanged: 3, Invalid: 1}) {
 		t.Errorf("stats %+v", st)
+	}
+	if diff := cmp.Diff(adcatch.Session{ID: 9, Seq: 1, Last: true, Total: 2}, s.Sessions()[1]); diff != "" {
+		t.Errorf("session (-want +got):\n%s", diff)
+	}
+}
+
+func TestListingPages(t *testing.T) {
+	s := start(t, adcatch.Options{AccessToken: "tok", AdAccountID: "77", PageSize: 2})
+	var ids []string
+	for _, n := range []string{"a", "b", "c"} {
+		ids = append(ids, create(t, s, n))
+	}
+	var got []string
+	q := url.Values{"fields": {"id,name"}, "limit": {"500"}}
+	for page := 0; ; page++ {
+		a, err := do(t, s, "GET", "/v25.0/act_77/customaudiences?"+q.Encode(), "tok", nil)
+		if err != nil || a.status != 200 || page > 2 {
+			t.Fatalf("page %d: %+v %v", page, a, err)
+		}
+		for _, d := range a.body["data"].([]any) {
+			got = append(got, d.(map[string]any)["id"].(string)+"="+d.(map[string]any)["name"].(string))
+		}
+		paging, _ := a.body["paging"].(map[string]any)
+		if paging["next"] == nil {
+			break
+		}
+		q.Set("after", paging["cursors"].(map[string]any)["after"].(string))
+	}
+	if diff := cmp.Diff([]string{ids[0] + "=a", ids[1] + "=b", ids[2] + "=c"}, got); diff != "" {
+		t.Errorf("listing (-want +got):\n%s", diff)
 	}
 }
 
 func TestRefusals(t *testing.T) {
-	s := start(t, adcatch.Options{APIKey: "k", MaxMembers: 2})
-	ok := adcatch.MembersRequest{Operation: "add", EmailSHA256: []string{h("a")}}
+	s := start(t, adcatch.Options{AccessToken: "tok", AdAccountID: "77", MaxEntries: 2})
+	vip := create(t, s, "vip")
+	bad := func(payload string) url.Values { return url.Values{"payload": {payload}} }
 	for _, tc := range []struct {
-		name, key, audience string
-		req                 any
-		want                int
+		name, method, path, token string
+		form                      url.Values
+		status, code              int
 	}{
-		{"no key", "", "vip", ok, 401},
-		{"bad id", "k", "v%20ip", ok, 400},
-		{"bad operation", "k", "vip", adcatch.MembersRequest{Operation: "replace", EmailSHA256: []string{h("a")}}, 400},
-		{"no members", "k", "vip", adcatch.MembersRequest{Operation: "add"}, 400},
-		{"too many", "k", "vip", adcatch.MembersRequest{Operation: "add", EmailSHA256: []string{h("a"), h("b"), h("c")}}, 400},
-		{"bad creative", "k", "vip", adcatch.MembersRequest{Operation: "add", EmailSHA256: []string{h("a")}, CreativeID: "a/b"}, 400},
-		{"not JSON", "k", "vip", "add everyone", 400},
+		{"no token", "POST", "/v25.0/" + vip + "/users", "", users(h("a")), 400, 2500},
+		{"wrong token", "POST", "/v25.0/" + vip + "/users", "nope", users(h("a")), 400, 190},
+		{"no version", "POST", "/" + vip + "/users", "tok", users(h("a")), 400, 2500},
+		{"unknown audience", "POST", "/v25.0/999/users", "tok", users(h("a")), 400, 100},
+		{"another ad account", "GET", "/v25.0/act_78/customaudiences", "tok", nil, 400, 100},
+		{"schema", "POST", "/v25.0/" + vip + "/users", "tok", bad(`{"schema":"EMAIL","data":["a@b.c"]}`), 400, 100},
+		{"two fields", "POST", "/v25.0/" + vip + "/users", "tok", bad(`{"schema":["EMAIL_SHA256","PHONE_SHA256"],"data":[["x","y"]]}`), 400, 100},
+		{"rows of a plain schema", "POST", "/v25.0/" + vip + "/users", "tok", bad(`{"schema":"EMAIL_SHA256","data":[["x"]]}`), 400, 100},
+		{"no entries", "POST", "/v25.0/" + vip + "/users", "tok", users(), 400, 100},
+		{"too many", "POST", "/v25.0/" + vip + "/users", "tok", users(h("a"), h("b"), h("c")), 400, 100},
+		{"not JSON", "POST", "/v25.0/" + vip + "/users", "tok", bad("add everyone"), 400, 100},
+		{"bad session", "POST", "/v25.0/" + vip + "/users", "tok", url.Values{"payload": users(h("a"))["payload"], "session": {`{"batch_seq":1}`}}, 400, 100},
+		{"subtype", "POST", "/v25.0/act_77/customaudiences", "tok", url.Values{"name": {"x"}, "subtype": {"LOOKALIKE"}, "customer_file_source": {"USER_PROVIDED_ONLY"}}, 400, 100},
+		{"file source", "POST", "/v25.0/act_77/customaudiences", "tok", url.Values{"name": {"x"}, "subtype": {"CUSTOM"}}, 400, 100},
 	} {
-		if status, _, _, err := members(t, s, tc.key, tc.audience, tc.req); err != nil || status != tc.want {
-			t.Errorf("%s: %d %v, want %d", tc.name, status, err, tc.want)
+		a, err := do(t, s, tc.method, tc.path, tc.token, tc.form)
+		if err != nil || a.status != tc.status || a.code() != tc.code {
+			t.Errorf("%s: %d %v %v, want %d code %d", tc.name, a.status, a.body, err, tc.status, tc.code)
+		}
+		if e := a.graphError(); tc.code != 0 && (e["type"] == nil || e["fbtrace_id"] == nil || e["message"] == "") {
+			t.Errorf("%s: error body %v is not the Graph API's", tc.name, e)
 		}
 	}
-	if st := s.Stats(); st.Requests != 0 || len(s.Members("vip")) != 0 {
+	if st := s.Stats(); st.Requests != 0 || st.Creates != 1 || len(s.Members("vip")) != 0 {
 		t.Errorf("refused requests changed something: %+v", st)
 	}
 }
 
 func TestFaults(t *testing.T) {
-	s := start(t, adcatch.Options{})
+	s := start(t, adcatch.Options{AdAccountID: "77"})
+	aud := create(t, s, "aud")
 	var fault adcatch.Fault
 	var seen []adcatch.Request
 	s.SetFault(func(r adcatch.Request) adcatch.Fault {
@@ -131,34 +210,38 @@ func TestFaults(t *testing.T) {
 		return fault
 	})
 	tests := []struct {
-		name       string
-		fault      adcatch.Fault
-		status     int
-		retryAfter string
-		dropped    bool
-		applied    bool
+		name    string
+		fault   adcatch.Fault
+		status  int
+		code    int
+		header  string // a header the answer must have
+		dropped bool
+		applied bool
 	}{
-		{"503", adcatch.Fault{Status: 503}, 503, "", false, false},
-		{"429", adcatch.Fault{Status: 429, RetryAfter: 2 * time.Second}, 429, "2", false, false},
-		{"drop", adcatch.Fault{Drop: true}, 0, "", true, false},
-		{"drop after apply", adcatch.Fault{DropAfterApply: true}, 0, "", true, true},
-		{"delay", adcatch.Fault{Delay: 20 * time.Millisecond}, 200, "", false, true},
+		{"token", adcatch.Fault{Error: adcatch.ErrToken}, 400, 190, "", false, false},
+		{"permission", adcatch.Fault{Error: adcatch.ErrPermission}, 403, 200, "", false, false},
+		{"rate limit", adcatch.Fault{Error: adcatch.ErrRateLimit, RegainAfter: 2 * time.Minute}, 400, 17, "X-Business-Use-Case-Usage", false, false},
+		{"service", adcatch.Fault{Error: adcatch.ErrService, RetryAfter: time.Second}, 500, 2, "Retry-After", false, false},
+		{"audience", adcatch.Fault{Error: adcatch.ErrCustomAud}, 400, 2650, "", false, false},
+		{"drop", adcatch.Fault{Drop: true}, 0, 0, "", true, false},
+		{"drop after apply", adcatch.Fault{DropAfterApply: true}, 0, 0, "", true, true},
+		{"delay", adcatch.Fault{Delay: 20 * time.Millisecond}, 200, 0, "", false, true},
 	}
 	for i, tc := range tests {
 		fault = tc.fault
-		m := h(string(rune('a' + i)))
-		status, ra, _, err := members(t, s, "", "aud", adcatch.MembersRequest{Operation: "add", EmailSHA256: []string{m}})
-		if tc.dropped != (err != nil) || (!tc.dropped && (status != tc.status || ra != tc.retryAfter)) {
-			t.Errorf("%s: %d %q %v", tc.name, status, ra, err)
+		m := h(strconv.Itoa(i)) // digits: hex
+		a, err := do(t, s, "POST", "/v25.0/"+aud+"/users", "any", users(m))
+		if tc.dropped != (err != nil) || (!tc.dropped && (a.status != tc.status || a.code() != tc.code || (tc.header != "" && a.header.Get(tc.header) == ""))) {
+			t.Errorf("%s: %+v %v", tc.name, a, err)
 		}
 		if s.Has("aud", m) != tc.applied {
 			t.Errorf("%s: applied = %v", tc.name, !tc.applied)
 		}
 	}
-	if len(seen) != 5 || seen[0] != (adcatch.Request{Audience: "aud", Operation: "add", Members: 1}) {
+	if len(seen) != len(tests) || seen[0].Op != "users" || seen[0].Audience != aud || seen[0].Entries != 1 {
 		t.Errorf("the fault hook saw %+v", seen)
 	}
-	if st := s.Stats(); st.Requests != 5 || st.Faulted != 5 {
+	if st := s.Stats(); st.Requests != int64(len(tests)) || st.Faulted != int64(len(tests)) {
 		t.Errorf("stats %+v", st)
 	}
 }

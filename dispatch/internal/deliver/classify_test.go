@@ -222,8 +222,8 @@ func TestMessages(t *testing.T) {
 	}{
 		{"email", "", "acme/" + job + "/email/c7", r.Mime},
 		{"onsite", "", "acme/" + job + "/onsite/c7", r.Payload},
-		{"ad", "", "acme/" + job + "/ad/c7", []byte(`{"audience":"herald-acme-` + job + `","creative":"` + job + `"}`)},
-		{"ad", "bf2026", "acme/" + job + "/ad/c7", []byte(`{"audience":"herald-acme-bf2026","creative":"` + job + `"}`)},
+		{"ad", "", "acme/" + job + "/ad/c7", []byte(`{"audience":"herald-acme-` + job + `"}`)},
+		{"ad", "bf2026", "acme/" + job + "/ad/c7", []byte(`{"audience":"herald-acme-bf2026"}`)},
 	} {
 		t.Run(tc.channel+" "+tc.campaign, func(t *testing.T) {
 			in := &eventv1.DispatchBatch{From: "shop@acme.example", Job: &eventv1.Job{TenantId: "acme", JobId: job, Channel: tc.channel,

@@ -649,13 +649,13 @@ func judge(rs []*eventv1.Rendered, results []provider.Result, idempotent bool) (
 }
 
 // body is what the provider gets: the MIME message for email, the
-// audience and creative for ads, the rendered payload for onsite.
+// audience for ads, the rendered payload for onsite.
 func body(job *eventv1.Job, r *eventv1.Rendered) []byte {
 	switch event.Channel(job.Channel) {
 	case event.ChannelEmail:
 		return r.Mime
 	case event.ChannelAd:
-		return adsout.Body(adsout.Payload{Audience: Audience(job), Creative: job.JobId})
+		return adsout.Body(adsout.Payload{Audience: Audience(job)})
 	default:
 		return r.Payload
 	}

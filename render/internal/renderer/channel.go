@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"herald/shared/emailtemplate"
+	"herald/shared/event"
 	eventv1 "herald/shared/event/v1"
 )
 
@@ -28,22 +29,19 @@ type OnsiteMessage struct {
 	ExpiresAt  time.Time     `json:"expires_at"` // the job's deadline
 }
 
-// AdCreative is the payload of an ad (Rendered.payload, JSON): the creative
-// an ad platform adapter syncs for the customer's audience entry, the
-// customer matched by the hashed address as ad platforms require.
-type AdCreative struct {
-	MessageID   string        `json:"message_id"`
-	CustomerID  string        `json:"customer_id"`
-	HashedEmail string        `json:"hashed_email"` // SHA-256 of the trimmed, lower-cased address
-	Headline    string        `json:"headline"`     // the rendered subject
-	Description string        `json:"description"`  // the rendered preheader
-	LandingURL  string        `json:"landing_url"`  // the first product's page, else the brand's site
-	ImageURLs   []string      `json:"image_urls"`
-	Products    []PayloadItem `json:"products"` // the product set
-	Strategy    string        `json:"strategy"`
+// AdMember is the payload of an ad (Rendered.payload, JSON): the
+// recipient's entry in the job's custom audience. Ad platforms' audience
+// APIs (Meta's /{audience-id}/users) take hashed identifiers and nothing
+// per person, so no creative is rendered for ads; the campaign's creative
+// is made in the platform and targets the audience. HashedEmail is
+// event.HashEmail of the address, the hash dispatch uploads.
+type AdMember struct {
+	MessageID   string `json:"message_id"`
+	CustomerID  string `json:"customer_id"`
+	HashedEmail string `json:"hashed_email"`
 }
 
-// PayloadItem is a product as onsite messages and ad creatives carry it.
+// PayloadItem is a product as onsite messages carry it.
 type PayloadItem struct {
 	ID       string `json:"id"`
 	Title    string `json:"title"`
@@ -70,19 +68,7 @@ func appendOnsite(buf *bytes.Buffer, msg *eventv1.Rendered, d *emailtemplate.Dat
 	_ = json.NewEncoder(buf).Encode(m) // the types encode; writes to a bytes.Buffer do not fail
 }
 
-func appendAd(buf *bytes.Buffer, msg *eventv1.Rendered, d *emailtemplate.Data, ps *parts) {
-	a := AdCreative{
-		MessageID: msg.MessageId, CustomerID: msg.CustomerId, HashedEmail: hashedEmail(msg.Email),
-		Headline: ps.subject, Description: ps.preheader, LandingURL: d.Brand.URL,
-		ImageURLs: []string{}, Products: payloadItems(d.Items), Strategy: msg.Provenance.GetStrategy(),
-	}
-	for _, it := range d.Items {
-		if it.ImageURL != "" {
-			a.ImageURLs = append(a.ImageURLs, it.ImageURL)
-		}
-	}
-	if len(d.Items) > 0 {
-		a.LandingURL = d.Items[0].URL
-	}
-	_ = json.NewEncoder(buf).Encode(a)
+func adPayload(msg *eventv1.Rendered) []byte {
+	b, _ := json.Marshal(AdMember{MessageID: msg.MessageId, CustomerID: msg.CustomerId, HashedEmail: event.HashEmail(msg.Email)})
+	return b // three strings cannot fail to encode
 }

@@ -8,8 +8,10 @@
 //     the delivery's event.DeliveryKey.
 //   - "onsite": a JSON document with the title, the HTML snippet and the
 //     products, for the onsite read API (see OnsiteMessage).
-//   - "ad": a JSON ad creative: headline, description, product set and
-//     image URLs (see AdCreative).
+//   - "ad": the recipient's audience entry, their hashed address (see
+//     AdMember). The template is not rendered: an ad platform's
+//     custom-audience API takes people, not a creative per person; the
+//     ad's creative is the campaign's, made in the platform.
 //
 // Partner templates are untrusted: they are vetted by emailtemplate.Parse
 // (allow-listed functions, bounded loops, no recursion, few template
@@ -22,8 +24,6 @@ package renderer
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -216,6 +216,10 @@ func (r *Renderer) renderWith(c *compiled, in *eventv1.RenderBatch, out *eventv1
 			msg.SkipReason, msg.Error = p.SkipReason, "skipped: "+p.SkipReason
 			continue
 		}
+		if event.Channel(job.Channel) == event.ChannelAd {
+			msg.Payload = adPayload(msg)
+			continue
+		}
 		if err := r.fill(d, job, c, rec, now); err != nil {
 			return nil, err
 		}
@@ -242,9 +246,6 @@ func (r *Renderer) renderWith(c *compiled, in *eventv1.RenderBatch, out *eventv1
 		switch event.Channel(job.Channel) {
 		case event.ChannelOnsite:
 			appendOnsite(&buf, msg, d, &ps, job)
-			msg.Payload = bytes.Clone(buf.Bytes())
-		case event.ChannelAd:
-			appendAd(&buf, msg, d, &ps)
 			msg.Payload = bytes.Clone(buf.Bytes())
 		default: // event.ChannelEmail, the only other channel ingest accepts
 			m := &email.Message{
@@ -361,11 +362,4 @@ func reason(strategy string) string {
 	default:
 		return "Picked for you"
 	}
-}
-
-// hashedEmail is the identifier ad platforms match audiences on: the
-// trimmed, lower-cased address, SHA-256, hex.
-func hashedEmail(addr string) string {
-	sum := sha256.Sum256([]byte(strings.ToLower(strings.TrimSpace(addr))))
-	return hex.EncodeToString(sum[:])
 }

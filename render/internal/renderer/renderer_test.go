@@ -2,6 +2,8 @@ package renderer
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -450,24 +452,34 @@ func TestRenderOnsite(t *testing.T) {
 	}
 }
 
-func TestRenderAdCreative(t *testing.T) {
+// TestRenderAdMember checks that an ad is the recipient's audience entry
+// and nothing more: the hash dispatch uploads (event.HashEmail, the
+// trimmed and lower-cased address), no per-person creative.
+func TestRenderAdMember(t *testing.T) {
 	r := testRenderer(t)
 	c := mustCompile(t, referenceSource(t))
 	in := referenceBatch(2, event.ChannelAd)
+	in.Recipients[0].Recipient.Email = " User.O'Brien+0@Example.com " // as a partner may have loaded it
 	out := render(t, r, c, in)
-	var got AdCreative
-	if err := json.Unmarshal(out.Messages[0].Payload, &got); err != nil {
+	sum := sha256.Sum256([]byte("user.o'brien+0@example.com"))
+	want := AdMember{MessageID: out.Messages[0].MessageId, CustomerID: in.Recipients[0].Recipient.CustomerId,
+		HashedEmail: hex.EncodeToString(sum[:])}
+	var got AdMember
+	dec := json.NewDecoder(bytes.NewReader(out.Messages[0].Payload))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&got); err != nil {
 		t.Fatal(err)
 	}
-	first := in.Products[in.Recipients[0].Products[0]]
-	if got.Headline != "Charlotte, your Black Friday picks are here" || got.Description == "" {
-		t.Errorf("headline %q, description %q", got.Headline, got.Description)
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("ad payload (-want +got):\n%s", diff)
 	}
-	if len(got.ImageURLs) != 6 || got.ImageURLs[0] != first.ImageUrl || got.LandingURL != first.Url || len(got.Products) != 6 {
-		t.Errorf("creative %+v", got)
+	if got.HashedEmail != event.HashEmail(in.Recipients[0].Recipient.Email) {
+		t.Errorf("hashed email %q is not event.HashEmail of %q", got.HashedEmail, in.Recipients[0].Recipient.Email)
 	}
-	if got.HashedEmail != hashedEmail(" User.O'Brien+0@Example.com ") || len(got.HashedEmail) != 64 {
-		t.Errorf("hashed email %q", got.HashedEmail)
+	for _, m := range out.Messages {
+		if m.Error != "" || len(m.Mime) != 0 || bytes.Contains(m.Payload, []byte("headline")) {
+			t.Errorf("ad message %+v", m)
+		}
 	}
 }
 

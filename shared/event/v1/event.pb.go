@@ -901,7 +901,7 @@ type Rendered struct {
 	Provenance *Provenance `protobuf:"bytes,7,opt,name=provenance,proto3" json:"provenance,omitempty"`
 	// Payload is the rendered content for channels other than email (mime is
 	// then empty): for "onsite" the JSON document of render's OnsiteMessage,
-	// for "ad" the JSON of render's AdCreative (render/internal/renderer).
+	// for "ad" the JSON of render's AdMember (render/internal/renderer).
 	Payload       []byte `protobuf:"bytes,8,opt,name=payload,proto3" json:"payload,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
