@@ -554,13 +554,16 @@ func (p *Planner) recipients(ctx context.Context, tenant string, ids []string) (
 
 func (p *Planner) page(ctx context.Context, tenant string, j *jobPlan, after string) ([]*eventv1.Recipient, error) {
 	var rows pgx.Rows
+	args := pgx.StrictNamedArgs{"tenant": tenant, "channel": j.header.Channel, "after": after, "page_size": p.cfg.BatchSize}
 	switch {
 	case len(j.audience.CustomerIDs) > 0:
-		rows, _ = p.db.Query(ctx, audienceIDsSQL, tenant, after, p.cfg.BatchSize, j.audience.CustomerIDs)
+		args["customer_ids"] = j.audience.CustomerIDs
+		rows, _ = p.db.Query(ctx, audienceIDsSQL, args)
 	case j.audience.SegmentPath != "":
-		rows, _ = p.db.Query(ctx, audienceSegmentSQL, tenant, after, p.cfg.BatchSize, j.audience.SegmentPath)
+		args["segment_path"] = j.audience.SegmentPath
+		rows, _ = p.db.Query(ctx, audienceSegmentSQL, args)
 	default:
-		rows, _ = p.db.Query(ctx, audienceAllSQL, tenant, after, p.cfg.BatchSize)
+		rows, _ = p.db.Query(ctx, audienceAllSQL, args)
 	}
 	return scanRecipients(rows, p.cfg.BatchSize)
 }
