@@ -50,6 +50,16 @@ type Customer struct {
 	LastName   string `json:"last_name"`
 	Locale     string `json:"locale"`
 	Subscribed bool   `json:"subscribed"`
+	// Consent is the customer's answer for the other channels: the demo's
+	// customers give the same answer for every channel, so an onsite or ad
+	// job reaches exactly those an email job does.
+	Consent Consent `json:"consent"`
+}
+
+// Consent is a customer's consent for the channels besides email.
+type Consent struct {
+	Onsite bool `json:"onsite"`
+	Ads    bool `json:"ads"`
 }
 
 // Customer returns customer i.
@@ -57,13 +67,15 @@ func (t DemoTenant) Customer(i int) Customer {
 	r := t.rng(1, i)
 	first, last := firstNames[r.IntN(len(firstNames))], lastNames[r.IntN(len(lastNames))]
 	local := strings.ToLower(strings.NewReplacer("'", "", "é", "e").Replace(first + "." + last))
+	subscribed := r.IntN(100) != 0 // about 1% unsubscribed
 	return Customer{
 		ID:         fmt.Sprintf("c%08d", i),
 		Email:      fmt.Sprintf("%s.%d@%s", local, i, domains[r.IntN(len(domains))]),
 		FirstName:  first,
 		LastName:   last,
 		Locale:     "en",
-		Subscribed: r.IntN(100) != 0, // about 1% unsubscribed
+		Subscribed: subscribed,
+		Consent:    Consent{Onsite: subscribed, Ads: subscribed},
 	}
 }
 

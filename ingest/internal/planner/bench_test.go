@@ -4,10 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"testing"
-	"time"
 
-	"github.com/google/uuid"
-	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"herald/devtools/testenv"
@@ -19,25 +16,6 @@ import (
 // benchAudience is the audience of every benchmarked job: 20 batches of
 // testConfig's 500, one chunk.
 const benchAudience = 10_000
-
-// addJob adds another job for all of tenant's customers, with its
-// planning task, as job acceptance would.
-func addJob(b *testing.B, db *pgxpool.Pool, tenant string) uuid.UUID {
-	b.Helper()
-	ctx := context.Background()
-	job := uuid.New()
-	now := time.Now()
-	_, err := db.Exec(ctx, `INSERT INTO jobs (tenant_id, id, idempotency_key, request_sha256, channel, template_id,
-		template_version, audience, products_per_message, submitted_at, deadline)
-		VALUES ($1, $2, $3, '', 'email', 't', 1, '{"all_subscribed":true}', 6, $4, $5)`, tenant, job, job.String(), now, now.Add(time.Hour))
-	if err != nil {
-		b.Fatal(err)
-	}
-	if _, err := db.Exec(ctx, `INSERT INTO outbox (kind, tenant_id, job_id) VALUES ('plan_job', $1, $2)`, tenant, job); err != nil {
-		b.Fatal(err)
-	}
-	return job
-}
 
 // BenchmarkPlan measures planning one job of benchAudience customers:
 // reading its audience page by page and recording its batches. It reports
@@ -54,7 +32,7 @@ func BenchmarkPlan(b *testing.B) {
 	b.ResetTimer()
 	for range b.N {
 		b.StopTimer()
-		addJob(b, db, "acme")
+		addJob(b, db, "acme", event.ChannelEmail, map[string]any{"all_subscribed": true})
 		b.StartTimer()
 		if planned, err := p.PlanNext(ctx); err != nil || !planned {
 			b.Fatalf("planned %v, %v", planned, err)
@@ -102,7 +80,7 @@ func BenchmarkRelease(b *testing.B) {
 	b.ResetTimer()
 	for range b.N {
 		b.StopTimer()
-		addJob(b, db, "acme")
+		addJob(b, db, "acme", event.ChannelEmail, map[string]any{"all_subscribed": true})
 		plan()
 		b.StartTimer()
 		if n, err := p.ReleaseOnce(ctx); err != nil || n != want {

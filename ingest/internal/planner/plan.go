@@ -230,24 +230,22 @@ func (p *Planner) planChunk(ctx context.Context, t task, j *jobPlan) (bool, erro
 // releaser reads each batch's customers as they are when it publishes it.
 func (p *Planner) page(ctx context.Context, tenant string, j *jobPlan, after string) ([]string, error) {
 	var rows pgx.Rows
+	args := pgx.StrictNamedArgs{"tenant": tenant, "channel": j.header.Channel, "after": after, "page_size": p.cfg.BatchSize}
 	switch {
 	case len(j.audience.CustomerIDs) > 0:
-		rows, _ = p.db.Query(ctx, audienceIDsSQL, tenant, after, p.cfg.BatchSize, j.audience.CustomerIDs)
+		args["customer_ids"] = j.audience.CustomerIDs
+		rows, _ = p.db.Query(ctx, audienceIDsSQL, args)
 	case j.audience.SegmentPath != "":
-		rows, _ = p.db.Query(ctx, audienceSegmentSQL, tenant, after, p.cfg.BatchSize, j.audience.SegmentPath)
+		args["segment_path"] = j.audience.SegmentPath
+		rows, _ = p.db.Query(ctx, audienceSegmentSQL, args)
 	default:
-		rows, _ = p.db.Query(ctx, audienceAllSQL, tenant, after, p.cfg.BatchSize)
+		rows, _ = p.db.Query(ctx, audienceAllSQL, args)
 	}
 	defer rows.Close()
 	ids := make([]string, 0, p.cfg.BatchSize)
 	var id string
-	var dest []any // &id, then nil for every column skipped
 	for rows.Next() {
-		if dest == nil {
-			dest = make([]any, len(rows.FieldDescriptions()))
-			dest[0] = &id
-		}
-		if err := rows.Scan(dest...); err != nil {
+		if err := rows.Scan(&id); err != nil {
 			return nil, fmt.Errorf("read audience: %w", err)
 		}
 		ids = append(ids, id)

@@ -5,7 +5,9 @@
 -- this very moment), expired (past the job's deadline), capped (the tenant's
 -- daily cap for this recipient, counted in their own time zone across all
 -- channels and jobs, is used up) or sending (claimed: the caller may now
--- call the provider). Rows that already exist are left alone (the unique key
+-- call the provider). A customer who withdrew their consent for the channel
+-- since the audience was planned (herald_has_consent) is suppressed; one
+-- without a customers row is left to the other checks. Rows that already exist are left alone (the unique key
 -- makes a second claim impossible) and, if this batch owns them, returned
 -- with fresh = false so the caller can finish what an earlier attempt
 -- started. Final outcomes count toward the job's progress in the same
@@ -37,23 +39,27 @@ WITH input AS (
         LIMIT 1
     ) d
 ), local AS (
-    SELECT i.*, coalesce(c.timezone, 'UTC') AS tz, now() AT TIME ZONE coalesce(c.timezone, 'UTC') AS local_now
+    SELECT i.*, coalesce(c.timezone, 'UTC') AS tz, now() AT TIME ZONE coalesce(c.timezone, 'UTC') AS local_now,
+           c.id IS NULL OR herald_has_consent(c.subscribed, c.consent, @channel) AS consents
     FROM input i
     LEFT JOIN customers c ON c.tenant_id = @tenant AND c.id = i.customer_id
     WHERE NOT EXISTS (SELECT 1 FROM existing e WHERE e.customer_id = i.customer_id)
 ), decided AS (
     -- What the job's picking and render decided comes first; then the one
     -- send-eligibility rule (herald_send_verdict), which returns no row
-    -- unless the job is active.
+    -- unless the job is active; then consent, which ranks with the
+    -- suppression list (a listed address keeps the list's reason).
     SELECT l.customer_id, l.email, l.message_id, l.strategy, l.model_version, l.catalog_version, l.template_version,
            l.local_now::date AS local_day,
            CASE WHEN l.skip_reason <> '' THEN 'skipped'
                 WHEN l.render_error <> '' THEN 'failed'
+                WHEN NOT l.consents AND v.state <> 'suppressed' THEN 'suppressed'
                 ELSE v.state END AS state,
            CASE WHEN l.skip_reason <> '' THEN l.skip_reason
                 WHEN l.render_error <> '' THEN 'render: ' || l.render_error
+                WHEN NOT l.consents AND v.state <> 'suppressed' THEN 'no consent for ' || @channel
                 ELSE v.reason END AS reason,
-           CASE WHEN l.skip_reason = '' AND l.render_error = '' THEN v.not_before END AS not_before
+           CASE WHEN l.skip_reason = '' AND l.render_error = '' AND l.consents THEN v.not_before END AS not_before
     FROM local l
     CROSS JOIN LATERAL herald_send_verdict(@tenant, @job, l.email, l.local_now, l.tz, @deadline, @quiet_start, @quiet_end, @quiet_mode) v
 ), capped AS (

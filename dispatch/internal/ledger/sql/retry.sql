@@ -1,6 +1,7 @@
 -- Takes back the rows of this batch that were deferred on an earlier
 -- attempt, deciding each again as the claim would: suppressed if the
--- address was suppressed since (an unsubscribe while it waited), expired
+-- address was suppressed since (an unsubscribe while it waited) or the
+-- customer withdrew their consent for the channel, expired
 -- once past the deadline, held (or skipped) inside the recipient's quiet
 -- hours, otherwise sending again — for the provider now chosen, since the
 -- last one accepted nothing. A row that was never sending (held for quiet
@@ -12,7 +13,8 @@
 -- state and, if held, until when.
 WITH rows AS (
     SELECT x.tableoid AS part, x.ctid AS tid, x.customer_id, x.email, x.reason, x.not_before, x.attempts,
-           now() AT TIME ZONE coalesce(c.timezone, 'UTC') AS local_now, coalesce(c.timezone, 'UTC') AS tz
+           now() AT TIME ZONE coalesce(c.timezone, 'UTC') AS local_now, coalesce(c.timezone, 'UTC') AS tz,
+           c.id IS NULL OR herald_has_consent(c.subscribed, c.consent, @channel) AS consents
     FROM unnest(@customer_ids::text[]) AS i(customer_id)
     CROSS JOIN LATERAL (
         SELECT d.tableoid, d.ctid, d.customer_id, d.email, d.reason, d.not_before, d.attempts
@@ -24,14 +26,15 @@ WITH rows AS (
     LEFT JOIN customers c ON c.tenant_id = @tenant AND c.id = x.customer_id
 ), targets AS (
     -- The one send-eligibility rule (herald_send_verdict), which returns no
-    -- row unless the job is active; a row that stays deferred or goes out
-    -- keeps its reason.
-    SELECT r.part, r.tid, r.customer_id, r.attempts, r.local_now::date AS local_day, v.state, v.not_before,
-           CASE v.state
-               WHEN 'expired' THEN 'deadline passed while deferred: ' || r.reason
-               WHEN 'sending' THEN r.reason
-               WHEN 'deferred' THEN r.reason
-               ELSE v.reason
+    -- row unless the job is active, then consent, as in the claim; a row
+    -- that stays deferred or goes out keeps its reason.
+    SELECT r.part, r.tid, r.customer_id, r.attempts, r.local_now::date AS local_day,
+           CASE WHEN NOT r.consents AND v.state <> 'suppressed' THEN 'suppressed' ELSE v.state END AS state,
+           CASE WHEN r.consents THEN v.not_before END AS not_before,
+           CASE WHEN NOT r.consents AND v.state <> 'suppressed' THEN 'no consent for ' || @channel
+                WHEN v.state = 'expired' THEN 'deadline passed while deferred: ' || r.reason
+                WHEN v.state IN ('sending', 'deferred') THEN r.reason
+                ELSE v.reason
            END AS reason
     FROM rows r
     CROSS JOIN LATERAL herald_send_verdict(@tenant, @job, r.email, r.local_now, r.tz, @deadline, @quiet_start, @quiet_end, @quiet_mode) v

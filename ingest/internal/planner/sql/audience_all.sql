@@ -1,7 +1,7 @@
--- The next page of a job's audience of all subscribed customers, in id order
--- after the cursor $2.
-SELECT id, email, first_name, last_name, locale
+-- The next page of a job's audience of all customers who consent to its
+-- @channel (herald_has_consent), in id order after the cursor @after.
+SELECT id
 FROM customers
-WHERE tenant_id = $1 AND subscribed AND id > $2
+WHERE tenant_id = @tenant AND herald_has_consent(subscribed, consent, @channel) AND id > @after
 ORDER BY id
-LIMIT $3
+LIMIT @page_size

@@ -1,7 +1,9 @@
--- The next page of a job's explicit audience ($4: sorted ids) after the
--- cursor $2; customers who unsubscribed since are left out.
-SELECT id, email, first_name, last_name, locale
+-- The next page of a job's explicit audience (@customer_ids: sorted ids)
+-- after the cursor @after; customers who withdrew their consent to the
+-- job's @channel since (herald_has_consent) are left out.
+SELECT id
 FROM customers
-WHERE tenant_id = $1 AND subscribed AND id > $2 AND id = ANY($4::text[])
+WHERE tenant_id = @tenant AND herald_has_consent(subscribed, consent, @channel) AND id > @after
+  AND id = ANY(@customer_ids::text[])
 ORDER BY id
-LIMIT $3
+LIMIT @page_size

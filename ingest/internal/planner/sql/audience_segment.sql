@@ -1,8 +1,10 @@
--- The next page of a job's segment audience: subscribed customers whose
--- attributes match the segment's SQL/JSON path predicate $4, in id order
--- after the cursor $2.
-SELECT id, email, first_name, last_name, locale
+-- The next page of a job's segment audience: customers who consent to the
+-- job's @channel (herald_has_consent) and whose attributes match the
+-- segment's SQL/JSON path predicate @segment_path, in id order after the
+-- cursor @after.
+SELECT id
 FROM customers
-WHERE tenant_id = $1 AND subscribed AND id > $2 AND attributes @@ $4::jsonpath
+WHERE tenant_id = @tenant AND herald_has_consent(subscribed, consent, @channel) AND id > @after
+  AND attributes @@ @segment_path::jsonpath
 ORDER BY id
-LIMIT $3
+LIMIT @page_size
