@@ -458,6 +458,23 @@ func TestChecksCatch(t *testing.T) {
 			}
 			return objs
 		}, "HERALD_SMTP_PASSWORD must come from a Secret"},
+		{"SES key in git", "prod", func(objs []Object) []Object {
+			c := &deployment(objs, "dispatch").Spec.Template.Spec.Containers[0]
+			for i := range c.Env {
+				if c.Env[i].Name == "HERALD_SES_SECRET_ACCESS_KEY" {
+					c.Env[i].ValueFrom, c.Env[i].Value = nil, "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
+				}
+			}
+			return objs
+		}, "HERALD_SES_SECRET_ACCESS_KEY must come from a Secret"},
+		{"database URL in a ConfigMap", "dev", func(objs []Object) []Object {
+			for _, cm := range Of[*corev1.ConfigMap](objs) {
+				if strings.HasPrefix(cm.Name, "recommend") {
+					cm.Data["HERALD_DATABASE_URL"] = "postgres://herald:pw@db/herald"
+				}
+			}
+			return objs
+		}, "HERALD_DATABASE_URL must come from a Secret"},
 		{"SMTP user without a password", "prod", func(objs []Object) []Object {
 			c := &deployment(objs, "dispatch").Spec.Template.Spec.Containers[0]
 			c.Env = slices.DeleteFunc(c.Env, func(e corev1.EnvVar) bool { return e.Name == "HERALD_SMTP_PASSWORD" })
@@ -541,5 +558,28 @@ func TestMeshConfig(t *testing.T) {
 	}
 	if _, err := LoadMeshConfig(bad); err == nil || !strings.Contains(err.Error(), "enablePrometheusMerg") {
 		t.Errorf("load misspelt mesh config: %v", err)
+	}
+}
+
+// The settings the services declare secret are read from their code, so
+// each provider's key is covered without a list to keep.
+func TestSecretSettingsAreReadFromTheCode(t *testing.T) {
+	var all [][]byte
+	for _, dir := range []string{"dispatch", "ingest", "render", "recommend", "shared/service"} {
+		src, err := goSources(filepath.Join("..", "..", dir))
+		if err != nil {
+			t.Fatal(err)
+		}
+		all = append(all, src)
+	}
+	got := secretSettings(all...)
+	for _, want := range []string{"HERALD_DATABASE_URL", "HERALD_SMTP_PASSWORD", "HERALD_SMTP_VERP_SECRET",
+		"HERALD_SES_SECRET_ACCESS_KEY", "HERALD_SENDGRID_KEY", "HERALD_ADS_TOKEN", "HERALD_UNSUBSCRIBE_SECRET"} {
+		if !got[want] {
+			t.Errorf("%s is not among the secret settings read from the code: %v", want, got)
+		}
+	}
+	if got["HERALD_SES_REGION"] {
+		t.Error("HERALD_SES_REGION, a plain setting, was read as a secret")
 	}
 }
