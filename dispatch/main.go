@@ -445,7 +445,7 @@ func secureSMTP(cfg smtpout.Config, sec smtpSecurity, readFile func(string) ([]b
 	}
 	switch {
 	case sec.ReturnDomain != "":
-		cfg.ReturnPath = &smtpout.ReturnPath{Domain: sec.ReturnDomain, Secret: []byte(sec.VERPSecret)}
+		cfg.ReturnPath = &event.ReturnPath{Domain: sec.ReturnDomain, Secret: []byte(sec.VERPSecret)}
 	case sec.VERPSecret != "":
 		errs = append(errs, errors.New("-smtp-verp-secret needs -smtp-return-domain"))
 	}

@@ -10,6 +10,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -56,6 +58,16 @@ type settings struct {
 	OpsMetrics        string
 	Triggers          triggers.Config
 	Feedback          feedbackSettings
+	Inbound           inboundSettings
+}
+
+// inboundSettings turn on the SMTP receiver of bounces and complaints sent
+// to dispatch's VERP return paths.
+type inboundSettings struct {
+	Addr           string // empty: off
+	ReturnDomain   string
+	VERPSecret     string
+	VERPSecretFile string
 }
 
 // feedbackSettings turn on the providers' feedback endpoints.
@@ -99,6 +111,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	set.String(&cfg.Feedback.SendGridKey, "sendgrid-public-key", "HERALD_SENDGRID_PUBLIC_KEY", "", "SendGrid Event Webhook verification key as SendGrid shows it; events post to /v1/webhooks/sendgrid (empty: off)")
 	set.String(&cfg.Feedback.SendGridKeyFile, "sendgrid-public-key-file", "HERALD_SENDGRID_PUBLIC_KEY_FILE", "", "file holding the SendGrid verification key, instead of -sendgrid-public-key")
 	set.Int(&cfg.Feedback.SoftBounceLimit, "soft-bounce-limit", "HERALD_SOFT_BOUNCE_LIMIT", api.DefaultSoftBounceLimit, "soft bounces in a row that suppress an address")
+	set.String(&cfg.Inbound.Addr, "feedback-smtp-addr", "HERALD_FEEDBACK_SMTP_ADDR", "", "address of the SMTP receiver the return domain's MX points to, taking bounces and ARF reports for dispatch's VERP return paths, e.g. :2525 (empty: off)")
+	set.String(&cfg.Inbound.ReturnDomain, "smtp-return-domain", "HERALD_SMTP_RETURN_DOMAIN", "", "domain of dispatch's VERP return paths bounce+<token>@domain, as dispatch has it")
+	set.Secret(&cfg.Inbound.VERPSecret, "smtp-verp-secret", "HERALD_SMTP_VERP_SECRET", "", "secret that signs VERP tokens, as dispatch has it: a forged return path is refused before any lookup")
+	set.String(&cfg.Inbound.VERPSecretFile, "smtp-verp-secret-file", "HERALD_SMTP_VERP_SECRET_FILE", "", "file holding the VERP secret, instead of -smtp-verp-secret")
 	if err := set.Parse(args); err != nil {
 		return err
 	}
@@ -107,6 +123,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		return err
 	}
 	fb, err := feedbackConfig(cfg.Feedback)
+	if err != nil {
+		return err
+	}
+	returnPath, err := inboundReturnPath(cfg.Inbound, os.ReadFile)
 	if err != nil {
 		return err
 	}
@@ -139,7 +159,20 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	traced := otelhttp.NewHandler(routes, "ingest", otelhttp.WithSpanNameFormatter(func(_ string, r *http.Request) string {
 		return r.Pattern // "POST /v1/jobs": the route, not the ids in the path
 	}))
-	return p.Run(ctx, traced, plan.Run, plan.Release, plan.Redrive, catalogTriggers.Run, func(ctx, _ context.Context) error {
+	loops := []service.Loop{plan.Run, plan.Release, plan.Redrive, catalogTriggers.Run}
+	if returnPath != nil {
+		in, err := newInbound(*returnPath, st, cfg.Feedback.SoftBounceLimit, p.Log)
+		if err != nil {
+			return err
+		}
+		l, err := net.Listen("tcp", cfg.Inbound.Addr)
+		if err != nil {
+			return fmt.Errorf("listen for inbound feedback: %w", err)
+		}
+		p.Log.InfoContext(ctx, "inbound feedback listening", "addr", l.Addr().String(), "return_domain", returnPath.Domain)
+		loops = append(loops, in.Run(l))
+	}
+	return p.Run(ctx, traced, append(loops, func(ctx, _ context.Context) error {
 		// The ledger partition for a day must exist before its first job.
 		t := time.NewTicker(time.Hour)
 		defer t.Stop()
@@ -153,6 +186,49 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 				}
 			}
 		}
+	})...)
+}
+
+// inboundReturnPath reads the SMTP receiver's settings: the return path
+// whose addresses it takes reports for, or nil when it is off.
+func inboundReturnPath(s inboundSettings, readFile func(string) ([]byte, error)) (*event.ReturnPath, error) {
+	secret := s.VERPSecret
+	switch {
+	case secret != "" && s.VERPSecretFile != "":
+		return nil, errors.New("give -smtp-verp-secret or -smtp-verp-secret-file, not both")
+	case s.VERPSecretFile != "":
+		b, err := readFile(s.VERPSecretFile)
+		if err != nil {
+			return nil, fmt.Errorf("-smtp-verp-secret-file: %w", err)
+		}
+		secret = strings.TrimRight(string(b), "\r\n")
+	}
+	if s.Addr == "" {
+		if s.ReturnDomain != "" || secret != "" {
+			return nil, errors.New("-smtp-return-domain and -smtp-verp-secret need -feedback-smtp-addr")
+		}
+		return nil, nil
+	}
+	rp := event.ReturnPath{Domain: s.ReturnDomain, Secret: []byte(secret)}
+	if err := rp.Validate(); err != nil {
+		return nil, fmt.Errorf("-feedback-smtp-addr needs -smtp-return-domain and -smtp-verp-secret: %w", err)
+	}
+	return &rp, nil
+}
+
+// newInbound is the SMTP receiver of the return domain: it checks each
+// return path's MAC, finds its delivery by the Message-ID hash, and
+// applies the report to it. Its limits are feedback's defaults: messages
+// of 10 MiB, 64 connections at once, 5 minutes a connection, a minute a
+// read or write.
+func newInbound(rp event.ReturnPath, st *store.Store, softLimit int, log *slog.Logger) (*feedback.Inbound, error) {
+	return feedback.NewInbound(feedback.InboundConfig{
+		Domain: rp.Domain,
+		Key:    feedback.VERPKey(rp, st.DeliveryByMessageHash),
+		Apply: func(ctx context.Context, f store.Feedback) (store.FeedbackResult, error) {
+			return st.ApplyFeedback(ctx, f, softLimit)
+		},
+		Log: log,
 	})
 }
 

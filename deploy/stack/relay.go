@@ -118,6 +118,16 @@ func (r *relay) env(addr string) []string {
 	}
 }
 
+// inboundEnv is ingest's configuration for receiving the bounces to
+// dispatch's return paths at addr: the same domain and secret.
+func (r *relay) inboundEnv(addr string) []string {
+	return []string{
+		"HERALD_FEEDBACK_SMTP_ADDR=" + addr,
+		"HERALD_SMTP_RETURN_DOMAIN=" + ReturnDomain,
+		"HERALD_SMTP_VERP_SECRET=" + r.verpSecret,
+	}
+}
+
 // randomHex is n random bytes in hex.
 func randomHex(n int) string {
 	b := make([]byte, n)

@@ -116,6 +116,9 @@ type Stack struct {
 	// IngestDirectURL is ingest itself, behind the edge; it trusts
 	// X-Tenant-ID as it does from the gateway in a cluster.
 	IngestDirectURL string
+	// FeedbackSMTPAddr is ingest's SMTP receiver of bounces to dispatch's
+	// VERP return paths, as the return domain's MX would reach it.
+	FeedbackSMTPAddr string
 
 	opts      Options
 	log       *slog.Logger
@@ -199,6 +202,10 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 		return nil, err
 	}
 	s.edgeAddr = "127.0.0.1:" + strconv.Itoa(port)
+	if port, err = freePort(); err != nil {
+		return nil, err
+	}
+	s.FeedbackSMTPAddr = "127.0.0.1:" + strconv.Itoa(port)
 	s.IngestURL = "http://" + s.edgeAddr
 	s.IngestDirectURL = "http://" + s.addrs["ingest"]
 	for _, name := range procs {
@@ -364,6 +371,9 @@ func (s *Stack) env(name string) []string {
 			stages = append(stages, svc+"=http://"+s.addrs[svc]+"/metrics")
 		}
 		env = append(env, "HERALD_UNSUBSCRIBE_SECRET="+UnsubscribeSecret, "HERALD_OPS_METRICS="+strings.Join(stages, ","))
+		if name == "ingest" { // one instance takes the return domain's mail
+			env = append(env, s.relay.inboundEnv(s.FeedbackSMTPAddr)...)
+		}
 	case "render":
 		env = append(env, "HERALD_PUBLIC_URL="+s.IngestURL, "HERALD_UNSUBSCRIBE_SECRET="+UnsubscribeSecret)
 	case Edge:

@@ -29,6 +29,7 @@ import (
 	"time"
 
 	"herald/dispatch/internal/provider"
+	"herald/shared/event"
 )
 
 // TLSMode is how a connection to the relay is encrypted.
@@ -93,7 +94,7 @@ type Config struct {
 	// ReturnPath, when set, replaces each message's envelope sender with
 	// its delivery's VERP address, so that a bounce names the delivery.
 	// Messages without a ledger key keep theirs.
-	ReturnPath *ReturnPath
+	ReturnPath *event.ReturnPath
 	// IdleTimeout closes connections that sat unused in the pool for
 	// longer, before a server drops them. Zero means 30s.
 	IdleTimeout time.Duration
@@ -266,7 +267,7 @@ func (p *Pool) withReturnPath(msgs []*provider.Message) []*provider.Message {
 		out[i] = m
 		if key, ok := parseDeliveryKey(m.Key); ok {
 			c := *m
-			c.From = rp.VERP(key)
+			c.From = rp.Address(key)
 			out[i] = &c
 		}
 	}

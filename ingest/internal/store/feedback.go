@@ -2,9 +2,12 @@ package store
 
 import (
 	"context"
+	_ "embed"
 	"errors"
 	"fmt"
+	"regexp"
 
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 
 	"herald/shared/event"
@@ -119,4 +122,36 @@ func (s *Store) ApplyFeedback(ctx context.Context, f Feedback, softLimit int) (F
 		return "", fmt.Errorf("apply %s feedback %s: %w", f.Provider, f.EventID, err)
 	}
 	return res, nil
+}
+
+//go:embed sql/delivery_by_message_hash.sql
+var deliveryByMessageHashSQL string
+
+// messageHash is the spelling of the hash in a Message-ID
+// (event.DeliveryKey.MessageID) and of what event.ReturnPath.Parse returns.
+var messageHash = regexp.MustCompile(`^[0-9a-f]{32}$`)
+
+// DeliveryByMessageHash returns the key of the delivery whose Message-ID
+// starts with hash, the 32 hex digits a VERP return path carries, through
+// dispatch's herald_delivery_by_message_id. It is ErrNotFound when no
+// delivery has it. The caller has checked the return path's MAC: only
+// addresses Herald sent from get this far.
+func (s *Store) DeliveryByMessageHash(ctx context.Context, hash string) (event.DeliveryKey, error) {
+	if !messageHash.MatchString(hash) {
+		return event.DeliveryKey{}, fmt.Errorf("%w: message hash %q is not 32 lower-case hex digits", ErrInvalidFeedback, hash)
+	}
+	var (
+		k   event.DeliveryKey
+		job uuid.UUID
+		ch  string
+	)
+	err := s.db.QueryRow(ctx, deliveryByMessageHashSQL, pgx.StrictNamedArgs{"hash": hash}).Scan(&k.Tenant, &job, &ch, &k.Customer)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return event.DeliveryKey{}, fmt.Errorf("delivery of message hash %s: %w", hash, ErrNotFound)
+	}
+	if err != nil {
+		return event.DeliveryKey{}, fmt.Errorf("find delivery of message hash %s: %w", hash, err)
+	}
+	k.Job, k.Channel = event.JobID(job).String(), event.Channel(ch)
+	return k, nil
 }

@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"herald/devtools/testenv"
@@ -230,5 +232,79 @@ func TestFeedbackRefusesWhatTheDatabaseWould(t *testing.T) {
 	}
 	if _, err := s.ApplyFeedback(context.Background(), good, 0); !errors.Is(err, ErrInvalidFeedback) {
 		t.Errorf("soft limit 0: err = %v, want ErrInvalidFeedback", err)
+	}
+}
+
+// TestDeliveryByMessageHash: the hash of a delivery's Message-ID, as a VERP
+// return path carries it, finds that delivery and no other; a hash no
+// delivery has is ErrNotFound, and one that is not 32 hex digits never
+// reaches the database.
+func TestDeliveryByMessageHash(t *testing.T) {
+	db := testenv.DB(t)
+	s := New(db)
+	ctx := context.Background()
+	acme := feedbackJob(t, db, "acme", "sent", "ambiguous")
+	globex := feedbackJob(t, db, "globex", "sent")
+	keys := []event.DeliveryKey{
+		{Tenant: "acme", Job: acme, Channel: event.ChannelEmail, Customer: "c-sent"},
+		{Tenant: "acme", Job: acme, Channel: event.ChannelEmail, Customer: "c-ambiguous"},
+		{Tenant: "globex", Job: globex, Channel: event.ChannelEmail, Customer: "c-sent"},
+	}
+	for _, k := range keys {
+		if _, err := db.Exec(ctx, `UPDATE deliveries SET message_id = $1 WHERE tenant_id = $2 AND job_id = $3 AND customer_id = $4`,
+			k.MessageID("mail.herald.test"), k.Tenant, k.Job, k.Customer); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, want := range keys {
+		hash, _, _ := strings.Cut(want.MessageID("mail.herald.test"), "@")
+		got, err := s.DeliveryByMessageHash(ctx, hash)
+		if err != nil {
+			t.Fatalf("DeliveryByMessageHash(%s): %v", hash, err)
+		}
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Errorf("DeliveryByMessageHash(%s) (-want +got):\n%s", hash, diff)
+		}
+	}
+	unknown, _, _ := strings.Cut(event.DeliveryKey{Tenant: "acme", Job: acme, Channel: event.ChannelEmail, Customer: "nobody"}.MessageID(""), "@")
+	if k, err := s.DeliveryByMessageHash(ctx, unknown); !errors.Is(err, ErrNotFound) {
+		t.Errorf("unknown hash: %+v, %v; want ErrNotFound", k, err)
+	}
+	for _, bad := range []string{"", "%", strings.Repeat("A", 32), strings.Repeat("a", 31), strings.Repeat("a", 33)} {
+		if k, err := s.DeliveryByMessageHash(ctx, bad); !errors.Is(err, ErrInvalidFeedback) {
+			t.Errorf("hash %q: %+v, %v; want ErrInvalidFeedback", bad, k, err)
+		}
+	}
+}
+
+// TestMessageHashLookupUsesTheIndex: the lookup probes the Message-ID
+// hash index of each partition (deliveries_message_hash, which each
+// partition inherits) rather than scanning the ledger, which grows by
+// billions of rows a day.
+func TestMessageHashLookupUsesTheIndex(t *testing.T) {
+	db := testenv.DB(t)
+	ctx := context.Background()
+	feedbackJob(t, db, "acme", "sent")
+	if _, err := db.Exec(ctx, `ANALYZE deliveries`); err != nil {
+		t.Fatal(err)
+	}
+	tx, err := db.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	if _, err := tx.Exec(ctx, `SET LOCAL enable_seqscan = off`); err != nil {
+		t.Fatal(err)
+	}
+	rows, err := tx.Query(ctx, `EXPLAIN `+strings.ReplaceAll(deliveryByMessageHashSQL, "@hash", "'"+strings.Repeat("a", 32)+"'"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	plan, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(strings.Join(plan, "\n"), `Index Cond: ("left"(message_id, 32) =`) {
+		t.Errorf("the lookup does not use the Message-ID hash index:\n%s", strings.Join(plan, "\n"))
 	}
 }
