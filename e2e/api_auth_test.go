@@ -139,7 +139,10 @@ func TestEdgeRejectsBadCredentials(t *testing.T) {
 		// ingest as acme.
 		{"a tenant claim with surrounding whitespace", "/v1/customers", rs(claims(" acme ", nil)), nil, 401, "unauthenticated", "tenant id"},
 		{"a tenant claim that is not an id", "/v1/customers", rs(claims("acme/globex", nil)), nil, 401, "unauthenticated", "tenant id"},
+		{"a valid token of a tenant no operator created", "/v1/customers", rs(claims("globex", nil)), nil, 403, "tenant_unknown", "does not exist"},
+		{"a partner token on the operator API", "/v1/ops/tenants/acme/suspend", rs(claims("acme", nil)), nil, 403, "forbidden", "role claim is ops"},
 	}
+	ensureTenant(t, st, hc, "acme")
 	before := snapshot()
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

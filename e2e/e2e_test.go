@@ -91,10 +91,38 @@ func startStack(t *testing.T, opts stack.Options) *stack.Stack {
 }
 
 // partnerClient returns a client of the partner API as tenant, through the
-// edge, that holds every request and answer to the OpenAPI document.
+// edge, that holds every request and answer to the OpenAPI document. An
+// operator creates the tenant first unless it exists.
 func partnerClient(t *testing.T, st *stack.Stack, tenant string) *stack.Client {
 	t.Helper()
-	return &stack.Client{BaseURL: st.IngestURL, Tenant: tenant, HTTP: checkedHTTP(t, st)}
+	hc := checkedHTTP(t, st)
+	ensureTenant(t, st, hc, tenant)
+	return &stack.Client{BaseURL: st.IngestURL, Tenant: tenant, HTTP: hc}
+}
+
+// opsClient returns a client of the operator API, through the edge, held
+// to the OpenAPI document.
+func opsClient(t *testing.T, st *stack.Stack, hc *http.Client) *stack.Client {
+	t.Helper()
+	if hc == nil {
+		hc = checkedHTTP(t, st)
+	}
+	ops, err := stack.OpsClient(st.IngestURL, hc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ops
+}
+
+// ensureTenant creates tenant through the operator API, as an operator
+// would, unless it exists.
+func ensureTenant(t *testing.T, st *stack.Stack, hc *http.Client, tenant string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := opsClient(t, st, hc).EnsureTenant(ctx, tenant); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // checkedHTTP returns an HTTP client for the edge whose every exchange

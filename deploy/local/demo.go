@@ -165,6 +165,8 @@ func demo(ctx context.Context, args []string, stdout, stderr io.Writer, log *slo
 		return err
 	}
 	fmt.Fprintf(stdout, "The ops page (an operator's token): %s/ops?access_token=%s\n", st.IngestURL, ops)
+	fmt.Fprintf(stdout, "The tenants, through the operator API (the same token):\n")
+	fmt.Fprintf(stdout, "  curl -H \"Authorization: Bearer %s\" %s/v1/ops/tenants\n", ops, st.IngestURL)
 	fmt.Fprintf(stdout, "The API is described by its OpenAPI document (a partner token reads it):\n")
 	fmt.Fprintf(stdout, "  curl -H \"Authorization: Bearer $HERALD_TOKEN\" %s/v1/openapi.json\n", st.IngestURL)
 	fmt.Fprintln(stdout, "Press Ctrl-C to stop everything.")

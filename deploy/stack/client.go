@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -171,4 +172,36 @@ func (c *Client) WaitJob(ctx context.Context, id string, every time.Duration, pr
 		case <-time.After(every):
 		}
 	}
+}
+
+// OpsClient returns a client of the operator API at baseURL (through the
+// edge, as Client): it sends an operator's token, role ops and no tenant.
+func OpsClient(baseURL string, hc *http.Client) (*Client, error) {
+	token, err := MintOpsToken(24 * time.Hour)
+	if err != nil {
+		return nil, err
+	}
+	return &Client{BaseURL: baseURL, Token: token, HTTP: hc}, nil
+}
+
+// EnsureTenant creates tenant id through the operator API, c being an
+// operator's client (OpsClient), unless it exists already: an existing
+// tenant keeps its settings and its state. Herald serves no partner
+// request of a tenant no operator created.
+func (c *Client) EnsureTenant(ctx context.Context, id string) error {
+	var t struct {
+		ID string `json:"id"`
+	}
+	_, err := c.Do(ctx, http.MethodGet, "/v1/ops/tenants/"+id, "", nil, nil, &t)
+	var apiErr *APIError
+	switch {
+	case err == nil:
+		return nil
+	case !errors.As(err, &apiErr) || apiErr.Status != http.StatusNotFound:
+		return fmt.Errorf("look up tenant %s: %w", id, err)
+	}
+	if _, err := c.JSON(ctx, http.MethodPut, "/v1/ops/tenants/"+id, struct{}{}, nil, nil); err != nil {
+		return fmt.Errorf("create tenant %s: %w", id, err)
+	}
+	return nil
 }

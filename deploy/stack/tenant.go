@@ -139,10 +139,18 @@ func (t DemoTenant) rng(stream, i int) *rand.Rand {
 	return rand.New(rand.NewPCG(t.Seed^uint64(stream)<<56, uint64(i)))
 }
 
-// Load creates the tenant through the partner API: profile, catalog,
-// customers, recommendations, suppressions and the "black-friday" template.
-// Uploads are streamed, so a million customers need no memory to speak of.
+// Load creates the tenant through the operator API, unless it exists, and
+// loads it through the partner API: profile, catalog, customers,
+// recommendations, suppressions and the "black-friday" template. Uploads
+// are streamed, so a million customers need no memory to speak of.
 func (t DemoTenant) Load(ctx context.Context, c *Client) error {
+	ops, err := OpsClient(c.BaseURL, c.HTTP)
+	if err != nil {
+		return err
+	}
+	if err := ops.EnsureTenant(ctx, t.ID); err != nil {
+		return err
+	}
 	profile := map[string]string{
 		"name": "Acme Outfitters & Co.", "website_url": "https://shop.acme.example",
 		"logo_url": "https://cdn.acme.example/logo.png", "hero_url": "https://cdn.acme.example/bf-hero.jpg",

@@ -1,9 +1,12 @@
 // Package api is ingest's partner HTTP API: bulk NDJSON uploads of
 // customers, catalog items, recommendations, events and suppressions, and
 // their deletion; versioned templates; jobs and their lifecycle; and the
-// public one-click unsubscribe and provider webhook endpoints. The tenant of every request is the X-Tenant-ID header that the edge
-// sets from the partner's verified token; ingest trusts that header and
-// nothing else, which is safe only because nothing but the edge can reach it.
+// public one-click unsubscribe and provider webhook endpoints; and the
+// operators' tenant administration under /v1/ops/tenants. The tenant of
+// every request is the X-Tenant-ID header that the edge sets from the
+// partner's verified token; ingest trusts that header and nothing else,
+// which is safe only because nothing but the edge can reach it. The tenant
+// must be one an operator created and has not suspended (else 403).
 package api
 
 import (
@@ -166,6 +169,12 @@ func (a *API) Handler() http.Handler {
 	a.handle(mux, "POST /v1/jobs/{id}/cancel", a.jobAction(store.Cancel))
 	a.handle(mux, "POST /v1/jobs/{id}/redrive", a.redriveJob)
 	a.handle(mux, "GET /v1/onsite/{customer}", a.getOnsite)
+	a.handle(mux, "GET /v1/tenant", a.getOwnTenant)
+	a.operator(mux, "GET /v1/ops/tenants", a.listTenants)
+	a.operator(mux, "GET /v1/ops/tenants/{id}", a.getOpsTenant)
+	a.operator(mux, "PUT /v1/ops/tenants/{id}", a.putTenant)
+	a.operator(mux, "POST /v1/ops/tenants/{id}/suspend", a.suspendTenant)
+	a.operator(mux, "POST /v1/ops/tenants/{id}/resume", a.resumeTenant)
 	a.public(mux, "GET /u/{token}", a.unsubscribePage)
 	a.public(mux, "POST /u/{token}", a.unsubscribe)
 	a.public(mux, "POST /v1/webhooks/esp", a.espWebhook)
@@ -231,6 +240,9 @@ func (a *API) handle(mux *http.ServeMux, pattern string, h tenantHandler) {
 			rec.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(wait.Seconds()))))
 			writeError(rec, http.StatusTooManyRequests, "rate_limited",
 				fmt.Sprintf("more than %g requests a second for this tenant; retry after %s", a.limits.TenantRate, wait.Round(time.Millisecond)))
+			return
+		}
+		if !a.resolveTenant(rec, r, tenant) {
 			return
 		}
 		if storableParams(rec, r, params) {

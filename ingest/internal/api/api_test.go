@@ -19,6 +19,7 @@ import (
 	"herald/devtools/testenv"
 	"herald/ingest/internal/api"
 	"herald/ingest/internal/store"
+	"herald/shared/tenantid"
 	"herald/shared/unsubscribe"
 )
 
@@ -45,20 +46,44 @@ func newFixture(t *testing.T, limits api.Limits) *fixture {
 	}
 	a := api.New(store.New(db), slog.New(slog.DiscardHandler), prometheus.NewRegistry(),
 		api.Config{Limits: limits, Unsubscribe: signer, WebhookSecret: webhookSecret})
-	srv := httptest.NewServer(a.Handler())
+	// The tenants most tests use exist from the start, so that a
+	// snapshot taken before their first request counts them already.
+	for _, id := range []string{"acme", "globex", "initech"} {
+		if _, err := db.Exec(context.Background(), `INSERT INTO tenants (id) VALUES ($1)`, id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	srv := httptest.NewServer(withTenants(t, db, a.Handler()))
 	t.Cleanup(srv.Close)
 	return &fixture{t: t, db: db, srv: srv, api: a, client: checkedClient(t)}
 }
 
+// withTenants creates, as an operator would have, the tenant each request
+// names before h serves it: the tests of the partner routes are about
+// those routes, not about tenant administration (tenants_test.go).
+func withTenants(t testing.TB, db *pgxpool.Pool, h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if ids := r.Header.Values(api.TenantHeader); len(ids) == 1 && tenantid.Valid(ids[0]) {
+			if _, err := db.Exec(r.Context(), `INSERT INTO tenants (id) VALUES ($1) ON CONFLICT (id) DO NOTHING`, ids[0]); err != nil {
+				t.Errorf("create tenant %s: %v", ids[0], err)
+			}
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
 // checkedClient returns a client whose every request and answer must be
 // what the OpenAPI document says.
-func checkedClient(t *testing.T) *http.Client {
+func checkedClient(t *testing.T) *http.Client { return checkedClientOver(t, nil) }
+
+// checkedClientOver is checkedClient sending through base.
+func checkedClientOver(t *testing.T, base http.RoundTripper) *http.Client {
 	t.Helper()
 	c, err := openapicheck.New(api.OpenAPI)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &http.Client{Transport: c.Transport(t, nil)}
+	return &http.Client{Transport: c.Transport(t, base)}
 }
 
 type response struct {

@@ -24,7 +24,7 @@ func BenchmarkBulkCustomerUpsert(b *testing.B) {
 	const rows = 100_000
 	db := testenv.DB(b)
 	a := api.New(store.New(db), slog.New(slog.DiscardHandler), prometheus.NewRegistry(), api.Config{Limits: api.DefaultLimits})
-	srv := httptest.NewServer(a.Handler())
+	srv := httptest.NewServer(withTenants(b, db, a.Handler()))
 	defer srv.Close()
 	body := func(batch int) []byte {
 		var buf bytes.Buffer

@@ -50,7 +50,7 @@ func newFeedbackFixture(t *testing.T, softLimit int, states ...string) *feedback
 	}
 	a := api.New(store.New(db), slog.New(slog.DiscardHandler), prometheus.NewRegistry(), api.Config{Limits: api.DefaultLimits,
 		Feedback: api.FeedbackConfig{SNS: sns, SendGrid: sg, SoftBounceLimit: softLimit}})
-	srv := httptest.NewServer(a.Handler())
+	srv := httptest.NewServer(withTenants(t, db, a.Handler()))
 	t.Cleanup(srv.Close)
 	return &feedbackFixture{fixture: &fixture{t: t, db: db, srv: srv, api: a, client: checkedClient(t)}, sns: fake, sendgrid: account,
 		job: ledgerJob(t, db, "acme", states...)}

@@ -71,6 +71,8 @@ func (a *API) createJob(w http.ResponseWriter, r *http.Request, tenant string) {
 func (a *API) createJobError(w http.ResponseWriter, r *http.Request, tenant string, job store.NewJob, err error) {
 	var unknown *store.UnknownCustomersError
 	switch {
+	case tenantRefused(w, tenant, err):
+		// Suspended while the request was in flight.
 	case errors.Is(err, store.ErrUnknownTemplate):
 		writeError(w, http.StatusNotFound, "not_found",
 			fmt.Sprintf("template %q (version %d) does not exist", job.TemplateID, job.TemplateVersion))
@@ -131,6 +133,8 @@ func (a *API) jobAction(action string) tenantHandler {
 			return
 		case errors.As(err, &bad):
 			writeError(w, http.StatusConflict, "invalid_state", bad.Error())
+			return
+		case tenantRefused(w, tenant, err):
 			return
 		case err != nil:
 			a.internalError(w, r, tenant, err)

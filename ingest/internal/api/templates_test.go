@@ -19,7 +19,7 @@ import (
 func (f *fixture) sharing(limits api.Limits) *fixture {
 	f.t.Helper()
 	a := api.New(store.New(f.db), slog.New(slog.DiscardHandler), prometheus.NewRegistry(), api.Config{Limits: limits})
-	srv := httptest.NewServer(a.Handler())
+	srv := httptest.NewServer(withTenants(f.t, f.db, a.Handler()))
 	f.t.Cleanup(srv.Close)
 	return &fixture{t: f.t, db: f.db, srv: srv, api: a, client: checkedClient(f.t)}
 }

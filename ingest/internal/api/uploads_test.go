@@ -17,9 +17,17 @@ import (
 // send makes a request with body as tenant and decodes the JSON answer; a
 // failure to get an answer before ctx ends is reported as status 0.
 func (f *fixture) send(ctx context.Context, method, path, tenant, contentType string, body io.Reader) response {
+	return f.sendWith(ctx, method, path, tenant, contentType, body, nil)
+}
+
+// sendWith is send with more request headers.
+func (f *fixture) sendWith(ctx context.Context, method, path, tenant, contentType string, body io.Reader, header http.Header) response {
 	req, err := http.NewRequestWithContext(ctx, method, f.srv.URL+path, body)
 	if err != nil {
 		return response{}
+	}
+	for k, v := range header {
+		req.Header[k] = v
 	}
 	req.Header.Set(api.TenantHeader, tenant)
 	if contentType != "" {
@@ -54,9 +62,22 @@ type slowUpload struct {
 	done chan response
 }
 
+// The request expects 100-continue: the client sends no byte of the body
+// before ingest's handler asks for it, which it does only once the tenant
+// is looked up and the upload has its slot. So once a write returns, the
+// upload is in progress, however long the lookup took.
 func (f *fixture) startUpload(ctx context.Context, tenant string) slowUpload {
 	u := slowUpload{done: make(chan response, 1)}
-	u.w = f.sendPiped(ctx, "POST", "/v1/customers", tenant, ndjson, u.done)
+	pr, pw := io.Pipe()
+	go func() {
+		// The client waits for its body to end even after ctx does.
+		<-ctx.Done()
+		pw.CloseWithError(ctx.Err())
+	}()
+	go func() {
+		u.done <- f.sendWith(ctx, "POST", "/v1/customers", tenant, ndjson, pr, http.Header{"Expect": {"100-continue"}})
+	}()
+	u.w = pw
 	return u
 }
 
@@ -84,6 +105,11 @@ func TestSlowUploadsHoldNoConnection(t *testing.T) {
 	limits := api.DefaultLimits
 	limits.TenantUploads = 4
 	f := newFixture(t, limits)
+	// The client waits for ingest's 100 Continue as long as the test runs
+	// (see startUpload).
+	base := http.DefaultTransport.(*http.Transport).Clone()
+	base.ExpectContinueTimeout = 10 * time.Minute
+	f.client = checkedClientOver(t, base)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	pool := int(f.db.Config().MaxConns)

@@ -147,6 +147,12 @@ func (s *Store) CreateJob(ctx context.Context, tenant string, j NewJob, respond 
 	origin := cmp.Or(j.Origin, OriginPartner)
 	var out Accepted
 	err = pgdb.InTx(ctx, s.db, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, ensureTenantSQL, tenant); err != nil {
+			return fmt.Errorf("ensure tenant: %w", err)
+		}
+		if err := lockActiveTenant(ctx, tx, tenant); err != nil {
+			return err
+		}
 		// The key is held until this transaction ends: a second request
 		// with it meanwhile is told so rather than queued behind it.
 		var held bool
@@ -184,9 +190,6 @@ func (s *Store) CreateJob(ctx context.Context, tenant string, j NewJob, respond 
 			if len(unknown) > 0 {
 				return &UnknownCustomersError{IDs: unknown}
 			}
-		}
-		if _, err := tx.Exec(ctx, ensureTenantSQL, tenant); err != nil {
-			return fmt.Errorf("ensure tenant: %w", err)
 		}
 		response, err := respond(j.Status())
 		if err != nil {
@@ -368,48 +371,59 @@ func (e *TransitionError) Error() string {
 //
 // Repeating an action is a no-op. An action the state does not allow (resume
 // a cancelled job; pause or cancel a complete one) is a *TransitionError.
+// A suspended tenant's job is not resumed (ErrTenantSuspended).
 func (s *Store) ChangeJob(ctx context.Context, tenant string, id uuid.UUID, action string) error {
 	return pgdb.InTx(ctx, s.db, func(tx pgx.Tx) error {
-		var state string
-		var complete bool
-		err := tx.QueryRow(ctx, lockJobSQL, tenant, id).Scan(&state, &complete)
-		if errors.Is(err, pgx.ErrNoRows) {
-			return ErrNotFound
-		}
-		if err != nil {
-			return fmt.Errorf("lock job: %w", err)
-		}
-		target := map[string]string{Pause: StatePaused, Resume: StateActive, Cancel: StateCancelled}[action]
-		switch {
-		case target == "":
-			return fmt.Errorf("unknown job action %q", action)
-		case state == target:
-			return nil
-		case state == StateCancelled, complete && action != Resume:
-			shown := state
-			if state != StateCancelled {
-				shown = "complete"
-			}
-			return &TransitionError{Action: action, State: shown}
-		case action == Resume && state != StatePaused:
-			return &TransitionError{Action: action, State: state}
-		}
-		if _, err := tx.Exec(ctx, setJobStateSQL, tenant, id, target); err != nil {
-			return fmt.Errorf("set job state: %w", err)
-		}
-		switch action {
-		case Cancel:
-			if _, err := tx.Exec(ctx, cancelPlanningSQL, tenant, id); err != nil {
-				return fmt.Errorf("cancel planning: %w", err)
-			}
-		case Resume:
-			if _, err := tx.Exec(ctx, resumeBatchesSQL, tenant, id); err != nil {
-				return fmt.Errorf("resume batches: %w", err)
-			}
-			if _, err := tx.Exec(ctx, resumePlanningSQL, tenant, id); err != nil {
-				return fmt.Errorf("resume planning: %w", err)
+		if action == Resume {
+			if err := lockActiveTenant(ctx, tx, tenant); err != nil {
+				return err
 			}
 		}
-		return nil
+		return changeJob(ctx, tx, tenant, id, action)
 	})
+}
+
+// changeJob applies action to the job within tx (see ChangeJob).
+func changeJob(ctx context.Context, tx pgx.Tx, tenant string, id uuid.UUID, action string) error {
+	var state string
+	var complete bool
+	err := tx.QueryRow(ctx, lockJobSQL, tenant, id).Scan(&state, &complete)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return ErrNotFound
+	}
+	if err != nil {
+		return fmt.Errorf("lock job: %w", err)
+	}
+	target := map[string]string{Pause: StatePaused, Resume: StateActive, Cancel: StateCancelled}[action]
+	switch {
+	case target == "":
+		return fmt.Errorf("unknown job action %q", action)
+	case state == target:
+		return nil
+	case state == StateCancelled, complete && action != Resume:
+		shown := state
+		if state != StateCancelled {
+			shown = "complete"
+		}
+		return &TransitionError{Action: action, State: shown}
+	case action == Resume && state != StatePaused:
+		return &TransitionError{Action: action, State: state}
+	}
+	if _, err := tx.Exec(ctx, setJobStateSQL, tenant, id, target); err != nil {
+		return fmt.Errorf("set job state: %w", err)
+	}
+	switch action {
+	case Cancel:
+		if _, err := tx.Exec(ctx, cancelPlanningSQL, tenant, id); err != nil {
+			return fmt.Errorf("cancel planning: %w", err)
+		}
+	case Resume:
+		if _, err := tx.Exec(ctx, resumeBatchesSQL, tenant, id); err != nil {
+			return fmt.Errorf("resume batches: %w", err)
+		}
+		if _, err := tx.Exec(ctx, resumePlanningSQL, tenant, id); err != nil {
+			return fmt.Errorf("resume planning: %w", err)
+		}
+	}
+	return nil
 }

@@ -18,6 +18,7 @@ func TestDenialNamesWhatIsMissing(t *testing.T) {
 		{"no token on the partner API", "/v1/jobs", "", "needs a verified token"},
 		{"a partner token on the ops page", "/ops", e.token("k1", "acme"), "needs a token whose role claim is ops"},
 		{"no token on the ops page", "/ops", "", "needs a verified token (Authorization: Bearer …) and a token whose role claim is ops"},
+		{"a partner token on the operator API", "/v1/ops/tenants", e.token("k1", "acme"), "needs a token whose role claim is ops"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			req, _ := http.NewRequest(http.MethodGet, e.url+tc.path, nil)

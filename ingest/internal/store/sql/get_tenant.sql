@@ -1,0 +1,2 @@
+SELECT id, state, send_rate, daily_cap, providers, created_at, updated_at, state_changed_at
+FROM tenants WHERE id = $1

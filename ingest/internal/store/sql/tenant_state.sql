@@ -1,0 +1,1 @@
+SELECT state FROM tenants WHERE id = $1
