@@ -298,32 +298,15 @@ func oneSecret(provider, flag, value, file string) error {
 	return nil
 }
 
-// secret is value, or the content of file read with readFile, without the
-// line end a file usually has. Errors name the file, never its content.
-func secret(value, file string, readFile func(string) ([]byte, error)) (string, error) {
-	if file == "" {
-		return value, nil
-	}
-	b, err := readFile(file)
-	if err != nil {
-		return "", fmt.Errorf("read secret: %w", err)
-	}
-	v := strings.TrimSpace(string(b))
-	if v == "" {
-		return "", fmt.Errorf("read secret: %s is empty", file)
-	}
-	return v, nil
-}
-
 // newSES builds the "ses" provider: credentials from their flags or files,
 // and, with -dkim-domain, Herald's DKIM signature on the raw message SES
 // sends as it is.
 func newSES(cfg settings, readFile func(string) ([]byte, error)) (provider.Sender, error) {
 	var err error
-	if cfg.SES.AccessKeyID, err = secret(cfg.SES.AccessKeyID, cfg.SESKeyIDFile, readFile); err != nil {
+	if cfg.SES.AccessKeyID, err = config.ValueOrFile("ses-access-key-id", cfg.SES.AccessKeyID, cfg.SESKeyIDFile, readFile); err != nil {
 		return nil, fmt.Errorf("ses access key id: %w", err)
 	}
-	if cfg.SES.SecretAccessKey, err = secret(cfg.SES.SecretAccessKey, cfg.SESSecretFile, readFile); err != nil {
+	if cfg.SES.SecretAccessKey, err = config.ValueOrFile("ses-secret-access-key", cfg.SES.SecretAccessKey, cfg.SESSecretFile, readFile); err != nil {
 		return nil, fmt.Errorf("ses secret access key: %w", err)
 	}
 	ses, err := sesout.New(cfg.SES)
@@ -348,7 +331,7 @@ func newSES(cfg settings, readFile func(string) ([]byte, error)) (provider.Sende
 // for the domain authenticated in its account.
 func newSendGrid(cfg settings, readFile func(string) ([]byte, error)) (provider.Sender, error) {
 	var err error
-	if cfg.SendGrid.APIKey, err = secret(cfg.SendGrid.APIKey, cfg.SendGridFile, readFile); err != nil {
+	if cfg.SendGrid.APIKey, err = config.ValueOrFile("sendgrid-key", cfg.SendGrid.APIKey, cfg.SendGridFile, readFile); err != nil {
 		return nil, fmt.Errorf("sendgrid key: %w", err)
 	}
 	return sendgridout.New(cfg.SendGrid)
@@ -357,11 +340,8 @@ func newSendGrid(cfg settings, readFile func(string) ([]byte, error)) (provider.
 // newAds builds the ad channel's Meta client, its access token from
 // -ads-token (or the environment) or -ads-token-file.
 func newAds(cfg settings, readFile func(string) ([]byte, error)) (*adsout.Client, error) {
-	if cfg.Ads.AccessToken != "" && cfg.AdsTokenFile != "" {
-		return nil, errors.New("-ads-account is set: give -ads-token or -ads-token-file, not both")
-	}
 	var err error
-	if cfg.Ads.AccessToken, err = secret(cfg.Ads.AccessToken, cfg.AdsTokenFile, readFile); err != nil {
+	if cfg.Ads.AccessToken, err = config.ValueOrFile("ads-token", cfg.Ads.AccessToken, cfg.AdsTokenFile, readFile); err != nil {
 		return nil, fmt.Errorf("ads token: %w", err)
 	}
 	return adsout.New(cfg.Ads)

@@ -192,16 +192,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 // inboundReturnPath reads the SMTP receiver's settings: the return path
 // whose addresses it takes reports for, or nil when it is off.
 func inboundReturnPath(s inboundSettings, readFile func(string) ([]byte, error)) (*event.ReturnPath, error) {
-	secret := s.VERPSecret
-	switch {
-	case secret != "" && s.VERPSecretFile != "":
-		return nil, errors.New("give -smtp-verp-secret or -smtp-verp-secret-file, not both")
-	case s.VERPSecretFile != "":
-		b, err := readFile(s.VERPSecretFile)
-		if err != nil {
-			return nil, fmt.Errorf("-smtp-verp-secret-file: %w", err)
-		}
-		secret = strings.TrimRight(string(b), "\r\n")
+	secret, err := config.ValueOrFile("smtp-verp-secret", s.VERPSecret, s.VERPSecretFile, readFile)
+	if err != nil {
+		return nil, err
 	}
 	if s.Addr == "" {
 		if s.ReturnDomain != "" || secret != "" {
@@ -307,16 +300,9 @@ func feedbackConfig(s feedbackSettings) (api.FeedbackConfig, error) {
 		}
 		out.SNS = sns
 	}
-	key := s.SendGridKey
-	switch {
-	case key != "" && s.SendGridKeyFile != "":
-		errs = append(errs, errors.New("give -sendgrid-public-key or -sendgrid-public-key-file, not both"))
-	case s.SendGridKeyFile != "":
-		b, err := os.ReadFile(s.SendGridKeyFile)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("-sendgrid-public-key-file: %w", err))
-		}
-		key = string(b)
+	key, err := config.ValueOrFile("sendgrid-public-key", s.SendGridKey, s.SendGridKeyFile, os.ReadFile)
+	if err != nil {
+		errs = append(errs, err)
 	}
 	if key != "" {
 		sg, err := feedback.NewSendGrid(key, 0, nil)

@@ -153,3 +153,25 @@ func (s *Set) LogValue() slog.Value {
 	sort.Slice(attrs, func(i, j int) bool { return attrs[i].Key < attrs[j].Key })
 	return slog.GroupValue(attrs...)
 }
+
+// ValueOrFile is a secret given either as a value (its flag or environment
+// variable) or as a file (a mounted Secret), never both: the value, or the
+// file's content without the line end an editor or echo leaves. flag names
+// the setting in errors (-flag and -flag-file); no error holds the secret.
+func ValueOrFile(flag, value, file string, readFile func(string) ([]byte, error)) (string, error) {
+	switch {
+	case file == "":
+		return value, nil
+	case value != "":
+		return "", fmt.Errorf("give -%s or -%s-file, not both", flag, flag)
+	}
+	b, err := readFile(file)
+	if err != nil {
+		return "", fmt.Errorf("read -%s-file: %w", flag, err)
+	}
+	v := strings.TrimRight(string(b), "\r\n")
+	if v == "" {
+		return "", fmt.Errorf("-%s-file %s is empty", flag, file)
+	}
+	return v, nil
+}
